@@ -18,7 +18,8 @@
 //!
 //! Handlers may return anything that implements [`IntoResponse`]: a [`Response`], a
 //! `String` or `&'static str` (200, `text/plain`), or a `Result` whose two sides
-//! implement it, so `?` works with [`Response`] as the error type.
+//! implement it. [`Result`] (= `Result<Response, Error>`) lets `?` turn any
+//! `std::error::Error` into a `500` response.
 
 use crate::form;
 use serde::Serialize;
@@ -302,6 +303,85 @@ impl Response {
     }
 }
 
+/// An error that a handler returns with `?`: it becomes a response with a status
+/// code and a text body.
+///
+/// Any `std::error::Error` (a [`kv::Error`](crate::kv::Error), a
+/// `serde_json::Error`, ...) converts into a `500 Internal Server Error`; use
+/// [`Error::new`] or [`Error::bad_request`] for other statuses.
+///
+/// ```no_run
+/// use gust_sdk::http::{self, Request, Response};
+///
+/// #[gust_sdk::http]
+/// fn handle(req: Request) -> http::Result {
+///     #[derive(serde::Deserialize)]
+///     struct Input { n: u64 }
+///     let input: Input = req.json().map_err(|e| http::Error::bad_request(e.to_string()))?;
+///     let total = gust_sdk::kv::Store::open("counter")?.increment("total", input.n)?;
+///     Ok(Response::json(&total))
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    status: u16,
+    message: String,
+}
+
+impl Error {
+    /// An error answered with `status` and `message` as text body.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Error { status, message: message.into() }
+    }
+
+    /// `400 Bad Request` with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    /// `404 Not Found`.
+    pub fn not_found() -> Self {
+        Self::new(404, "not found")
+    }
+
+    /// `500 Internal Server Error` with `message`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, message)
+    }
+
+    /// The status code sent.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The message sent as body.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for Error {
+    /// `500 Internal Server Error` with the error's message.
+    fn from(e: E) -> Self {
+        Error::internal(e.to_string())
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        Response::text(self.status, self.message)
+    }
+}
+
+/// What most handlers return: a response, or an [`Error`] that becomes one.
+pub type Result<T = Response, E = Error> = std::result::Result<T, E>;
+
 /// Anything an HTTP handler may return.
 pub trait IntoResponse {
     /// Converts `self` into the response sent to the client.
@@ -335,7 +415,7 @@ impl IntoResponse for () {
     }
 }
 
-impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
+impl<T: IntoResponse, E: IntoResponse> IntoResponse for std::result::Result<T, E> {
     fn into_response(self) -> Response {
         match self {
             Ok(ok) => ok.into_response(),
@@ -382,7 +462,7 @@ pub mod glue {
         }
     }
 
-    fn read_request(incoming: IncomingRequest) -> Result<Request, String> {
+    fn read_request(incoming: IncomingRequest) -> std::result::Result<Request, String> {
         let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".to_owned());
         let mut request = Request::new(&method_name(incoming.method()), &path_with_query);
         {
@@ -396,7 +476,7 @@ pub mod glue {
     }
 
     /// Reads the whole body, chunk by chunk, until the stream is closed.
-    fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, String> {
+    fn read_body(incoming: &IncomingRequest) -> std::result::Result<Vec<u8>, String> {
         let Ok(body) = incoming.consume() else {
             return Err("the request body was already consumed".to_owned());
         };
@@ -531,5 +611,10 @@ mod tests {
         assert_eq!(().into_response().status_code(), 204);
         let err: Result<Response, Response> = Err(Response::not_found());
         assert_eq!(err.into_response().status_code(), 404);
+        let err: Result = Err("x".parse::<u8>().unwrap_err().into());
+        let r = err.into_response();
+        assert_eq!(r.status_code(), 500);
+        assert_eq!(r.body(), b"invalid digit found in string");
+        assert_eq!(Error::bad_request("no").into_response(), Response::text(400, "no"));
     }
 }

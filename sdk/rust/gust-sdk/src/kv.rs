@@ -60,13 +60,6 @@ impl From<wit::Error> for Error {
     }
 }
 
-impl crate::http::IntoResponse for Error {
-    /// `500 Internal Server Error` with the error as text.
-    fn into_response(self) -> crate::http::Response {
-        crate::http::Response::internal_error(self.to_string())
-    }
-}
-
 /// An open key-value store (a `wasi:keyvalue` bucket).
 #[derive(Debug)]
 pub struct Store {

@@ -41,13 +41,6 @@ impl From<wit::Error> for Error {
     }
 }
 
-impl crate::http::IntoResponse for Error {
-    /// `500 Internal Server Error` with the error as text.
-    fn into_response(self) -> crate::http::Response {
-        crate::http::Response::internal_error(self.to_string())
-    }
-}
-
 /// The value of variable `name`, or `None` when it has no value.
 pub fn get(name: &str) -> Result<Option<String>, Error> {
     Ok(wit::get(name)?)
