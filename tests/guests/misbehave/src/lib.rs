@@ -1,0 +1,133 @@
+//! A Gust HTTP function that misbehaves on demand, for the host's end-to-end tests.
+//!
+//! It dispatches on the LAST segment of the request path (any route works,
+//! e.g. `/t/{action}` or `/misbehave/loop`):
+//!
+//! | segment     | behaviour |
+//! |-------------|-----------|
+//! | `ok`        | 200 `ok` |
+//! | `echo`      | 200 JSON `{method, path, query, params, body, route, function}` |
+//! | `trap`      | `panic!("boom")` (a trap) |
+//! | `loop`      | spins the CPU forever without calling the host (epoch interruption) |
+//! | `oom`       | allocates and touches 1 MiB chunks forever (memory limit) |
+//! | `stack`     | unbounded recursion (stack overflow) |
+//! | `kv`        | increments `hits` in binding `store`, returns the new value |
+//! | `kv-denied` | opens undeclared store `not-declared`: 200 `denied` on access-denied, else 500 |
+//! | `var`       | 200 with the value of variable `?name=` (404 when unset) |
+//! | `log`       | logs `hello from guest` at info and warn, 200 `logged` |
+//! | `big`       | 200 with a 1 MiB body of `x` |
+//! | `slow`      | busy-spins `?ms=` milliseconds on the monotonic clock, 200 `done` |
+//!
+//! Anything else is a 404 listing the actions.
+
+use gust_sdk::http::{self, Request, Response};
+use gust_sdk::wasi::clocks::monotonic_clock;
+use gust_sdk::{kv, log, serde_json, variables};
+use std::hint::black_box;
+
+#[gust_sdk::http]
+fn handle(req: Request) -> http::Result {
+    let action = req.path().rsplit('/').next().unwrap_or("");
+    match action {
+        "ok" => Ok(Response::ok("ok")),
+        "echo" => Ok(echo(&req)),
+        "trap" => panic!("boom"),
+        "loop" => spin_forever(),
+        "oom" => exhaust_memory(),
+        "stack" => Ok(Response::ok(recurse(black_box(0)).to_string())),
+        "kv" => {
+            let hits = kv::Store::open("store")?.increment("hits", 1)?;
+            Ok(Response::ok(hits.to_string()))
+        }
+        "kv-denied" => Ok(match kv::Store::open("not-declared") {
+            Err(kv::Error::AccessDenied) => Response::ok("denied"),
+            Err(other) => Response::internal_error(format!("expected access-denied, got: {other}")),
+            Ok(_) => Response::internal_error("expected access-denied, but the store opened"),
+        }),
+        "var" => {
+            let name = req.query("name").ok_or_else(|| http::Error::bad_request("missing ?name="))?;
+            Ok(match variables::get(name)? {
+                Some(value) => Response::ok(value),
+                None => Response::text(404, format!("variable {name:?} is not set")),
+            })
+        }
+        "log" => {
+            log::info("hello from guest");
+            log::warn("hello from guest");
+            Ok(Response::ok("logged"))
+        }
+        "big" => Ok(Response::ok("x".repeat(1 << 20))),
+        "slow" => {
+            let ms: u64 = req
+                .query("ms")
+                .unwrap_or("100")
+                .parse()
+                .map_err(|_| http::Error::bad_request("?ms= must be a number"))?;
+            busy_wait(ms);
+            Ok(Response::ok("done"))
+        }
+        _ => Ok(Response::text(
+            404,
+            "unknown action; try ok echo trap loop oom stack kv kv-denied var log big slow",
+        )),
+    }
+}
+
+/// Everything the function saw, as JSON.
+fn echo(req: &Request) -> Response {
+    let pairs = |pairs: &[(String, String)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    Response::json(&serde_json::json!({
+        "method": req.method(),
+        "path": req.path(),
+        "query": pairs(req.query_pairs()),
+        "params": pairs(req.params()),
+        "body": String::from_utf8_lossy(req.body()),
+        "route": req.route(),
+        "function": req.function_name(),
+        "headers": {
+            "x-gust-route": req.header("x-gust-route"),
+            "x-gust-function": req.header("x-gust-function"),
+        },
+    }))
+}
+
+/// Pure CPU work that never calls the host and is never optimised away.
+fn spin_forever() -> ! {
+    let mut x: u64 = 0;
+    loop {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+/// Keeps every 1 MiB chunk alive and writes to each page of it.
+fn exhaust_memory() -> ! {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        for i in (0..chunk.len()).step_by(4096) {
+            chunk[i] = 1;
+        }
+        chunks.push(black_box(chunk));
+        black_box(&chunks);
+    }
+}
+
+/// Recursion without a base case; `black_box` keeps each frame on the stack.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    recurse(black_box(depth + 1)).wrapping_add(frame[black_box(7)])
+}
+
+/// Busy-waits `ms` milliseconds by polling the monotonic clock (no sleeping).
+fn busy_wait(ms: u64) {
+    let deadline = monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000));
+    while monotonic_clock::now() < deadline {
+        black_box(0);
+    }
+}
