@@ -179,13 +179,19 @@ impl EventError {
     /// A failure that may succeed later: the event is delivered again under the
     /// function's retry policy (then dead-lettered when attempts run out).
     pub fn retryable(message: impl Into<String>) -> Self {
-        EventError { message: message.into(), retryable: true }
+        EventError {
+            message: message.into(),
+            retryable: true,
+        }
     }
 
     /// A failure that will never succeed: the event goes straight to the
     /// dead-letter destination.
     pub fn fatal(message: impl Into<String>) -> Self {
-        EventError { message: message.into(), retryable: false }
+        EventError {
+            message: message.into(),
+            retryable: false,
+        }
     }
 
     /// The message recorded in the logs and the dead-letter record.
@@ -216,8 +222,8 @@ impl<E: std::error::Error> From<E> for EventError {
 /// by the code that `#[gust_sdk::event]` generates.
 #[doc(hidden)]
 pub mod glue {
-    pub use crate::__wit::exports::gust::function::event_handler::Guest;
     use super::{Event, EventError};
+    pub use crate::__wit::exports::gust::function::event_handler::Guest;
     use crate::__wit::gust::function::types as wit;
 
     /// Converts the event, runs `handler` and converts its result.
@@ -277,7 +283,10 @@ mod tests {
             extensions: vec![],
             attempt: 2,
         };
-        let err = glue::handle(ev, |e| Err(EventError::fatal(format!("attempt {}", e.attempt())))).unwrap_err();
+        let err = glue::handle(ev, |e| {
+            Err(EventError::fatal(format!("attempt {}", e.attempt())))
+        })
+        .unwrap_err();
         assert_eq!(err.message, "attempt 2");
         assert!(!err.retryable);
     }

@@ -1,6 +1,6 @@
 //! HTTP functions: the [`Request`] a function receives and the [`Response`] it returns.
 //!
-//! An HTTP function is a plain Rust function marked with [`#[gust_sdk::http]`](crate::http):
+//! An HTTP function is a plain Rust function marked with [`#[gust_sdk::http]`](macro@crate::http):
 //!
 //! ```no_run
 //! use gust_sdk::http::{Request, Response};
@@ -66,7 +66,11 @@ impl Request {
         };
         Request {
             method: method.to_ascii_uppercase(),
-            path: if path.is_empty() { "/".to_owned() } else { path.to_owned() },
+            path: if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path.to_owned()
+            },
             query: query.to_owned(),
             query_pairs: form::parse(query),
             params: Vec::new(),
@@ -212,7 +216,10 @@ impl Response {
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         Response {
             status,
-            headers: vec![("content-type".to_owned(), "text/plain; charset=utf-8".to_owned())],
+            headers: vec![(
+                "content-type".to_owned(),
+                "text/plain; charset=utf-8".to_owned(),
+            )],
             body: body.into().into_bytes(),
         }
     }
@@ -228,13 +235,20 @@ impl Response {
                 headers: vec![("content-type".to_owned(), "application/json".to_owned())],
                 body,
             },
-            Err(e) => Self::text(500, format!("could not serialize the response as JSON: {e}")),
+            Err(e) => Self::text(
+                500,
+                format!("could not serialize the response as JSON: {e}"),
+            ),
         }
     }
 
     /// A response with the given status, no headers and an empty body.
     pub fn status(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// `404 Not Found` with a short text body.
@@ -331,7 +345,10 @@ pub struct Error {
 impl Error {
     /// An error answered with `status` and `message` as text body.
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Error { status, message: message.into() }
+        Error {
+            status,
+            message: message.into(),
+        }
     }
 
     /// `400 Bad Request` with `message`.
@@ -500,7 +517,11 @@ pub mod glue {
 
     /// Sends `response`, writing its body in chunks of at most `WRITE_CHUNK` bytes.
     fn send_response(out: ResponseOutparam, response: Response) {
-        let Response { status, headers, body } = response;
+        let Response {
+            status,
+            headers,
+            body,
+        } = response;
         let fields = Fields::new();
         let mut has_length = false;
         for (name, value) in &headers {
@@ -521,7 +542,9 @@ pub mod glue {
         let outgoing_body = outgoing.body().expect("the response body is taken once");
         ResponseOutparam::set(out, Ok(outgoing));
         if !bodiless {
-            let stream = outgoing_body.write().expect("the body stream is taken once");
+            let stream = outgoing_body
+                .write()
+                .expect("the body stream is taken once");
             for chunk in body.chunks(WRITE_CHUNK) {
                 if let Err(e) = stream.blocking_write_and_flush(chunk) {
                     eprintln!("gust-sdk: could not write the response body: {e:?}");
@@ -578,7 +601,12 @@ mod tests {
         let req = Request::new("POST", "/").with_body(r#"{"n":3}"#);
         assert_eq!(req.text().unwrap(), r#"{"n":3}"#);
         assert_eq!(req.json::<In>().unwrap(), In { n: 3 });
-        assert!(Request::new("POST", "/").with_body(vec![0xff]).text().is_err());
+        assert!(
+            Request::new("POST", "/")
+                .with_body(vec![0xff])
+                .text()
+                .is_err()
+        );
     }
 
     #[test]
@@ -615,6 +643,9 @@ mod tests {
         let r = err.into_response();
         assert_eq!(r.status_code(), 500);
         assert_eq!(r.body(), b"invalid digit found in string");
-        assert_eq!(Error::bad_request("no").into_response(), Response::text(400, "no"));
+        assert_eq!(
+            Error::bad_request("no").into_response(),
+            Response::text(400, "no")
+        );
     }
 }

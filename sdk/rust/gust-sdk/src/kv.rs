@@ -39,9 +39,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NoSuchStore => f.write_str("no such key-value store"),
-            Error::AccessDenied => {
-                f.write_str("access denied to key-value store (is the binding declared in gust.toml?)")
-            }
+            Error::AccessDenied => f.write_str(
+                "access denied to key-value store (is the binding declared in gust.toml?)",
+            ),
             Error::Other(message) => write!(f, "key-value error: {message}"),
             Error::Json(message) => write!(f, "key-value JSON error: {message}"),
         }
@@ -60,6 +60,9 @@ impl From<wit::Error> for Error {
     }
 }
 
+/// A key and its value, as in [`Store::get_many`] and [`Store::set_many`].
+pub type Entry = (String, Vec<u8>);
+
 /// An open key-value store (a `wasi:keyvalue` bucket).
 #[derive(Debug)]
 pub struct Store {
@@ -69,7 +72,9 @@ pub struct Store {
 impl Store {
     /// Opens the store bound to `binding` in `gust.toml`.
     pub fn open(binding: &str) -> Result<Store, Error> {
-        Ok(Store { bucket: wit::open(binding)? })
+        Ok(Store {
+            bucket: wit::open(binding)?,
+        })
     }
 
     /// The value of `key`, or `None` when it is not set.
@@ -79,9 +84,10 @@ impl Store {
 
     /// The value of `key` as UTF-8 text (invalid UTF-8 is replaced with U+FFFD).
     pub fn get_string(&self, key: &str) -> Result<Option<String>, Error> {
-        Ok(self
-            .get(key)?
-            .map(|v| String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())))
+        Ok(self.get(key)?.map(|v| {
+            String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }))
     }
 
     /// Sets `key` to `value`, replacing any previous value.
@@ -131,18 +137,19 @@ impl Store {
 
     /// Sets `key` to `value` serialized as JSON.
     pub fn set_json<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(value).map_err(|e| Error::Json(format!("value of {key:?}: {e}")))?;
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| Error::Json(format!("value of {key:?}: {e}")))?;
         self.set(key, bytes)
     }
 
     /// Many keys in one call: one entry per key in `keys`, in order, `Some((key,
     /// value))` when it is set and `None` when it is not.
-    pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>, Error> {
+    pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, Error> {
         Ok(batch::get_many(&self.bucket, keys)?)
     }
 
     /// Sets many keys in one call.
-    pub fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), Error> {
+    pub fn set_many(&self, entries: &[Entry]) -> Result<(), Error> {
         Ok(batch::set_many(&self.bucket, entries)?)
     }
 

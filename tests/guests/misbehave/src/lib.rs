@@ -45,7 +45,9 @@ fn handle(req: Request) -> http::Result {
             Ok(_) => Response::internal_error("expected access-denied, but the store opened"),
         }),
         "var" => {
-            let name = req.query("name").ok_or_else(|| http::Error::bad_request("missing ?name="))?;
+            let name = req
+                .query("name")
+                .ok_or_else(|| http::Error::bad_request("missing ?name="))?;
             Ok(match variables::get(name)? {
                 Some(value) => Response::ok(value),
                 None => Response::text(404, format!("variable {name:?} is not set")),

@@ -15,7 +15,10 @@ impl wasip2::exports::http::incoming_handler::Guest for RawHandler {
 
         let headers = Fields::from_list(&[
             ("content-type".to_owned(), b"text/plain".to_vec()),
-            ("content-length".to_owned(), body.len().to_string().into_bytes()),
+            (
+                "content-length".to_owned(),
+                body.len().to_string().into_bytes(),
+            ),
         ])
         .expect("valid headers");
         let response = OutgoingResponse::new(headers);
