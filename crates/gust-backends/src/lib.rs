@@ -1,0 +1,15 @@
+//! Resources that functions use through bindings, behind traits.
+//!
+//! Triggers and the runtime see only the traits in this crate ([`KeyValue`],
+//! [`KeyValueProvider`], ...). Each backend is a module: [`embedded`] keeps
+//! everything on disk in the app's `.gust/` folder with no service to install.
+
+pub mod embedded;
+mod error;
+mod kv;
+
+pub use error::BackendError;
+pub use kv::{KeyValue, KeyValueProvider, KeyPage};
+
+/// Result type of every backend call.
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;

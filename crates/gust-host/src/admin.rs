@@ -1,0 +1,266 @@
+//! The admin API under `/_gust/`: what the CLI and the console use, and
+//! nothing else. Every route but `health` and `openapi.json` needs the admin
+//! key (header `x-gust-key` or `Authorization: Bearer <key>`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::json;
+
+use crate::body::{self, Body};
+use crate::dispatch;
+use crate::host::Host;
+use gust_manifest::Trigger;
+use gust_triggers::http::{RouteMatch, constant_time_eq, percent_decode};
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Most log lines returned without `follow`.
+const MAX_TAIL: usize = 10_000;
+
+/// Handles a request whose path starts with `/_gust/`.
+pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/_gust/health") => return body::json(StatusCode::OK, &json!({ "status": "ok" })),
+        (&Method::GET, "/_gust/openapi.json") => {
+            let mut r = Response::new(body::full(OPENAPI));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
+            return r;
+        }
+        _ => {}
+    }
+    if !is_admin(&host, &req) {
+        return body::error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin API needs the admin key (header x-gust-key; `gust keys` prints it)",
+        );
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let segments: Vec<&str> = path.trim_start_matches("/_gust/").split('/').collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["app"]) => app_info(&host),
+        (&Method::GET, ["functions"]) => functions(&host),
+        (&Method::POST, ["functions", name, "invoke"]) => {
+            invoke(&host, name, &query, req).await
+        }
+        (&Method::GET, ["logs"]) => logs(&host, &query),
+        (&Method::POST, ["reload"]) => match host.reload().await {
+            Ok(()) => body::json(StatusCode::OK, &json!({ "reloaded": true })),
+            Err(e) => body::error(StatusCode::UNPROCESSABLE_ENTITY, "reload-failed", format!("{e:#}")),
+        },
+        _ => body::error(StatusCode::NOT_FOUND, "not-found", format!("no admin route {method} {path}")),
+    }
+}
+
+fn is_admin(host: &Host, req: &Request<Incoming>) -> bool {
+    let admin = &host.current().keys.admin;
+    let header_key = req.headers().get("x-gust-key").and_then(|v| v.to_str().ok());
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    header_key.or(bearer).is_some_and(|k| constant_time_eq(k, admin))
+}
+
+fn app_info(host: &Host) -> Response<Body> {
+    let app = host.current();
+    body::json(
+        StatusCode::OK,
+        &json!({
+            "name": app.app.name,
+            "dir": app.app.dir,
+            "url": host.url(),
+            "functions": app.app.functions.len(),
+            "pooling": host.runtime().pooling(),
+        }),
+    )
+}
+
+fn functions(host: &Host) -> Response<Body> {
+    let app = host.current();
+    let list: Vec<serde_json::Value> = app
+        .app
+        .functions
+        .iter()
+        .map(|f| {
+            let loaded = app.functions.get(&f.name);
+            let trigger = match &f.trigger {
+                Trigger::Http(h) => json!({
+                    "kind": "http",
+                    "route": h.route,
+                    "url": format!("{}{}", host.url(), h.route),
+                    "methods": h.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                    "auth": h.auth.as_str(),
+                }),
+                Trigger::Event { kind, .. } => json!({ "kind": kind.as_str() }),
+            };
+            json!({
+                "name": f.name,
+                "trigger": trigger,
+                "active": loaded.is_some(),
+                "component": loaded.map(|l| l.component.display().to_string()),
+                "bindings": f.bindings.iter().map(|(name, b)| json!({
+                    "name": name, "kind": b.kind.as_str(), "resource": b.resource,
+                })).collect::<Vec<_>>(),
+                "limits": {
+                    "memory": f.limits.memory,
+                    "timeout_ms": f.limits.timeout.as_millis() as u64,
+                    "concurrency": f.limits.concurrency,
+                    "max_body": f.limits.max_body,
+                },
+                "stats": loaded.map(|l| json!({
+                    "invocations": l.stats.invocations.load(Ordering::Relaxed),
+                    "failures": l.stats.failures.load(Ordering::Relaxed),
+                    "rejected": l.stats.rejected.load(Ordering::Relaxed),
+                    "running": f.limits.concurrency as usize - l.permits.available_permits(),
+                })),
+            })
+        })
+        .collect();
+    body::json(StatusCode::OK, &json!(list))
+}
+
+/// Runs a function as if called over HTTP, without needing its key.
+/// Query: `method` (default: the route's first method, else POST with a body
+/// and GET without) and `path` (default: the route, with `{params}` left in).
+async fn invoke(host: &Host, name: &str, query: &str, req: Request<Incoming>) -> Response<Body> {
+    let app = host.current();
+    let Some(function) = app.app.function(name) else {
+        return body::error(StatusCode::NOT_FOUND, "no-such-function", format!("no function named `{name}`"));
+    };
+    let Trigger::Http(http_trigger) = &function.trigger else {
+        return body::error(
+            StatusCode::NOT_IMPLEMENTED,
+            "not-http",
+            format!("`{name}` is not an HTTP function; invoking event functions is not supported yet"),
+        );
+    };
+    let params: Vec<(String, String)> = form_pairs(query);
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let data = match req.into_body().collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => return body::error(StatusCode::BAD_REQUEST, "bad-body", e),
+    };
+    let method = match get("method") {
+        Some(m) => match m.to_ascii_uppercase().parse::<Method>() {
+            Ok(m) => m,
+            Err(_) => return body::error(StatusCode::BAD_REQUEST, "bad-method", format!("`{m}` is not a method")),
+        },
+        None => http_trigger.methods.first().cloned().unwrap_or(if data.is_empty() {
+            Method::GET
+        } else {
+            Method::POST
+        }),
+    };
+    let path = get("path").unwrap_or_else(|| http_trigger.route.clone());
+    let route_path = path.split('?').next().unwrap_or("/").to_string();
+    let route_params = match app.router.route(&method, &route_path) {
+        RouteMatch::Found { entry, params } if entry.function == name => params,
+        _ => Vec::new(),
+    };
+    let Ok(request) = Request::builder()
+        .method(method)
+        .uri(&path)
+        .header(header::HOST, host.authority())
+        .header("x-gust-invoke", "cli")
+        .body(Full::new(data))
+    else {
+        return body::error(StatusCode::BAD_REQUEST, "bad-path", format!("`{path}` is not a valid path"));
+    };
+    dispatch::invoke(&app, name, &http_trigger.route, &route_params, request).await
+}
+
+fn logs(host: &Host, query: &str) -> Response<Body> {
+    let params = form_pairs(query);
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let function = get("function").filter(|f| !f.is_empty());
+    let tail = get("tail").and_then(|t| t.parse().ok()).unwrap_or(100).min(MAX_TAIL);
+    let follow = get("follow").is_some_and(|f| f == "true" || f == "1");
+    let logs = host.logs();
+    let backlog: String = logs
+        .recent(function.as_deref(), tail)
+        .iter()
+        .map(|l| l.render() + "\n")
+        .collect();
+    let mut response = if follow {
+        let receiver = tokio_stream_of(logs.subscribe(), function);
+        let first = futures::stream::once(async move { Ok(Frame::data(Bytes::from(backlog))) });
+        Response::new(BodyExt::boxed_unsync(StreamBody::new(first.chain(receiver))))
+    } else {
+        Response::new(body::full(backlog))
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("static"));
+    response
+}
+
+type FrameResult = Result<Frame<Bytes>, body::BoxError>;
+
+fn tokio_stream_of(
+    receiver: tokio::sync::broadcast::Receiver<crate::logs::LogLine>,
+    function: Option<String>,
+) -> impl futures::Stream<Item = FrameResult> + Send + 'static {
+    futures::stream::unfold((receiver, function), |(mut rx, function)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => {
+                    if function.as_deref().is_none_or(|f| f == line.function) {
+                        let frame = Frame::data(Bytes::from(line.render() + "\n"));
+                        return Some((Ok(frame), (rx, function)));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let frame = Frame::data(Bytes::from(format!("... {n} lines skipped ...\n")));
+                    return Some((Ok(frame), (rx, function)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// Decodes `a=1&b=x%20y` (also `+` as space).
+pub fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    percent_decode(&s.replace('+', " "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_form_pairs() {
+        assert_eq!(
+            form_pairs("path=%2Fhello%3Fname%3DAda&method=get&x"),
+            vec![
+                ("path".to_string(), "/hello?name=Ada".to_string()),
+                ("method".to_string(), "get".to_string()),
+                ("x".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(decode("a+b%zz%4"), "a b%zz%4");
+    }
+}

@@ -1,0 +1,163 @@
+//! A running host: one app, its runtime, logs, storage, and reload.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use gust_backends::embedded::EmbeddedKv;
+use gust_manifest::App;
+use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
+
+use crate::app::{FunctionStats, LoadContext, LoadedApp};
+use crate::builder::{QuietProgress, build_app};
+use crate::keys;
+use crate::logs::LogHub;
+
+/// How to run a host.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The app folder.
+    pub app_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Watch sources and hot-reload on change.
+    pub watch: bool,
+    /// Reuse instances between requests (faster; state can leak between
+    /// requests of the same function).
+    pub reuse_instances: bool,
+    /// Use the pooling allocator when the machine allows it.
+    pub pooling: bool,
+    /// Print function log lines to stderr too.
+    pub echo_logs: bool,
+}
+
+/// The state of a running host, shared by every connection.
+pub struct Host {
+    options: HostOptions,
+    addr: SocketAddr,
+    runtime: Runtime,
+    logs: Arc<LogHub>,
+    kv: EmbeddedKv,
+    current: ArcSwap<LoadedApp>,
+    stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Host {
+    /// Starts serving `app` with the given built components; `addr` is the
+    /// address the listener is bound to.
+    pub fn start(
+        options: HostOptions,
+        addr: SocketAddr,
+        app: App,
+        components: &BTreeMap<String, PathBuf>,
+    ) -> Result<Arc<Self>> {
+        let state = app.state_dir();
+        let runtime = Runtime::new(RuntimeOptions {
+            pooling: options.pooling,
+            ..RuntimeOptions::default()
+        })?;
+        let logs = Arc::new(LogHub::new(&state.join("logs"), options.echo_logs));
+        let kv = EmbeddedKv::open(&state.join("data").join("kv.redb"))
+            .context("cannot open the embedded key-value store")?;
+        let mut stats = HashMap::new();
+        let keys = keys::load_or_create(&app)?;
+        let loaded = LoadedApp::load(
+            app,
+            components,
+            keys,
+            LoadContext {
+                runtime: &runtime,
+                kv: &kv,
+                logs: logs.clone(),
+                stats: &mut stats,
+                reuse_instances: options.reuse_instances,
+            },
+        )?;
+        Ok(Arc::new(Self {
+            options,
+            addr,
+            runtime,
+            logs,
+            kv,
+            current: ArcSwap::from_pointee(loaded),
+            stats: Mutex::new(stats),
+            reloading: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The app as currently loaded. In-flight requests keep the version they
+    /// started with, so a reload never drops them.
+    pub fn current(&self) -> Arc<LoadedApp> {
+        self.current.load_full()
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The log hub.
+    pub fn logs(&self) -> &LogHub {
+        &self.logs
+    }
+
+    /// The options the host runs with.
+    pub fn options(&self) -> &HostOptions {
+        &self.options
+    }
+
+    /// Re-reads the manifest, rebuilds changed functions and swaps the new
+    /// app in. On any error the running app stays as it is.
+    pub async fn reload(&self) -> Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let dir = self.options.app_dir.clone();
+        let result = tokio::task::block_in_place(|| -> Result<LoadedApp> {
+            let app = gust_manifest::load_app(&dir)?;
+            let components = build_app(&app, &QuietProgress)?;
+            let keys = keys::load_or_create(&app)?;
+            let mut stats = self.stats.lock().expect("stats lock");
+            LoadedApp::load(
+                app,
+                &components,
+                keys,
+                LoadContext {
+                    runtime: &self.runtime,
+                    kv: &self.kv,
+                    logs: self.logs.clone(),
+                    stats: &mut stats,
+                    reuse_instances: self.options.reuse_instances,
+                },
+            )
+        });
+        match result {
+            Ok(loaded) => {
+                let n = loaded.functions.len();
+                self.current.store(Arc::new(loaded));
+                self.logs.log("gust", LogLevel::Info, &format!("reloaded: {n} functions active"));
+                Ok(())
+            }
+            Err(e) => {
+                self.logs.log(
+                    "gust",
+                    LogLevel::Error,
+                    &format!("reload failed, still serving the previous version: {e:#}"),
+                );
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The Gust host: loads an app, serves its HTTP routes and the admin API,
+//! keeps logs and keys, and hot-reloads on change.
+
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod builder;
+pub mod dispatch;
+pub mod host;
+pub mod keys;
+pub mod logs;
+pub mod server;
+pub mod state_file;
+pub mod watch;
+
+pub use host::{Host, HostOptions};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use gust_manifest::App;
+
+/// Binds the listener, starts the host for `app`, announces it (`on_ready`),
+/// serves until SIGINT/SIGTERM, then drains open requests.
+pub async fn run(
+    options: HostOptions,
+    app: App,
+    components: BTreeMap<String, PathBuf>,
+    on_ready: impl FnOnce(&Host),
+    on_reload: impl Fn(Result<()>) + Send + Sync + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another gust running? try --listen 127.0.0.1:0", options.listen))?;
+    let addr = listener.local_addr()?;
+    let state_dir = app.state_dir();
+    let host = tokio::task::block_in_place(|| Host::start(options, addr, app, &components))?;
+    state_file::write(&state_dir, &host.url())?;
+    on_ready(&host);
+    let _watcher = if host.options().watch {
+        Some(watch::watch(host.clone(), on_reload)?)
+    } else {
+        None
+    };
+    server::serve(listener, Arc::clone(&host), server::shutdown_signal()).await;
+    state_file::remove(&state_dir);
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! `gust.toml`: the app manifest.
+//!
+//! [`load_app`] reads an app folder, parses its `gust.toml` and validates it.
+//! Every problem is reported as a [`ManifestError`] that names the file, the
+//! line and column, the key involved and a fix a person can apply.
+
+mod error;
+mod model;
+mod node;
+mod parse;
+mod route;
+mod units;
+
+pub use error::ManifestError;
+pub use model::*;
+pub use node::NodeConfig;
+pub use parse::{MANIFEST_FILE, load_app, parse_app};
+pub use route::{RouteError, validate_route};
+pub use units::{parse_duration, parse_size};

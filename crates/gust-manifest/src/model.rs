@@ -1,0 +1,281 @@
+//! The validated app model that the rest of Gust works with.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An app: a folder with a `gust.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    /// The app's folder (absolute).
+    pub dir: PathBuf,
+    /// The manifest file.
+    pub manifest_path: PathBuf,
+    /// `[app] name`.
+    pub name: String,
+    /// `[variables]`, exposed to every function through `wasi:config/store`.
+    pub variables: BTreeMap<String, Variable>,
+    /// `[[function]]` entries in file order.
+    pub functions: Vec<Function>,
+}
+
+impl App {
+    /// The function called `name`, if any.
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// The folder for the app's runtime state (`.gust/`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".gust")
+    }
+}
+
+/// A variable declared under `[variables]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Variable {
+    /// Value used when no `GUST_VAR_<NAME>` environment variable overrides it.
+    pub default: Option<String>,
+    /// Startup fails when a required variable has no value.
+    pub required: bool,
+    /// Secret values are never printed.
+    pub secret: bool,
+}
+
+/// One `[[function]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Function {
+    /// Unique name within the app (`[a-z0-9-]`).
+    pub name: String,
+    /// Where the component comes from.
+    pub source: Source,
+    /// What starts it.
+    pub trigger: Trigger,
+    /// Binding name -> resource it may touch.
+    pub bindings: BTreeMap<String, Binding>,
+    /// Retry policy for event triggers.
+    pub retry: RetryPolicy,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl Function {
+    /// The HTTP trigger, when this is an HTTP function.
+    pub fn http(&self) -> Option<&HttpTrigger> {
+        match &self.trigger {
+            Trigger::Http(http) => Some(http),
+            _ => None,
+        }
+    }
+}
+
+/// Where a function's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A Rust crate folder, built for `wasm32-wasip2` by `gust build`.
+    Crate {
+        /// Absolute path of the crate folder.
+        dir: PathBuf,
+        /// The crate's package name (from its `Cargo.toml`).
+        package: String,
+    },
+    /// A prebuilt component file.
+    Wasm(PathBuf),
+}
+
+/// What starts a function.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    /// An HTTP request on a route.
+    Http(HttpTrigger),
+    /// One of the event triggers; its settings are kept as written until
+    /// the event trigger runtime interprets them.
+    Event {
+        /// `timer`, `queue`, `topic`, `blob`, `changefeed`, `stream` or `mqtt`.
+        kind: EventTriggerKind,
+        /// The trigger's settings as written.
+        settings: toml::Table,
+    },
+}
+
+/// The event trigger kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTriggerKind {
+    /// Cron schedule.
+    Timer,
+    /// Work queue.
+    Queue,
+    /// Publish/subscribe topic.
+    Topic,
+    /// Blob created or changed.
+    Blob,
+    /// Table change feed.
+    Changefeed,
+    /// Partitioned stream.
+    Stream,
+    /// MQTT topic filter.
+    Mqtt,
+}
+
+impl EventTriggerKind {
+    /// All kinds with their manifest spelling.
+    pub const ALL: [(&'static str, EventTriggerKind); 7] = [
+        ("timer", Self::Timer),
+        ("queue", Self::Queue),
+        ("topic", Self::Topic),
+        ("blob", Self::Blob),
+        ("changefeed", Self::Changefeed),
+        ("stream", Self::Stream),
+        ("mqtt", Self::Mqtt),
+    ];
+
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("?")
+    }
+}
+
+/// `trigger = { http = { ... } }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTrigger {
+    /// Route template, e.g. `/api/items/{id}`.
+    pub route: String,
+    /// Allowed methods; empty means any method.
+    pub methods: Vec<http::Method>,
+    /// Who may call it.
+    pub auth: AuthLevel,
+}
+
+/// HTTP authorisation levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthLevel {
+    /// No key needed.
+    Anonymous,
+    /// The function's key, the host key or the admin key.
+    #[default]
+    Function,
+    /// Only the admin key.
+    Admin,
+}
+
+impl AuthLevel {
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Function => "function",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A resource a function may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// What kind of resource.
+    pub kind: BindingKind,
+    /// The resource's name within the app.
+    pub resource: String,
+}
+
+/// Resource kinds a binding can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingKind {
+    /// Key-value store (`wasi:keyvalue`).
+    Kv,
+    /// SQL database.
+    Sql,
+    /// Topic to publish to.
+    Topic,
+    /// Queue to send to.
+    Queue,
+    /// Stream to append to.
+    Stream,
+    /// Blob container.
+    Blob,
+    /// Document table (with a change feed).
+    Table,
+}
+
+impl BindingKind {
+    /// All kinds with their manifest spelling.
+    pub const ALL: [(&'static str, BindingKind); 7] = [
+        ("kv", Self::Kv),
+        ("sql", Self::Sql),
+        ("topic", Self::Topic),
+        ("queue", Self::Queue),
+        ("stream", Self::Stream),
+        ("blob", Self::Blob),
+        ("table", Self::Table),
+    ];
+
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("?")
+    }
+}
+
+/// How failed event deliveries are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Fixed or exponential backoff.
+    pub strategy: RetryStrategy,
+    /// Deliveries before dead-lettering (including the first).
+    pub max_attempts: u32,
+    /// First delay.
+    pub min: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            strategy: RetryStrategy::Exponential,
+            max_attempts: 5,
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Backoff shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryStrategy {
+    /// Always `min`.
+    Fixed,
+    /// `min * 2^(attempt-1)` capped at `max`, with jitter.
+    Exponential,
+}
+
+/// Per-function resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory per instance, bytes.
+    pub memory: u64,
+    /// Wall-clock budget per invocation (enforced on guest execution).
+    pub timeout: Duration,
+    /// Invocations running at once; more get 429.
+    pub concurrency: u32,
+    /// Largest request body, bytes; larger gets 413.
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: 128 << 20,
+            timeout: Duration::from_secs(30),
+            concurrency: 64,
+            max_body: 4 << 20,
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The shared wasmtime engine and its single epoch ticker.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::{CacheOutcome, ComponentCache};
+use crate::state::HostState;
+
+/// How often the engine-wide ticker advances the epoch; timeouts are rounded
+/// up to this granularity.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Settings for a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Use the pooling instance allocator (fast instantiation). When the
+    /// machine refuses the address-space reservation, the runtime falls back
+    /// to on-demand allocation.
+    pub pooling: bool,
+    /// Instances that can be alive at once across all functions (pool size).
+    pub max_instances: u32,
+    /// Largest linear memory any function may be granted, bytes.
+    pub max_memory: u64,
+    /// Where compiled components are cached.
+    pub cache: ComponentCache,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            pooling: true,
+            max_instances: 1000,
+            max_memory: 4 << 30,
+            cache: ComponentCache::new(ComponentCache::default_dir()),
+        }
+    }
+}
+
+/// The engine, the linker with every Gust binding, and the component cache.
+/// Cheap to share (`Arc`); one per host process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    ticker_stop: Arc<AtomicBool>,
+    pooling: bool,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator when possible) and starts the
+    /// one epoch ticker thread.
+    pub fn new(options: RuntimeOptions) -> Result<Self> {
+        let (engine, pooling) = if options.pooling {
+            match Engine::new(&config(Some(&options))) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                    (Engine::new(&config(None)).map_err(anyhow::Error::from)?, false)
+                }
+            }
+        } else {
+            (Engine::new(&config(None)).map_err(anyhow::Error::from)?, false)
+        };
+        let linker = crate::bindings::linker(&engine)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Self {
+            engine,
+            linker,
+            cache: options.cache,
+            ticker_stop,
+            pooling,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The linker holding every binding a function may import.
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// Loads a component file through the compile cache.
+    pub fn load_component(&self, path: &Path) -> Result<(Component, bool)> {
+        let (component, outcome) = self.cache.load(&self.engine, path)?;
+        Ok((component, outcome == CacheOutcome::Hit))
+    }
+
+    /// The compile cache.
+    pub fn cache(&self) -> &ComponentCache {
+        &self.cache
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn config(pooling: Option<&RuntimeOptions>) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.max_wasm_stack(1 << 20);
+    config.async_stack_size(2 << 20);
+    if let Some(options) = pooling {
+        let n = options.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
+            // Keep a little of each freed memory mapped so reuse is cheap.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("gust-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .context("cannot start the epoch ticker")?;
+    Ok(())
+}
+
+/// Epoch ticks that cover `timeout` (at least one).
+pub(crate) fn ticks_for(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    (timeout.as_nanos().div_ceil(tick)).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_round_up() {
+        assert_eq!(ticks_for(Duration::from_millis(1)), 1);
+        assert_eq!(ticks_for(Duration::from_millis(5)), 1);
+        assert_eq!(ticks_for(Duration::from_millis(6)), 2);
+        assert_eq!(ticks_for(Duration::from_secs(1)), 200);
+    }
+}

@@ -1,0 +1,195 @@
+//! HTTP functions: a pre-instantiated `wasi:http/incoming-handler` component.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use bytes::Bytes;
+use hyper::body::Body;
+use tokio::sync::oneshot;
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::engine::{Runtime, ticks_for};
+use crate::error::InvokeError;
+use crate::log::LogLevel;
+use crate::state::{FunctionEnv, HostState};
+
+/// The response of an HTTP function; the body may still be streaming.
+pub type HttpResponse = hyper::Response<HyperOutgoingBody>;
+
+/// Invocations after which a reused instance is replaced, bounding what a
+/// guest can leak into its own memory.
+const REUSE_LIMIT: u32 = 10_000;
+
+/// One HTTP function, ready to serve.
+///
+/// By default every request gets a fresh instance: no state leaks between
+/// requests. With instance reuse (opt-in), an instance that returned normally
+/// serves later requests too; a trap or timeout discards it.
+pub struct HttpFunction {
+    pre: ProxyPre<HostState>,
+    env: Arc<FunctionEnv>,
+    warm: Option<Arc<Mutex<Vec<Warm>>>>,
+}
+
+/// An instance kept for reuse.
+struct Warm {
+    store: Store<HostState>,
+    proxy: Proxy,
+    uses: u32,
+}
+
+impl HttpFunction {
+    /// Pre-instantiates `component` against the runtime's linker. Fails when
+    /// the component imports something Gust does not provide, or does not
+    /// export `wasi:http/incoming-handler`.
+    pub fn new(
+        runtime: &Runtime,
+        component: &Component,
+        env: FunctionEnv,
+        reuse_instances: bool,
+    ) -> Result<Self> {
+        let instance_pre = runtime
+            .linker()
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)?;
+        let pre = ProxyPre::new(instance_pre).map_err(|e| {
+            anyhow::anyhow!("{e}; an HTTP function must export wasi:http/incoming-handler@0.2.x")
+        })?;
+        Ok(Self {
+            pre,
+            env: Arc::new(env),
+            warm: reuse_instances.then(|| Arc::new(Mutex::new(Vec::new()))),
+        })
+    }
+
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.env.name
+    }
+
+    /// The function's environment (limits, bindings).
+    pub fn env(&self) -> &FunctionEnv {
+        &self.env
+    }
+
+    fn new_store(&self) -> Store<HostState> {
+        let mut store = Store::new(self.pre.engine(), HostState::new(self.env.clone()));
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Runs the function on `request`. Returns once the guest has set the
+    /// response head; the body streams on. Failures are logged to the
+    /// function's log sink with their cause and returned classified.
+    pub async fn handle<B>(&self, request: hyper::Request<B>) -> Result<HttpResponse, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let warm = self.warm.as_ref().and_then(|w| w.lock().ok()?.pop());
+        let (mut store, proxy) = match warm {
+            Some(w) => (w.store, Some((w.proxy, w.uses))),
+            None => (self.new_store(), None),
+        };
+        let timeout = self.env.limits.timeout;
+        store.set_epoch_deadline(ticks_for(timeout));
+
+        let (sender, receiver) = oneshot::channel();
+        let data = store.data_mut();
+        let setup = data
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| Ok((req, data.http().new_response_outparam(sender)?)));
+        let (req, out) = setup.map_err(|e| InvokeError::Instantiate(e.to_string()))?;
+
+        let pre = self.pre.clone();
+        let pool = self.warm.clone();
+        let env = self.env.clone();
+        let task = tokio::spawn(async move {
+            let (proxy, uses) = match proxy {
+                Some(p) => p,
+                None => (pre.instantiate_async(&mut store).await.map_err(|e| {
+                    InvokeError::Instantiate(format!("{e:#}"))
+                })?, 0),
+            };
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await;
+            store.data_mut().flush_output();
+            match result {
+                Ok(()) => {
+                    if let Some(pool) = pool
+                        && uses + 1 < REUSE_LIMIT
+                        && let Ok(mut idle) = pool.lock()
+                        && idle.len() < env.limits.concurrency as usize
+                    {
+                        idle.push(Warm {
+                            store,
+                            proxy,
+                            uses: uses + 1,
+                        });
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(classify(e, store.data().limiter.refused, &env)),
+            }
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => {
+                let env = self.env.clone();
+                // The guest may still be writing the body: report a late failure.
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = task.await {
+                        report(&env, &e);
+                    }
+                });
+                Ok(response)
+            }
+            Ok(Err(code)) => {
+                let e = InvokeError::Trap(format!("guest answered with error code {code:?}"));
+                report(&self.env, &e);
+                Err(e)
+            }
+            Err(_) => {
+                let e = match task.await {
+                    Ok(Ok(())) => InvokeError::NoResponse,
+                    Ok(Err(e)) => e,
+                    Err(join) => InvokeError::Trap(join.to_string()),
+                };
+                report(&self.env, &e);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn report(env: &FunctionEnv, e: &InvokeError) {
+    env.log.log(&env.name, LogLevel::Error, &format!("invocation failed: {e}"));
+}
+
+/// Turns a wasmtime error into the cause a person needs to see.
+fn classify(e: wasmtime::Error, memory_refused: bool, env: &FunctionEnv) -> InvokeError {
+    if memory_refused {
+        return InvokeError::OutOfMemory(env.limits.memory);
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvokeError::Timeout(env.limits.timeout),
+        Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+        Some(trap) => InvokeError::Trap(format!("{trap}: {}", root_message(&e))),
+        None => InvokeError::Trap(root_message(&e)),
+    }
+}
+
+fn root_message(e: &wasmtime::Error) -> String {
+    let text = format!("{e:?}");
+    // Keep the message and the first lines of the guest backtrace.
+    text.lines().take(12).collect::<Vec<_>>().join("\n")
+}

@@ -1,0 +1,27 @@
+//! Gust's WebAssembly runtime.
+//!
+//! * [`Runtime`] owns the wasmtime [`Engine`](wasmtime::Engine) (pooling
+//!   allocator, epoch interruption with one engine-wide ticker) and the
+//!   on-disk cache of compiled components ([`ComponentCache`]).
+//! * [`HttpFunction`] is one pre-instantiated HTTP function: each request gets
+//!   a fresh instance (or, opt-in, a reused one) with the function's limits
+//!   and only the bindings it declared.
+//!
+//! The runtime knows nothing of triggers or engines such as NATS: bindings
+//! reach resources only through the traits of `gust-backends`.
+
+mod bindings;
+mod cache;
+mod engine;
+mod error;
+mod http;
+mod limits;
+mod log;
+mod state;
+
+pub use cache::ComponentCache;
+pub use engine::{Runtime, RuntimeOptions};
+pub use error::InvokeError;
+pub use http::{HttpFunction, HttpResponse};
+pub use log::{LogLevel, LogSink};
+pub use state::FunctionEnv;

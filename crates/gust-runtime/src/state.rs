@@ -1,0 +1,132 @@
+//! Per-function environment (shared) and per-instance state (one per store).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gust_backends::KeyValue;
+use gust_manifest::Limits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::limits::MemoryLimiter;
+use crate::log::{LogLevel, LogSink};
+
+/// Most bytes of stdout/stderr kept per invocation.
+const CAPTURE_LIMIT: usize = 256 << 10;
+
+/// What every instance of one function shares: its name, limits, variables
+/// and the resources it declared (and nothing else).
+pub struct FunctionEnv {
+    /// The function's name (for logs).
+    pub name: String,
+    /// Limits from the manifest.
+    pub limits: Limits,
+    /// Values served through `wasi:config/store`.
+    pub variables: WasiConfigVariables,
+    /// Key-value stores by binding name.
+    pub kv: BTreeMap<String, Arc<dyn KeyValue>>,
+    /// Where log lines go.
+    pub log: Arc<dyn LogSink>,
+}
+
+impl FunctionEnv {
+    /// An environment with no bindings.
+    pub fn new(name: impl Into<String>, limits: Limits, log: Arc<dyn LogSink>) -> Self {
+        Self {
+            name: name.into(),
+            limits,
+            variables: WasiConfigVariables::new(),
+            kv: BTreeMap::new(),
+            log,
+        }
+    }
+
+    /// Sets the variables served through `wasi:config`.
+    pub fn with_variables(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.variables = vars.into_iter().collect();
+        self
+    }
+
+    /// Grants a key-value store under `binding`.
+    pub fn with_kv(mut self, binding: impl Into<String>, store: Arc<dyn KeyValue>) -> Self {
+        self.kv.insert(binding.into(), store);
+        self
+    }
+}
+
+/// The data of one wasmtime `Store`: WASI contexts, the resource table, the
+/// memory limiter and captured output.
+pub struct HostState {
+    pub(crate) env: Arc<FunctionEnv>,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    /// Bytes of stdout/stderr already forwarded to the log sink.
+    flushed: (usize, usize),
+}
+
+impl HostState {
+    pub(crate) fn new(env: Arc<FunctionEnv>) -> Self {
+        let stdout = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let stderr = MemoryOutputPipe::new(CAPTURE_LIMIT);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        Self {
+            limiter: MemoryLimiter::new(env.limits.memory),
+            env,
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+            flushed: (0, 0),
+        }
+    }
+
+    /// Sends whatever the guest printed since the last flush to the log sink,
+    /// one line at a time (stdout as info, stderr as warn).
+    pub(crate) fn flush_output(&mut self) {
+        let env = self.env.clone();
+        forward(&env, &self.stdout, &mut self.flushed.0, LogLevel::Info);
+        forward(&env, &self.stderr, &mut self.flushed.1, LogLevel::Warn);
+    }
+}
+
+fn forward(env: &FunctionEnv, pipe: &MemoryOutputPipe, done: &mut usize, level: LogLevel) {
+    let bytes = pipe.contents();
+    if bytes.len() <= *done {
+        return;
+    }
+    let text = String::from_utf8_lossy(&bytes[*done..]);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        env.log.log(&env.name, level, line);
+    }
+    *done = bytes.len();
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}

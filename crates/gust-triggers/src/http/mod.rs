@@ -1,0 +1,7 @@
+//! The HTTP trigger: route matching and key-based authorisation.
+
+mod auth;
+mod router;
+
+pub use auth::{AuthFailure, Keys, authorize, constant_time_eq, presented_key};
+pub use router::{HttpRouter, RouteEntry, RouteMatch, RouterError, percent_decode};

@@ -1,0 +1,6 @@
+//! Triggers: each module turns one kind of outside event into invocations.
+//!
+//! Triggers know nothing of wasmtime; they decide *which* function runs and
+//! *whether* the caller may run it, and hand over to the dispatcher.
+
+pub mod http;

@@ -1,0 +1,133 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Gust runs WebAssembly component functions: HTTP now, every event
+/// trigger soon, from a laptop to a cluster.
+#[derive(Debug, Parser)]
+#[command(name = "gust", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an app from a template (http-rust, event-rust).
+    New {
+        /// Template name: `http-rust` or `event-rust`.
+        template: String,
+        /// Folder to create (must not exist or be empty).
+        dir: PathBuf,
+    },
+    /// Build the app's Rust functions for wasm32-wasip2.
+    Build {
+        /// App folder (holding gust.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build and run the app with embedded backends; watch and hot-reload.
+    Up(UpArgs),
+    /// Run a long-lived node from a runtime config file.
+    Serve {
+        /// The node config (listen address, app, runtime options).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Invoke a function on the running host and print its response body.
+    Invoke {
+        /// Function name.
+        function: String,
+        /// Request body (use @file to send a file's contents).
+        #[arg(long, short)]
+        data: Option<String>,
+        /// HTTP method (default: the route's first method).
+        #[arg(long, short = 'X')]
+        method: Option<String>,
+        /// Path and query to send (default: the function's route).
+        #[arg(long)]
+        path: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show function logs from the running host.
+    Logs {
+        /// Only this function's lines.
+        function: Option<String>,
+        /// Keep streaming new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// Lines of history to show first.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the app's functions, their routes and counters.
+    Ls {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the app's keys, one per line: `host <key>`, then
+    /// `function <name> <key>` for each function, then `admin <key>`.
+    Keys {
+        /// App folder (holding gust.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Print only the host key, bare.
+        #[arg(long, conflicts_with_all = ["admin", "function", "json"])]
+        host: bool,
+        /// Print only the admin key, bare.
+        #[arg(long, conflicts_with_all = ["function", "json"])]
+        admin: bool,
+        /// Print only this function's key, bare.
+        #[arg(long, conflicts_with = "json")]
+        function: Option<String>,
+        /// Print all keys as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `gust up` options.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// App folder (holding gust.toml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7070", env = "GUST_LISTEN")]
+    pub listen: SocketAddr,
+    /// Do not watch sources for changes.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Reuse instances between requests: much faster, but state a function
+    /// keeps in memory can be seen by later requests to the same function.
+    #[arg(long)]
+    pub reuse_instances: bool,
+    /// Allocate instances on demand instead of from a pre-reserved pool.
+    #[arg(long)]
+    pub no_pooling: bool,
+    /// Do not print function log lines to the terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Which running host a command talks to.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// App folder whose running host to use (reads .gust/host.json and .gust/keys.json).
+    #[arg(long, default_value = ".")]
+    pub app: PathBuf,
+    /// Host URL (overrides the app folder's record).
+    #[arg(long, env = "GUST_URL")]
+    pub url: Option<String>,
+    /// Admin key (overrides the app folder's keys).
+    #[arg(long, env = "GUST_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}

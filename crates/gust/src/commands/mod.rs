@@ -1,0 +1,44 @@
+//! One module per subcommand.
+
+mod admin;
+mod build;
+mod keys;
+mod new;
+mod up;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::New { template, dir } => new::run(&template, &dir),
+        Command::Build { dir } => build::run(&dir),
+        Command::Up(args) => up::up(args),
+        Command::Serve { config } => up::serve(&config),
+        Command::Invoke {
+            function,
+            data,
+            method,
+            path,
+            target,
+        } => admin::invoke(&target, &function, data, method, path),
+        Command::Logs {
+            function,
+            follow,
+            tail,
+            target,
+        } => admin::logs(&target, function.as_deref(), follow, tail),
+        Command::Ls { target } => admin::ls(&target),
+        Command::Keys {
+            dir,
+            host,
+            admin,
+            function,
+            json,
+        } => keys::run(&dir, host, admin, function.as_deref(), json),
+    }
+}

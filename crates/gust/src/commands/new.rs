@@ -1,0 +1,100 @@
+//! `gust new <template> <dir>`: a ready-to-run app from a template.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+/// A template file: where it goes, and its text.
+type TemplateFile = (&'static str, &'static str);
+
+macro_rules! template {
+    ($name:literal, [$(($out:literal, $src:literal)),* $(,)?]) => {
+        ($name, &[$(($out, include_str!(concat!("../../templates/", $name, "/", $src)))),*])
+    };
+}
+
+const TEMPLATES: &[(&str, &[TemplateFile])] = &[
+    template!("http-rust", [
+        ("gust.toml", "gust.toml"),
+        (".gitignore", "gitignore.tmpl"),
+        ("functions/hello/Cargo.toml", "functions/hello/Cargo.toml.tmpl"),
+        ("functions/hello/src/lib.rs", "functions/hello/src/lib.rs"),
+    ]),
+    template!("event-rust", [
+        ("gust.toml", "gust.toml"),
+        (".gitignore", "gitignore.tmpl"),
+        ("functions/worker/Cargo.toml", "functions/worker/Cargo.toml.tmpl"),
+        ("functions/worker/src/lib.rs", "functions/worker/src/lib.rs"),
+    ]),
+];
+
+/// Writes the template into `dir`.
+pub fn run(template: &str, dir: &Path) -> Result<ExitCode> {
+    let Some((_, files)) = TEMPLATES.iter().find(|(name, _)| *name == template) else {
+        let names: Vec<&str> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+        bail!("unknown template `{template}`; choose one of: {}", names.join(", "));
+    };
+    if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} already exists and is not empty; choose a new folder", dir.display());
+    }
+    let app_name = app_name(dir);
+    let sdk = sdk_path();
+    for (out, text) in files.iter() {
+        let path = dir.join(out);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let text = text
+            .replace("{{app_name}}", &app_name)
+            .replace("{{sdk_path}}", &sdk.display().to_string());
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("created app `{app_name}` in {}", dir.display());
+    println!("next: gust up {}", dir.display());
+    if !sdk.is_dir() {
+        eprintln!(
+            "warning: the Gust SDK was not found at {}; set GUST_SDK_PATH and fix functions/*/Cargo.toml",
+            sdk.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A valid app name from the folder name.
+fn app_name(dir: &Path) -> String {
+    let raw = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_else(|| "app".into());
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let trimmed = cleaned.trim_matches('-');
+    if trimmed.is_empty() { "app".into() } else { trimmed.to_string() }
+}
+
+/// Where the guest SDK lives: `$GUST_SDK_PATH`, else the source tree this
+/// binary was built from.
+fn sdk_path() -> PathBuf {
+    std::env::var_os("GUST_SDK_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust/gust-sdk")
+        })
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust/gust-sdk"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names_are_valid() {
+        assert_eq!(app_name(Path::new("/tmp/My App")), "my-app");
+        assert_eq!(app_name(Path::new("/tmp/__")), "app");
+    }
+}

@@ -1,0 +1,90 @@
+//! `gust up` and `gust serve`: run a host in the foreground.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use gust_host::builder::build_app;
+use gust_host::{Host, HostOptions};
+use gust_manifest::{NodeConfig, Trigger};
+
+use crate::cli::UpArgs;
+use crate::progress::BuildBar;
+
+/// Builds the app, serves it and hot-reloads on change until Ctrl-C.
+pub fn up(args: UpArgs) -> Result<ExitCode> {
+    start(HostOptions {
+        app_dir: std::path::absolute(&args.dir).unwrap_or(args.dir),
+        listen: args.listen,
+        watch: !args.no_watch,
+        reuse_instances: args.reuse_instances,
+        pooling: !args.no_pooling,
+        echo_logs: !args.quiet,
+    })
+}
+
+/// Runs the node described by a `node.toml`.
+pub fn serve(config: &Path) -> Result<ExitCode> {
+    let node = NodeConfig::load(config)?;
+    start(HostOptions {
+        app_dir: std::path::absolute(&node.app).unwrap_or(node.app),
+        listen: node.listen,
+        watch: node.watch,
+        reuse_instances: node.reuse_instances,
+        pooling: node.pooling,
+        echo_logs: true,
+    })
+}
+
+fn start(options: HostOptions) -> Result<ExitCode> {
+    let app = gust_manifest::load_app(&options.app_dir)?;
+    let components = build_app(&app, &BuildBar::new())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gust")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(gust_host::run(options, app, components, announce, |result| match result {
+        Ok(()) => eprintln!("gust: reloaded"),
+        Err(e) => eprintln!("gust: reload failed (still serving the previous version): {e:#}"),
+    }))?;
+    eprintln!("gust: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one line with `ready` and every route's URL, then a line per route.
+fn announce(host: &Host) {
+    let app = host.current();
+    let url = host.url();
+    let mut routes = Vec::new();
+    let mut details = Vec::new();
+    for f in &app.app.functions {
+        match &f.trigger {
+            Trigger::Http(h) => {
+                let methods = if h.methods.is_empty() {
+                    "ANY".to_string()
+                } else {
+                    h.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+                };
+                routes.push(format!("{url}{}", h.route));
+                details.push(format!(
+                    "  {methods:<12} {url}{}  -> {} (auth: {})",
+                    h.route,
+                    f.name,
+                    h.auth.as_str()
+                ));
+            }
+            Trigger::Event { kind, .. } => {
+                details.push(format!("  {:<12} {} (inactive in this version)", kind.as_str(), f.name));
+            }
+        }
+    }
+    println!(
+        "gust: app `{}` ready on {url} (admin API {url}/_gust/, keys: gust keys) routes: {}",
+        app.app.name,
+        routes.join(" ")
+    );
+    for line in details {
+        println!("{line}");
+    }
+}
