@@ -116,6 +116,8 @@ fn config(pooling: Option<&RuntimeOptions>) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.max_wasm_stack(1 << 20);
+    // Deep enough to tell a runaway recursion from an ordinary bad access.
+    config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(300));
     config.async_stack_size(2 << 20);
     if let Some(options) = pooling {
         let n = options.max_instances.max(1);

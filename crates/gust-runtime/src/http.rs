@@ -183,9 +183,24 @@ fn classify(e: wasmtime::Error, memory_refused: bool, env: &FunctionEnv) -> Invo
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => InvokeError::Timeout(env.limits.timeout),
         Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+        // Guests compiled from Rust/C keep their call stack in linear memory
+        // below the data: running off it is an out-of-bounds access deep in a
+        // recursion.
+        Some(Trap::MemoryOutOfBounds) if backtrace_depth(&e) >= SHADOW_STACK_DEPTH => {
+            InvokeError::StackOverflow
+        }
         Some(trap) => InvokeError::Trap(format!("{trap}: {}", root_message(&e))),
         None => InvokeError::Trap(root_message(&e)),
     }
+}
+
+/// Frames of recursion past which an out-of-bounds access is taken to be
+/// the guest's own (shadow) stack running out.
+const SHADOW_STACK_DEPTH: usize = 256;
+
+fn backtrace_depth(e: &wasmtime::Error) -> usize {
+    e.downcast_ref::<wasmtime::WasmBacktrace>()
+        .map_or(0, |bt| bt.frames().len())
 }
 
 fn root_message(e: &wasmtime::Error) -> String {
