@@ -9,7 +9,7 @@ mod error;
 mod kv;
 
 pub use error::BackendError;
-pub use kv::{KeyValue, KeyValueProvider, KeyPage};
+pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 
 /// Result type of every backend call.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;

@@ -29,11 +29,15 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
-        (&Method::GET, "/_gust/health") => return body::json(StatusCode::OK, &json!({ "status": "ok" })),
+        (&Method::GET, "/_gust/health") => {
+            return body::json(StatusCode::OK, &json!({ "status": "ok" }));
+        }
         (&Method::GET, "/_gust/openapi.json") => {
             let mut r = Response::new(body::full(OPENAPI));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "application/json".parse().expect("static"),
+            );
             return r;
         }
         _ => {}
@@ -50,27 +54,38 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
     match (&method, segments.as_slice()) {
         (&Method::GET, ["app"]) => app_info(&host),
         (&Method::GET, ["functions"]) => functions(&host),
-        (&Method::POST, ["functions", name, "invoke"]) => {
-            invoke(&host, name, &query, req).await
-        }
+        (&Method::POST, ["functions", name, "invoke"]) => invoke(&host, name, &query, req).await,
         (&Method::GET, ["logs"]) => logs(&host, &query),
         (&Method::POST, ["reload"]) => match host.reload().await {
             Ok(()) => body::json(StatusCode::OK, &json!({ "reloaded": true })),
-            Err(e) => body::error(StatusCode::UNPROCESSABLE_ENTITY, "reload-failed", format!("{e:#}")),
+            Err(e) => body::error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reload-failed",
+                format!("{e:#}"),
+            ),
         },
-        _ => body::error(StatusCode::NOT_FOUND, "not-found", format!("no admin route {method} {path}")),
+        _ => body::error(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no admin route {method} {path}"),
+        ),
     }
 }
 
 fn is_admin(host: &Host, req: &Request<Incoming>) -> bool {
     let admin = &host.current().keys.admin;
-    let header_key = req.headers().get("x-gust-key").and_then(|v| v.to_str().ok());
+    let header_key = req
+        .headers()
+        .get("x-gust-key")
+        .and_then(|v| v.to_str().ok());
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    header_key.or(bearer).is_some_and(|k| constant_time_eq(k, admin))
+    header_key
+        .or(bearer)
+        .is_some_and(|k| constant_time_eq(k, admin))
 }
 
 fn app_info(host: &Host) -> Response<Body> {
@@ -137,13 +152,19 @@ fn functions(host: &Host) -> Response<Body> {
 async fn invoke(host: &Host, name: &str, query: &str, req: Request<Incoming>) -> Response<Body> {
     let app = host.current();
     let Some(function) = app.app.function(name) else {
-        return body::error(StatusCode::NOT_FOUND, "no-such-function", format!("no function named `{name}`"));
+        return body::error(
+            StatusCode::NOT_FOUND,
+            "no-such-function",
+            format!("no function named `{name}`"),
+        );
     };
     let Trigger::Http(http_trigger) = &function.trigger else {
         return body::error(
             StatusCode::NOT_IMPLEMENTED,
             "not-http",
-            format!("`{name}` is not an HTTP function; invoking event functions is not supported yet"),
+            format!(
+                "`{name}` is not an HTTP function; invoking event functions is not supported yet"
+            ),
         );
     };
     let params: Vec<(String, String)> = form_pairs(query);
@@ -155,13 +176,23 @@ async fn invoke(host: &Host, name: &str, query: &str, req: Request<Incoming>) ->
     let method = match get("method") {
         Some(m) => match m.to_ascii_uppercase().parse::<Method>() {
             Ok(m) => m,
-            Err(_) => return body::error(StatusCode::BAD_REQUEST, "bad-method", format!("`{m}` is not a method")),
+            Err(_) => {
+                return body::error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-method",
+                    format!("`{m}` is not a method"),
+                );
+            }
         },
-        None => http_trigger.methods.first().cloned().unwrap_or(if data.is_empty() {
-            Method::GET
-        } else {
-            Method::POST
-        }),
+        None => http_trigger
+            .methods
+            .first()
+            .cloned()
+            .unwrap_or(if data.is_empty() {
+                Method::GET
+            } else {
+                Method::POST
+            }),
     };
     let path = get("path").unwrap_or_else(|| http_trigger.route.clone());
     let route_path = path.split('?').next().unwrap_or("/").to_string();
@@ -176,7 +207,11 @@ async fn invoke(host: &Host, name: &str, query: &str, req: Request<Incoming>) ->
         .header("x-gust-invoke", "cli")
         .body(Full::new(data))
     else {
-        return body::error(StatusCode::BAD_REQUEST, "bad-path", format!("`{path}` is not a valid path"));
+        return body::error(
+            StatusCode::BAD_REQUEST,
+            "bad-path",
+            format!("`{path}` is not a valid path"),
+        );
     };
     dispatch::invoke(&app, name, &http_trigger.route, &route_params, request).await
 }
@@ -185,7 +220,10 @@ fn logs(host: &Host, query: &str) -> Response<Body> {
     let params = form_pairs(query);
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let function = get("function").filter(|f| !f.is_empty());
-    let tail = get("tail").and_then(|t| t.parse().ok()).unwrap_or(100).min(MAX_TAIL);
+    let tail = get("tail")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(100)
+        .min(MAX_TAIL);
     let follow = get("follow").is_some_and(|f| f == "true" || f == "1");
     let logs = host.logs();
     let backlog: String = logs
@@ -196,13 +234,16 @@ fn logs(host: &Host, query: &str) -> Response<Body> {
     let mut response = if follow {
         let receiver = tokio_stream_of(logs.subscribe(), function);
         let first = futures::stream::once(async move { Ok(Frame::data(Bytes::from(backlog))) });
-        Response::new(BodyExt::boxed_unsync(StreamBody::new(first.chain(receiver))))
+        Response::new(BodyExt::boxed_unsync(StreamBody::new(
+            first.chain(receiver),
+        )))
     } else {
         Response::new(body::full(backlog))
     };
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, "text/plain; charset=utf-8".parse().expect("static"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("static"),
+    );
     response
 }
 

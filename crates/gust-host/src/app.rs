@@ -145,7 +145,10 @@ pub fn resolve_variables(app: &App) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (name, var) in &app.variables {
         let env_name = format!("GUST_VAR_{}", name.to_ascii_uppercase());
-        match std::env::var(&env_name).ok().or_else(|| var.default.clone()) {
+        match std::env::var(&env_name)
+            .ok()
+            .or_else(|| var.default.clone())
+        {
             Some(value) => out.push((name.clone(), value)),
             None if var.required => bail!(
                 "variable `{name}` is required but has no value: set the environment variable {env_name} or give it a default in {}",

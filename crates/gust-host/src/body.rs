@@ -17,7 +17,9 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A JSON response.

@@ -84,7 +84,13 @@ pub fn build_app(app: &App, progress: &dyn BuildProgress) -> Result<BTreeMap<Str
 
 fn build_crate(dir: &Path, package: &str, target: &Path) -> Result<PathBuf> {
     let output = Command::new(cargo())
-        .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
         .arg(dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target)
         .output()
@@ -124,9 +130,17 @@ pub fn ensure_wasm_target() -> Result<()> {
             .args(["target", "list", "--installed"])
             .output();
         match installed {
-            Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) => Ok(()),
+            Ok(out)
+                if String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .any(|l| l.trim() == WASM_TARGET) =>
+            {
+                Ok(())
+            }
             Ok(_) => {
-                eprintln!("gust: installing the {WASM_TARGET} target (rustup target add {WASM_TARGET})");
+                eprintln!(
+                    "gust: installing the {WASM_TARGET} target (rustup target add {WASM_TARGET})"
+                );
                 let status = Command::new("rustup")
                     .args(["target", "add", WASM_TARGET])
                     .status()
@@ -134,7 +148,9 @@ pub fn ensure_wasm_target() -> Result<()> {
                 if status.success() {
                     Ok(())
                 } else {
-                    Err(format!("`rustup target add {WASM_TARGET}` failed; run it by hand and retry"))
+                    Err(format!(
+                        "`rustup target add {WASM_TARGET}` failed; run it by hand and retry"
+                    ))
                 }
             }
             // No rustup: trust the toolchain and let cargo report a missing target.

@@ -17,10 +17,18 @@ pub async fn handle(app: Arc<LoadedApp>, req: Request<Incoming>) -> Response<Bod
     let (entry, params) = match app.router.route(req.method(), &path) {
         RouteMatch::Found { entry, params } => (entry.clone(), params),
         RouteMatch::NotFound => {
-            return body::error(StatusCode::NOT_FOUND, "not-found", format!("no route matches {path}"));
+            return body::error(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no route matches {path}"),
+            );
         }
         RouteMatch::MethodNotAllowed { allowed } => {
-            let list = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+            let list = allowed
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             let mut r = body::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
@@ -73,7 +81,8 @@ where
                 f.http.env().limits.concurrency
             ),
         );
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
 
@@ -95,11 +104,18 @@ where
     let (mut parts, incoming) = req.into_parts();
     let bytes = match Limited::new(incoming, max_body as usize).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return too_large();
         }
         Err(e) => {
-            return body::error(StatusCode::BAD_REQUEST, "bad-body", format!("cannot read the request body: {e}"));
+            return body::error(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                format!("cannot read the request body: {e}"),
+            );
         }
     };
 
@@ -113,7 +129,9 @@ where
     match f.http.handle(request).await {
         Ok(response) => {
             let (parts, guest_body) = response.into_parts();
-            let guest_body = guest_body.map_err(|e| Box::new(e) as body::BoxError).boxed_unsync();
+            let guest_body = guest_body
+                .map_err(|e| Box::new(e) as body::BoxError)
+                .boxed_unsync();
             Response::from_parts(parts, Holding::new(guest_body, permit).boxed_unsync())
         }
         Err(e) => {
@@ -156,7 +174,10 @@ mod tests {
 
     #[test]
     fn params_are_form_encoded() {
-        let p = vec![("id".to_string(), "a b/c".to_string()), ("k".to_string(), "é".to_string())];
+        let p = vec![
+            ("id".to_string(), "a b/c".to_string()),
+            ("k".to_string(), "é".to_string()),
+        ];
         assert_eq!(encode_params(&p), "id=a%20b%2Fc&k=%C3%A9");
         assert_eq!(encode_params(&[]), "");
     }

@@ -147,7 +147,11 @@ impl Host {
             Ok(loaded) => {
                 let n = loaded.functions.len();
                 self.current.store(Arc::new(loaded));
-                self.logs.log("gust", LogLevel::Info, &format!("reloaded: {n} functions active"));
+                self.logs.log(
+                    "gust",
+                    LogLevel::Info,
+                    &format!("reloaded: {n} functions active"),
+                );
                 Ok(())
             }
             Err(e) => {

@@ -17,8 +17,12 @@ pub fn keys_path(state_dir: &Path) -> PathBuf {
 pub fn load_or_create(app: &App) -> Result<Keys> {
     let path = keys_path(&app.state_dir());
     let mut keys: Keys = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a valid keys file; delete it to generate new keys", path.display()))?,
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a valid keys file; delete it to generate new keys",
+                path.display()
+            )
+        })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Keys::default(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
@@ -83,13 +87,17 @@ mod tests {
         std::fs::create_dir_all(&f).unwrap();
         std::fs::write(f.join("Cargo.toml"), "[package]\nname = \"f\"\n").unwrap();
         let text = "[app]\nname = \"a\"\n[[function]]\nname = \"one\"\nsource = \"f\"\ntrigger = { http = { route = \"/1\" } }\n";
-        let app = gust_manifest::parse_app(dir.path(), &dir.path().join("gust.toml"), text).unwrap();
+        let app =
+            gust_manifest::parse_app(dir.path(), &dir.path().join("gust.toml"), text).unwrap();
         let first = load_or_create(&app).unwrap();
         assert_eq!(first.admin.len(), 64);
         assert_ne!(first.admin, first.host);
         assert_eq!(load_or_create(&app).unwrap(), first);
-        let text2 = format!("{text}[[function]]\nname = \"two\"\nsource = \"f\"\ntrigger = {{ http = {{ route = \"/2\" }} }}\n");
-        let app2 = gust_manifest::parse_app(dir.path(), &dir.path().join("gust.toml"), &text2).unwrap();
+        let text2 = format!(
+            "{text}[[function]]\nname = \"two\"\nsource = \"f\"\ntrigger = {{ http = {{ route = \"/2\" }} }}\n"
+        );
+        let app2 =
+            gust_manifest::parse_app(dir.path(), &dir.path().join("gust.toml"), &text2).unwrap();
         let second = load_or_create(&app2).unwrap();
         assert_eq!(second.host, first.host);
         assert_eq!(second.functions["one"], first.functions["one"]);
@@ -97,7 +105,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(keys_path(&app.state_dir())).unwrap().permissions().mode();
+            let mode = std::fs::metadata(keys_path(&app.state_dir()))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -33,7 +33,12 @@ pub async fn run(
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .with_context(|| format!("cannot listen on {}; is another gust running? try --listen 127.0.0.1:0", options.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another gust running? try --listen 127.0.0.1:0",
+                options.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     let state_dir = app.state_dir();
     let host = tokio::task::block_in_place(|| Host::start(options, addr, app, &components))?;

@@ -32,7 +32,10 @@ pub struct LogLine {
 impl LogLine {
     /// `time level [function] message`.
     pub fn render(&self) -> String {
-        format!("{} {:5} [{}] {}", self.time, self.level, self.function, self.message)
+        format!(
+            "{} {:5} [{}] {}",
+            self.time, self.level, self.function, self.message
+        )
     }
 }
 
@@ -121,7 +124,11 @@ mod tests {
         hub.log("a", LogLevel::Info, "one");
         hub.log("b", LogLevel::Warn, "two");
         hub.log("a", LogLevel::Error, "three");
-        let a: Vec<_> = hub.recent(Some("a"), 10).into_iter().map(|l| l.message).collect();
+        let a: Vec<_> = hub
+            .recent(Some("a"), 10)
+            .into_iter()
+            .map(|l| l.message)
+            .collect();
         assert_eq!(a, vec!["one", "three"]);
         assert_eq!(hub.recent(None, 1)[0].message, "three");
         assert_eq!(rx.try_recv().unwrap().message, "one");

@@ -15,7 +15,10 @@ const SETTLE: Duration = Duration::from_millis(300);
 
 /// Starts watching `host`'s app folder; the watcher lives as long as the
 /// returned handle.
-pub fn watch(host: Arc<Host>, on_reload: impl Fn(Result<()>) + Send + Sync + 'static) -> Result<notify::RecommendedWatcher> {
+pub fn watch(
+    host: Arc<Host>,
+    on_reload: impl Fn(Result<()>) + Send + Sync + 'static,
+) -> Result<notify::RecommendedWatcher> {
     let dir = host.options().app_dir.clone();
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let root = dir.clone();

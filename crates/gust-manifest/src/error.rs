@@ -31,9 +31,7 @@ impl ManifestError {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        let (line, column) = span
-            .map(|s| line_column(source, s.start))
-            .unwrap_or((0, 0));
+        let (line, column) = span.map(|s| line_column(source, s.start)).unwrap_or((0, 0));
         Self {
             file: file.to_path_buf(),
             line,
@@ -69,10 +67,9 @@ pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
     let before = &source[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |nl| before[nl + 1..].chars().count())
-        + 1;
+    let column = before.rfind('\n').map_or(before.chars().count(), |nl| {
+        before[nl + 1..].chars().count()
+    }) + 1;
     (line, column)
 }
 
@@ -100,6 +97,9 @@ mod tests {
         );
         let text = e.to_string();
         assert!(text.starts_with("app/gust.toml:2:1: bad y"), "{text}");
-        assert!(text.contains("key: y") && text.contains("fix: remove y"), "{text}");
+        assert!(
+            text.contains("key: y") && text.contains("fix: remove y"),
+            "{text}"
+        );
     }
 }

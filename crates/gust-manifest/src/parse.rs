@@ -366,17 +366,15 @@ impl Parser<'_> {
         let package = text
             .parse::<toml::Table>()
             .ok()
-            .and_then(|t| {
-                t.get("package")?
-                    .get("name")?
-                    .as_str()
-                    .map(str::to_string)
-            })
+            .and_then(|t| t.get("package")?.get("name")?.as_str().map(str::to_string))
             .ok_or_else(|| {
                 self.err(
                     Some(span),
                     key,
-                    format!("function `{fname}`: {} has no [package] name", cargo.display()),
+                    format!(
+                        "function `{fname}`: {} has no [package] name",
+                        cargo.display()
+                    ),
                     "give the crate a `[package]` section with a `name`",
                 )
             })?;
@@ -445,9 +443,7 @@ impl Parser<'_> {
         let mut methods = Vec::new();
         for m in raw.methods.unwrap_or_default() {
             let upper = m.get_ref().to_ascii_uppercase();
-            let known = [
-                "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS",
-            ];
+            let known = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
             if !known.contains(&upper.as_str()) {
                 return Err(self.err(
                     Some(m.span()),
@@ -555,7 +551,12 @@ impl Parser<'_> {
         ] {
             if let Some(v) = value {
                 *slot = parse_duration(v.get_ref()).map_err(|why| {
-                    self.err(Some(v.span()), format!("{key}.{field}"), why, "e.g. `1s`, `500ms`, `1m`")
+                    self.err(
+                        Some(v.span()),
+                        format!("{key}.{field}"),
+                        why,
+                        "e.g. `1s`, `500ms`, `1m`",
+                    )
                 })?;
             }
         }
@@ -574,7 +575,12 @@ impl Parser<'_> {
         let mut limits = Limits::default();
         let size = |v: Spanned<String>, field: &str| {
             parse_size(v.get_ref()).map_err(|why| {
-                self.err(Some(v.span()), format!("{key}.{field}"), why, "e.g. `64MiB`")
+                self.err(
+                    Some(v.span()),
+                    format!("{key}.{field}"),
+                    why,
+                    "e.g. `64MiB`",
+                )
             })
         };
         if let Some(m) = raw.memory {
@@ -768,7 +774,10 @@ trigger = { queue = { queue = "jobs" } }
         assert_eq!(f.retry.max_attempts, 3);
         assert!(matches!(
             app.functions[1].trigger,
-            Trigger::Event { kind: EventTriggerKind::Queue, .. }
+            Trigger::Event {
+                kind: EventTriggerKind::Queue,
+                ..
+            }
         ));
         assert!(matches!(app.functions[1].source, Source::Wasm(_)));
     }
@@ -778,11 +787,14 @@ trigger = { queue = { queue = "jobs" } }
         parse(dir.path(), text).unwrap_err()
     }
 
-    const HEAD: &str = "[app]\nname = \"a\"\n[[function]]\nname = \"f\"\nsource = \"functions/hello\"\n";
+    const HEAD: &str =
+        "[app]\nname = \"a\"\n[[function]]\nname = \"f\"\nsource = \"functions/hello\"\n";
 
     #[test]
     fn unknown_trigger_kind_names_line_and_kinds() {
-        let e = error_of(&format!("{HEAD}trigger = {{ htp = {{ route = \"/x\" }} }}\n"));
+        let e = error_of(&format!(
+            "{HEAD}trigger = {{ htp = {{ route = \"/x\" }} }}\n"
+        ));
         assert_eq!(e.line, 6, "{e}");
         assert!(e.message.contains("htp"), "{e}");
         assert!(e.fix.contains("http, timer"), "{e}");
@@ -790,7 +802,9 @@ trigger = { queue = { queue = "jobs" } }
 
     #[test]
     fn bad_route_is_located() {
-        let e = error_of(&format!("{HEAD}trigger = {{ http = {{ route = \"x/{{id\" }} }}\n"));
+        let e = error_of(&format!(
+            "{HEAD}trigger = {{ http = {{ route = \"x/{{id\" }} }}\n"
+        ));
         assert_eq!(e.line, 6);
         assert_eq!(e.key, "function[0].trigger.http.route");
         assert!(e.message.contains("must start with `/`"), "{e}");
@@ -802,7 +816,10 @@ trigger = { queue = { queue = "jobs" } }
             "{HEAD}trigger = {{ http = {{ route = \"/a/{{id}}\" }} }}\n[[function]]\nname = \"g\"\nsource = \"functions/hello\"\ntrigger = {{ http = {{ route = \"/a/{{key}}\", methods = [\"GET\"] }} }}\n"
         );
         let e = error_of(&text);
-        assert!(e.message.contains("clashes") && e.message.contains("`f`"), "{e}");
+        assert!(
+            e.message.contains("clashes") && e.message.contains("`f`"),
+            "{e}"
+        );
         assert_eq!(e.line, 7);
     }
 
@@ -823,7 +840,9 @@ trigger = { queue = { queue = "jobs" } }
         assert_eq!(e.line, 5);
         assert!(e.message.contains("functions/nope"), "{e}");
         assert!(e.fix.contains("cargo new"), "{e}");
-        let e = error_of("[app]\nname = \"a\"\n[[function]]\nname = \"f\"\ntrigger = { http = { route = \"/x\" } }\n");
+        let e = error_of(
+            "[app]\nname = \"a\"\n[[function]]\nname = \"f\"\ntrigger = { http = { route = \"/x\" } }\n",
+        );
         assert_eq!(e.key, "function[0].source");
     }
 

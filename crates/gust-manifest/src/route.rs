@@ -95,11 +95,26 @@ mod tests {
 
     #[test]
     fn rejects_mistakes() {
-        assert!(matches!(validate_route("api"), Err(RouteError::NotAbsolute(_))));
-        assert!(matches!(validate_route("/_gust/x"), Err(RouteError::Reserved(_))));
-        assert!(matches!(validate_route("/a/{id"), Err(RouteError::BadParameter { .. })));
-        assert!(matches!(validate_route("/a/{}"), Err(RouteError::BadParameter { .. })));
-        assert!(matches!(validate_route("/a/{*x}/b"), Err(RouteError::CatchAllNotLast(_))));
+        assert!(matches!(
+            validate_route("api"),
+            Err(RouteError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            validate_route("/_gust/x"),
+            Err(RouteError::Reserved(_))
+        ));
+        assert!(matches!(
+            validate_route("/a/{id"),
+            Err(RouteError::BadParameter { .. })
+        ));
+        assert!(matches!(
+            validate_route("/a/{}"),
+            Err(RouteError::BadParameter { .. })
+        ));
+        assert!(matches!(
+            validate_route("/a/{*x}/b"),
+            Err(RouteError::CatchAllNotLast(_))
+        ));
         assert!(matches!(
             validate_route("/a/{id}/{id}"),
             Err(RouteError::DuplicateParameter { .. })

@@ -86,8 +86,8 @@ impl ComponentCache {
             tracing::warn!(file = %file.display(), error = %e, "cannot write the component cache");
         }
         // SAFETY: `compiled` was produced just now by this engine.
-        let component = unsafe { Component::deserialize(engine, &compiled) }
-            .map_err(anyhow::Error::from)?;
+        let component =
+            unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
         Ok((component, CacheOutcome::Compiled))
     }
 }

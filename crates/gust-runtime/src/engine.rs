@@ -61,11 +61,17 @@ impl Runtime {
                 Ok(engine) => (engine, true),
                 Err(e) => {
                     tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
-                    (Engine::new(&config(None)).map_err(anyhow::Error::from)?, false)
+                    (
+                        Engine::new(&config(None)).map_err(anyhow::Error::from)?,
+                        false,
+                    )
                 }
             }
         } else {
-            (Engine::new(&config(None)).map_err(anyhow::Error::from)?, false)
+            (
+                Engine::new(&config(None)).map_err(anyhow::Error::from)?,
+                false,
+            )
         };
         let linker = crate::bindings::linker(&engine)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));

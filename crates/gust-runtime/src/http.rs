@@ -114,9 +114,12 @@ impl HttpFunction {
         let task = tokio::spawn(async move {
             let (proxy, uses) = match proxy {
                 Some(p) => p,
-                None => (pre.instantiate_async(&mut store).await.map_err(|e| {
-                    InvokeError::Instantiate(format!("{e:#}"))
-                })?, 0),
+                None => (
+                    pre.instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?,
+                    0,
+                ),
             };
             let result = proxy
                 .wasi_http_incoming_handler()
@@ -172,7 +175,11 @@ impl HttpFunction {
 }
 
 fn report(env: &FunctionEnv, e: &InvokeError) {
-    env.log.log(&env.name, LogLevel::Error, &format!("invocation failed: {e}"));
+    env.log.log(
+        &env.name,
+        LogLevel::Error,
+        &format!("invocation failed: {e}"),
+    );
 }
 
 /// Turns a wasmtime error into the cause a person needs to see.

@@ -61,7 +61,10 @@ impl Client {
             None => {
                 let path = keys::keys_path(&state);
                 let text = std::fs::read(&path).with_context(|| {
-                    format!("no admin key: {} is missing; pass --key or GUST_KEY", path.display())
+                    format!(
+                        "no admin key: {} is missing; pass --key or GUST_KEY",
+                        path.display()
+                    )
                 })?;
                 let keys: keys::Keys = serde_json::from_slice(&text)
                     .with_context(|| format!("{} is not a valid keys file", path.display()))?;

@@ -61,7 +61,12 @@ trigger = { http = { route = "/raw/{*rest}", auth = "anonymous" } }
 fn routes_bind_params_query_and_body() {
     let app = app();
     let host = up(app.path(), &["--quiet"]);
-    let r = send("PUT", &format!("{}/items/a%20b/echo?x=1&y=two", host.url), &[], b"payload");
+    let r = send(
+        "PUT",
+        &format!("{}/items/a%20b/echo?x=1&y=two", host.url),
+        &[],
+        b"payload",
+    );
     assert_eq!(r.status, 200, "{r:?}");
     let echo = r.json();
     assert_eq!(echo["method"], "PUT");
@@ -69,8 +74,15 @@ fn routes_bind_params_query_and_body() {
     assert_eq!(echo["function"], "items");
     assert_eq!(echo["route"], "/items/{id}/{action}");
     let params = echo["params"].to_string();
-    assert!(params.contains("a b") && params.contains("echo"), "{params}");
-    assert!(echo["query"].to_string().contains("two"), "{}", echo["query"]);
+    assert!(
+        params.contains("a b") && params.contains("echo"),
+        "{params}"
+    );
+    assert!(
+        echo["query"].to_string().contains("two"),
+        "{}",
+        echo["query"]
+    );
 
     let r = get(&format!("{}/nothing/here", host.url), &[]);
     assert_eq!(r.status, 404);
@@ -84,7 +96,10 @@ fn auth_levels_accept_the_right_keys_only() {
     let app = app();
     let host = up(app.path(), &["--quiet"]);
     let keys = keys(app.path());
-    let (admin, hostkey) = (keys["admin"].as_str().unwrap(), keys["host"].as_str().unwrap());
+    let (admin, hostkey) = (
+        keys["admin"].as_str().unwrap(),
+        keys["host"].as_str().unwrap(),
+    );
     let fkey = keys["functions"]["keyed"].as_str().unwrap();
     let other_fkey = keys["functions"]["open"].as_str().unwrap();
     let keyed = format!("{}/keyed/ok", host.url);
@@ -105,8 +120,22 @@ fn auth_levels_accept_the_right_keys_only() {
     let echo = get(&format!("{}/keyed/echo", host.url), &[("x-gust-key", fkey)]).json();
     assert!(!echo.to_string().contains(fkey));
     // The admin API wants the admin key.
-    assert_eq!(get(&format!("{}/_gust/functions", host.url), &[("x-gust-key", hostkey)]).status, 401);
-    assert_eq!(get(&format!("{}/_gust/functions", host.url), &[("x-gust-key", admin)]).status, 200);
+    assert_eq!(
+        get(
+            &format!("{}/_gust/functions", host.url),
+            &[("x-gust-key", hostkey)]
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        get(
+            &format!("{}/_gust/functions", host.url),
+            &[("x-gust-key", admin)]
+        )
+        .status,
+        200
+    );
 }
 
 #[test]
@@ -130,7 +159,13 @@ fn over_the_concurrency_limit_gets_429_with_retry_after() {
     let functions = format!("{}/_gust/functions", host.url);
     let running = eventually(Duration::from_secs(20), || {
         let list = get(&functions, &[("x-gust-key", &admin)]).json();
-        let single = list.as_array().unwrap().iter().find(|f| f["name"] == "single").unwrap().clone();
+        let single = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "single")
+            .unwrap()
+            .clone();
         single["stats"]["running"] == 1
     });
     assert!(running, "the slow request never started");
@@ -151,7 +186,10 @@ fn a_trapping_guest_gets_500_and_the_host_keeps_serving() {
     assert_eq!(get(&format!("{}/open/ok", host.url), &[]).body, "ok");
     // The panic message reaches the function's logs.
     let found = eventually(Duration::from_secs(5), || {
-        let (_, out, _) = gust(&["logs", "open", "--app", app.path().to_str().unwrap()], app.path());
+        let (_, out, _) = gust(
+            &["logs", "open", "--app", app.path().to_str().unwrap()],
+            app.path(),
+        );
         out.contains("boom")
     });
     assert!(found, "panic message not in logs");
@@ -208,7 +246,10 @@ fn kv_is_granted_only_for_declared_bindings() {
     let first: u64 = get(&url, &[]).body.parse().unwrap();
     let second: u64 = get(&url, &[]).body.parse().unwrap();
     assert_eq!(second, first + 1);
-    assert_eq!(get(&format!("{}/open/kv-denied", host.url), &[]).body, "denied");
+    assert_eq!(
+        get(&format!("{}/open/kv-denied", host.url), &[]).body,
+        "denied"
+    );
     // `items` declared no kv binding at all.
     let r = send("PUT", &format!("{}/items/1/kv", host.url), &[], b"");
     assert_ne!(r.status, 200, "{r:?}");
@@ -219,10 +260,20 @@ fn variables_come_from_the_manifest_or_the_environment() {
     let app = app();
     {
         let host = up(app.path(), &["--quiet"]);
-        assert_eq!(get(&format!("{}/open/var?name=greeting", host.url), &[]).body, "hi");
+        assert_eq!(
+            get(&format!("{}/open/var?name=greeting", host.url), &[]).body,
+            "hi"
+        );
     }
-    let host = up_with_env(app.path(), &["--quiet"], &[("GUST_VAR_GREETING", "from env")]);
-    assert_eq!(get(&format!("{}/open/var?name=greeting", host.url), &[]).body, "from env");
+    let host = up_with_env(
+        app.path(),
+        &["--quiet"],
+        &[("GUST_VAR_GREETING", "from env")],
+    );
+    assert_eq!(
+        get(&format!("{}/open/var?name=greeting", host.url), &[]).body,
+        "from env"
+    );
 }
 
 #[test]

@@ -44,7 +44,11 @@ fn hot_reload_swaps_manifest_and_component_without_dropping_requests() {
     let reloaded = eventually(Duration::from_secs(30), || {
         get(&format!("{url}/b/var?name=greeting"), &[]).body == "two"
     });
-    assert!(reloaded, "manifest change not picked up; stderr:\n{}", host.stderr());
+    assert!(
+        reloaded,
+        "manifest change not picked up; stderr:\n{}",
+        host.stderr()
+    );
     assert_eq!(get(&format!("{url}/a/ok"), &[]).status, 404);
     let r = in_flight.join().unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "done"));
@@ -52,14 +56,27 @@ fn hot_reload_swaps_manifest_and_component_without_dropping_requests() {
     // A new component under the same name is served after the reload.
     app.add_component("fn.wasm", &guest("raw-wasip2"));
     let swapped = eventually(Duration::from_secs(30), || {
-        get(&format!("{url}/b/ok"), &[]).body.starts_with("raw wasip2")
+        get(&format!("{url}/b/ok"), &[])
+            .body
+            .starts_with("raw wasip2")
     });
-    assert!(swapped, "component change not picked up; stderr:\n{}", host.stderr());
+    assert!(
+        swapped,
+        "component change not picked up; stderr:\n{}",
+        host.stderr()
+    );
 
     // A broken manifest keeps the running version serving.
-    app.write("gust.toml", "[app]\nname = \"life\"\n[[function]]\nname = \"fn\"\n");
+    app.write(
+        "gust.toml",
+        "[app]\nname = \"life\"\n[[function]]\nname = \"fn\"\n",
+    );
     std::thread::sleep(Duration::from_secs(2));
-    assert!(get(&format!("{url}/b/ok"), &[]).body.starts_with("raw wasip2"));
+    assert!(
+        get(&format!("{url}/b/ok"), &[])
+            .body
+            .starts_with("raw wasip2")
+    );
     assert!(host.stderr().contains("reload failed"), "{}", host.stderr());
 }
 
@@ -84,7 +101,10 @@ fn kv_data_survives_a_restart_and_the_compile_cache_is_reused() {
     let cache_env = [("GUST_CACHE_DIR", cache.path().to_str().unwrap())];
     let first = {
         let mut host = up_with_env(app.path(), &["--quiet", "--no-watch"], &cache_env);
-        let n: u64 = get(&format!("{}/a/kv", host.url), &[]).body.parse().unwrap();
+        let n: u64 = get(&format!("{}/a/kv", host.url), &[])
+            .body
+            .parse()
+            .unwrap();
         host.stop();
         n
     };
@@ -97,10 +117,16 @@ fn kv_data_survives_a_restart_and_the_compile_cache_is_reused() {
     let modified = std::fs::metadata(&cached[0]).unwrap().modified().unwrap();
 
     let host = up_with_env(app.path(), &["--quiet", "--no-watch"], &cache_env);
-    let second: u64 = get(&format!("{}/a/kv", host.url), &[]).body.parse().unwrap();
+    let second: u64 = get(&format!("{}/a/kv", host.url), &[])
+        .body
+        .parse()
+        .unwrap();
     assert_eq!(second, first + 1);
     // Not recompiled: the same compiled file, untouched.
-    assert_eq!(std::fs::metadata(&cached[0]).unwrap().modified().unwrap(), modified);
+    assert_eq!(
+        std::fs::metadata(&cached[0]).unwrap().modified().unwrap(),
+        modified
+    );
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
 }
 
@@ -132,7 +158,15 @@ fn bad_manifests_name_file_line_key_and_fix() {
     for (text, location, words) in cases {
         let app = TestApp::new(text);
         app.add_component("fn.wasm", &guest("raw-wasip2"));
-        let (code, _out, err) = gust(&["up", app.path().to_str().unwrap(), "--listen", "127.0.0.1:0"], app.path());
+        let (code, _out, err) = gust(
+            &[
+                "up",
+                app.path().to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            app.path(),
+        );
         assert_eq!(code, 1, "{text}\n{err}");
         assert!(err.contains("gust.toml") && err.contains(location), "{err}");
         assert!(err.contains(words), "{err}");
@@ -148,7 +182,10 @@ fn cli_keys_ls_invoke_and_logs_talk_to_the_running_host() {
     let (code, out, err) = gust(&["keys", dir], app.path());
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("host ") && lines[0].len() == 5 + 64, "{out}");
+    assert!(
+        lines[0].starts_with("host ") && lines[0].len() == 5 + 64,
+        "{out}"
+    );
     assert!(lines[1].starts_with("function fn "), "{out}");
     assert!(lines[2].starts_with("admin "), "{out}");
     let (_, bare, _) = gust(&["keys", "--host", dir], app.path());
@@ -159,27 +196,54 @@ fn cli_keys_ls_invoke_and_logs_talk_to_the_running_host() {
     assert!(err.contains("gust up"), "{err}");
 
     let _host = up(app.path(), &["--quiet"]);
-    let (code, out, err) = gust(&["invoke", "fn", "--path", "/a/echo?who=cli", "--data", "hi", "--app", dir], app.path());
+    let (code, out, err) = gust(
+        &[
+            "invoke",
+            "fn",
+            "--path",
+            "/a/echo?who=cli",
+            "--data",
+            "hi",
+            "--app",
+            dir,
+        ],
+        app.path(),
+    );
     assert_eq!(code, 0, "{err}");
     let echo: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(echo["body"], "hi");
     assert_eq!(echo["method"], "POST");
     assert!(echo["query"].to_string().contains("cli"));
 
-    let (code, _, err) = gust(&["invoke", "fn", "--path", "/a/trap", "--app", dir], app.path());
+    let (code, _, err) = gust(
+        &["invoke", "fn", "--path", "/a/trap", "--app", dir],
+        app.path(),
+    );
     assert_eq!(code, 1);
     assert!(err.contains("500"), "{err}");
 
-    let (code, out, _) = gust(&["invoke", "fn", "--path", "/a/log", "--app", dir], app.path());
+    let (code, out, _) = gust(
+        &["invoke", "fn", "--path", "/a/log", "--app", dir],
+        app.path(),
+    );
     assert_eq!((code, out.trim()), (0, "logged"));
     let (code, out, _) = gust(&["logs", "fn", "--app", dir], app.path());
     assert_eq!(code, 0);
-    assert!(out.contains("hello from guest") && out.contains("[fn]"), "{out}");
+    assert!(
+        out.contains("hello from guest") && out.contains("[fn]"),
+        "{out}"
+    );
 
     let (code, out, err) = gust(&["ls", "--app", dir], app.path());
     assert_eq!(code, 0, "{err}");
-    let row = out.lines().find(|l| l.starts_with("fn ")).expect("a row for fn");
-    assert!(row.contains("/a/{action}") && row.contains("anonymous"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("fn "))
+        .expect("a row for fn");
+    assert!(
+        row.contains("/a/{action}") && row.contains("anonymous"),
+        "{out}"
+    );
 
     let (code, _, err) = gust(&["invoke", "nope", "--app", dir], app.path());
     assert_eq!(code, 1);
@@ -229,11 +293,17 @@ fn gust_new_then_build_produces_a_component() {
     assert!(out.contains("gust up"), "{out}");
     let (code, out, err) = gust(&["build", app.to_str().unwrap()], dir.path());
     assert_eq!(code, 0, "{err}");
-    let wasm = out.split_whitespace().nth(1).expect("a built component path");
+    let wasm = out
+        .split_whitespace()
+        .nth(1)
+        .expect("a built component path");
     let bytes = std::fs::read(wasm).unwrap();
     assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0", "not a component");
 
-    let (code, _, err) = gust(&["new", "nope", dir.path().join("x").to_str().unwrap()], dir.path());
+    let (code, _, err) = gust(
+        &["new", "nope", dir.path().join("x").to_str().unwrap()],
+        dir.path(),
+    );
     assert_eq!(code, 1);
     assert!(err.contains("http-rust"), "{err}");
 }

@@ -49,7 +49,9 @@ impl EmbeddedKv {
             BackendError::engine(BACKEND, format!("cannot open {}: {e}", path.display()))
         })?;
         {
-            let txn = db.begin_write().map_err(|e| BackendError::engine(BACKEND, e))?;
+            let txn = db
+                .begin_write()
+                .map_err(|e| BackendError::engine(BACKEND, e))?;
             txn.open_table(TABLE)
                 .map_err(|e| BackendError::engine(BACKEND, e))?;
             txn.commit().map_err(|e| BackendError::engine(BACKEND, e))?;
@@ -81,7 +83,9 @@ impl EmbeddedKv {
     ) -> Result<T> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(|e| BackendError::engine(BACKEND, e))?;
+            let txn = db
+                .begin_read()
+                .map_err(|e| BackendError::engine(BACKEND, e))?;
             let table = txn
                 .open_table(TABLE)
                 .map_err(|e| BackendError::engine(BACKEND, e))?;
@@ -143,7 +147,9 @@ impl KeyValue for EmbeddedStore {
                 let start = (store.as_str(), "");
                 let mut keys = Vec::new();
                 let mut more = false;
-                let range = t.range(start..).map_err(|e| BackendError::engine(BACKEND, e))?;
+                let range = t
+                    .range(start..)
+                    .map_err(|e| BackendError::engine(BACKEND, e))?;
                 for (i, entry) in range.enumerate() {
                     let (k, _) = entry.map_err(|e| BackendError::engine(BACKEND, e))?;
                     let (s, key) = k.value();
@@ -167,7 +173,11 @@ impl KeyValue for EmbeddedStore {
 
     async fn increment(&self, key: &str, delta: u64) -> Result<u64> {
         self.kv
-            .write(WriteOp::Increment(self.store.clone(), key.to_string(), delta))
+            .write(WriteOp::Increment(
+                self.store.clone(),
+                key.to_string(),
+                delta,
+            ))
             .await
     }
 
@@ -216,7 +226,9 @@ fn write_loop(db: &Database, mut jobs: mpsc::UnboundedReceiver<WriteJob>) {
 }
 
 fn apply_group(db: &Database, group: &[WriteJob]) -> Result<Vec<Result<u64>>> {
-    let txn = db.begin_write().map_err(|e| BackendError::engine(BACKEND, e))?;
+    let txn = db
+        .begin_write()
+        .map_err(|e| BackendError::engine(BACKEND, e))?;
     let mut results = Vec::with_capacity(group.len());
     {
         let mut table = txn
@@ -246,11 +258,15 @@ fn apply(table: &mut redb::Table<(&str, &str), &[u8]>, op: &WriteOp) -> Result<u
             }
         }
         WriteOp::Delete(store, key) => {
-            table.remove((store.as_str(), key.as_str())).map_err(engine)?;
+            table
+                .remove((store.as_str(), key.as_str()))
+                .map_err(engine)?;
         }
         WriteOp::DeleteMany(store, keys) => {
             for key in keys {
-                table.remove((store.as_str(), key.as_str())).map_err(engine)?;
+                table
+                    .remove((store.as_str(), key.as_str()))
+                    .map_err(engine)?;
             }
         }
         WriteOp::Increment(store, key, delta) => {
@@ -258,10 +274,12 @@ fn apply(table: &mut redb::Table<(&str, &str), &[u8]>, op: &WriteOp) -> Result<u
                 None => 0,
                 Some(v) => parse_counter(key, v.value())?,
             };
-            let next = current.checked_add(*delta).ok_or_else(|| BackendError::InvalidValue {
-                key: key.clone(),
-                reason: "counter would overflow u64".into(),
-            })?;
+            let next = current
+                .checked_add(*delta)
+                .ok_or_else(|| BackendError::InvalidValue {
+                    key: key.clone(),
+                    reason: "counter would overflow u64".into(),
+                })?;
             table
                 .insert((store.as_str(), key.as_str()), next.to_string().as_bytes())
                 .map_err(engine)?;

@@ -93,7 +93,12 @@ impl store::HostBucket for HostState {
 }
 
 impl atomics::Host for HostState {
-    async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> KvResult<u64> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> KvResult<u64> {
         let store = self.bucket(&bucket)?;
         Ok(store.increment(&key, delta).await.map_err(convert))
     }

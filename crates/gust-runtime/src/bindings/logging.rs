@@ -5,7 +5,12 @@ use crate::log::LogLevel;
 use crate::state::HostState;
 
 impl Host for HostState {
-    async fn log(&mut self, level: Level, context: String, message: String) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: Level,
+        context: String,
+        message: String,
+    ) -> wasmtime::Result<()> {
         let level = match level {
             Level::Trace => LogLevel::Trace,
             Level::Debug => LogLevel::Debug,

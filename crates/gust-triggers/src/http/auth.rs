@@ -66,7 +66,11 @@ pub fn authorize(
                     .is_some_and(|k| constant_time_eq(key, k))
         }
     };
-    if granted { Ok(()) } else { Err(AuthFailure::Denied) }
+    if granted {
+        Ok(())
+    } else {
+        Err(AuthFailure::Denied)
+    }
 }
 
 /// Compares without an early exit, so timing reveals nothing of the key.
@@ -94,20 +98,35 @@ mod tests {
     fn levels() {
         let k = keys();
         assert_eq!(authorize(AuthLevel::Anonymous, "f", None, &k), Ok(()));
-        assert_eq!(authorize(AuthLevel::Function, "f", None, &k), Err(AuthFailure::Missing));
+        assert_eq!(
+            authorize(AuthLevel::Function, "f", None, &k),
+            Err(AuthFailure::Missing)
+        );
         for key in ["A", "H", "F"] {
             assert_eq!(authorize(AuthLevel::Function, "f", Some(key), &k), Ok(()));
         }
-        assert_eq!(authorize(AuthLevel::Function, "g", Some("F"), &k), Err(AuthFailure::Denied));
-        assert_eq!(authorize(AuthLevel::Admin, "f", Some("H"), &k), Err(AuthFailure::Denied));
+        assert_eq!(
+            authorize(AuthLevel::Function, "g", Some("F"), &k),
+            Err(AuthFailure::Denied)
+        );
+        assert_eq!(
+            authorize(AuthLevel::Admin, "f", Some("H"), &k),
+            Err(AuthFailure::Denied)
+        );
         assert_eq!(authorize(AuthLevel::Admin, "f", Some("A"), &k), Ok(()));
-        assert_eq!(authorize(AuthLevel::Function, "f", Some(""), &Keys::default()), Err(AuthFailure::Denied));
+        assert_eq!(
+            authorize(AuthLevel::Function, "f", Some(""), &Keys::default()),
+            Err(AuthFailure::Denied)
+        );
     }
 
     #[test]
     fn key_from_header_or_query() {
         let mut h = http::HeaderMap::new();
-        assert_eq!(presented_key(&h, Some("a=1&code=x%2By")), Some("x+y".into()));
+        assert_eq!(
+            presented_key(&h, Some("a=1&code=x%2By")),
+            Some("x+y".into())
+        );
         h.insert("x-gust-key", "hk".parse().unwrap());
         assert_eq!(presented_key(&h, Some("code=q")), Some("hk".into()));
         assert_eq!(presented_key(&http::HeaderMap::new(), None), None);

@@ -116,7 +116,11 @@ impl HttpRouter {
         let Ok(found) = self.matcher.at(path) else {
             return RouteMatch::NotFound;
         };
-        let values: Vec<String> = found.params.iter().map(|(_, v)| percent_decode(v)).collect();
+        let values: Vec<String> = found
+            .params
+            .iter()
+            .map(|(_, v)| percent_decode(v))
+            .collect();
         let group = &self.groups[*found.value];
         match group.iter().find(|e| e.allows(method)) {
             Some(entry) => RouteMatch::Found {
@@ -124,8 +128,10 @@ impl HttpRouter {
                 params: entry.params.iter().cloned().zip(values).collect(),
             },
             None => {
-                let mut allowed: Vec<Method> =
-                    group.iter().flat_map(|e| e.methods.iter().cloned()).collect();
+                let mut allowed: Vec<Method> = group
+                    .iter()
+                    .flat_map(|e| e.methods.iter().cloned())
+                    .collect();
                 allowed.dedup();
                 RouteMatch::MethodNotAllowed { allowed }
             }
@@ -145,7 +151,15 @@ fn probe_path(route: &str) -> String {
 fn shape(route: &str) -> String {
     route
         .split('/')
-        .map(|s| if s.starts_with("{*") { "{*}" } else if s.starts_with('{') { "{}" } else { s })
+        .map(|s| {
+            if s.starts_with("{*") {
+                "{*}"
+            } else if s.starts_with('{') {
+                "{}"
+            } else {
+                s
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -191,8 +205,10 @@ mod tests {
     fn router() -> HttpRouter {
         let mut r = HttpRouter::default();
         r.add(entry("list", "/api/items", &[Method::GET])).unwrap();
-        r.add(entry("get", "/api/items/{id}", &[Method::GET])).unwrap();
-        r.add(entry("put", "/api/items/{key}", &[Method::PUT])).unwrap();
+        r.add(entry("get", "/api/items/{id}", &[Method::GET]))
+            .unwrap();
+        r.add(entry("put", "/api/items/{key}", &[Method::PUT]))
+            .unwrap();
         r.add(entry("files", "/files/{*path}", &[])).unwrap();
         r
     }
@@ -233,7 +249,10 @@ mod tests {
                 allowed: vec![Method::GET, Method::PUT]
             }
         );
-        assert!(matches!(r.route(&Method::HEAD, "/api/items"), RouteMatch::Found { .. }));
+        assert!(matches!(
+            r.route(&Method::HEAD, "/api/items"),
+            RouteMatch::Found { .. }
+        ));
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub fn invoke(
     if let Some(p) = path {
         query.push(format!("path={}", encode(&p)));
     }
-    let url = format!("/_gust/functions/{}/invoke?{}", encode(function), query.join("&"));
+    let url = format!(
+        "/_gust/functions/{}/invoke?{}",
+        encode(function),
+        query.join("&")
+    );
     let reply = client.post(&url, body)?;
     std::io::stdout().write_all(&reply.body)?;
     if !reply.body.ends_with(b"\n") && !reply.body.is_empty() {
@@ -45,7 +49,12 @@ pub fn invoke(
 }
 
 /// `gust logs [-f] [function]`.
-pub fn logs(target: &Target, function: Option<&str>, follow: bool, tail: usize) -> Result<ExitCode> {
+pub fn logs(
+    target: &Target,
+    function: Option<&str>,
+    follow: bool,
+    tail: usize,
+) -> Result<ExitCode> {
     let client = Client::from_target(target)?;
     let mut path = format!("/_gust/logs?tail={tail}");
     if let Some(f) = function {
@@ -78,11 +87,18 @@ pub fn ls(target: &Target) -> Result<ExitCode> {
     );
     for f in functions.as_array().into_iter().flatten() {
         let t = &f["trigger"];
-        let stat = |k: &str| f["stats"][k].as_u64().map_or("-".to_string(), |n| n.to_string());
+        let stat = |k: &str| {
+            f["stats"][k]
+                .as_u64()
+                .map_or("-".to_string(), |n| n.to_string())
+        };
         let route = match (t["methods"].as_array(), t["route"].as_str()) {
             (Some(m), Some(r)) if !m.is_empty() => format!(
                 "{} {r}",
-                m.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")
+                m.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             (_, Some(r)) => r.to_string(),
             _ => "(inactive)".to_string(),

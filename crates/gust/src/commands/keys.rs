@@ -8,7 +8,13 @@ use gust_host::keys::load_or_create;
 
 /// Prints the keys of the app in `dir` (creating them on first use, exactly
 /// as the host would).
-pub fn run(dir: &Path, host: bool, admin: bool, function: Option<&str>, json: bool) -> Result<ExitCode> {
+pub fn run(
+    dir: &Path,
+    host: bool,
+    admin: bool,
+    function: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
     let app = gust_manifest::load_app(dir)?;
     let keys = load_or_create(&app)?;
     if host {
@@ -18,7 +24,10 @@ pub fn run(dir: &Path, host: bool, admin: bool, function: Option<&str>, json: bo
     } else if let Some(name) = function {
         match keys.functions.get(name) {
             Some(k) => println!("{k}"),
-            None => bail!("no function named `{name}` in {}", app.manifest_path.display()),
+            None => bail!(
+                "no function named `{name}` in {}",
+                app.manifest_path.display()
+            ),
         }
     } else if json {
         println!("{}", serde_json::to_string_pretty(&keys)?);

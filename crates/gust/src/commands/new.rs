@@ -15,28 +15,51 @@ macro_rules! template {
 }
 
 const TEMPLATES: &[(&str, &[TemplateFile])] = &[
-    template!("http-rust", [
-        ("gust.toml", "gust.toml"),
-        (".gitignore", "gitignore.tmpl"),
-        ("functions/hello/Cargo.toml", "functions/hello/Cargo.toml.tmpl"),
-        ("functions/hello/src/lib.rs", "functions/hello/src/lib.rs"),
-    ]),
-    template!("event-rust", [
-        ("gust.toml", "gust.toml"),
-        (".gitignore", "gitignore.tmpl"),
-        ("functions/worker/Cargo.toml", "functions/worker/Cargo.toml.tmpl"),
-        ("functions/worker/src/lib.rs", "functions/worker/src/lib.rs"),
-    ]),
+    template!(
+        "http-rust",
+        [
+            ("gust.toml", "gust.toml"),
+            (".gitignore", "gitignore.tmpl"),
+            (
+                "functions/hello/Cargo.toml",
+                "functions/hello/Cargo.toml.tmpl"
+            ),
+            ("functions/hello/src/lib.rs", "functions/hello/src/lib.rs"),
+        ]
+    ),
+    template!(
+        "event-rust",
+        [
+            ("gust.toml", "gust.toml"),
+            (".gitignore", "gitignore.tmpl"),
+            (
+                "functions/worker/Cargo.toml",
+                "functions/worker/Cargo.toml.tmpl"
+            ),
+            ("functions/worker/src/lib.rs", "functions/worker/src/lib.rs"),
+        ]
+    ),
 ];
 
 /// Writes the template into `dir`.
 pub fn run(template: &str, dir: &Path) -> Result<ExitCode> {
     let Some((_, files)) = TEMPLATES.iter().find(|(name, _)| *name == template) else {
         let names: Vec<&str> = TEMPLATES.iter().map(|(n, _)| *n).collect();
-        bail!("unknown template `{template}`; choose one of: {}", names.join(", "));
+        bail!(
+            "unknown template `{template}`; choose one of: {}",
+            names.join(", ")
+        );
     };
-    if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} already exists and is not empty; choose a new folder", dir.display());
+    if dir.exists()
+        && dir
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} already exists and is not empty; choose a new folder",
+            dir.display()
+        );
     }
     let app_name = app_name(dir);
     let sdk = sdk_path();
@@ -73,7 +96,11 @@ fn app_name(dir: &Path) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     let trimmed = cleaned.trim_matches('-');
-    if trimmed.is_empty() { "app".into() } else { trimmed.to_string() }
+    if trimmed.is_empty() {
+        "app".into()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 /// Where the guest SDK lives: `$GUST_SDK_PATH`, else the source tree this
@@ -81,9 +108,7 @@ fn app_name(dir: &Path) -> String {
 fn sdk_path() -> PathBuf {
     std::env::var_os("GUST_SDK_PATH")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust/gust-sdk")
-        })
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust/gust-sdk"))
         .canonicalize()
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust/gust-sdk"))
 }

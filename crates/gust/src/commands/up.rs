@@ -44,10 +44,16 @@ fn start(options: HostOptions) -> Result<ExitCode> {
         .thread_name("gust")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(gust_host::run(options, app, components, announce, |result| match result {
-        Ok(()) => eprintln!("gust: reloaded"),
-        Err(e) => eprintln!("gust: reload failed (still serving the previous version): {e:#}"),
-    }))?;
+    runtime.block_on(gust_host::run(
+        options,
+        app,
+        components,
+        announce,
+        |result| match result {
+            Ok(()) => eprintln!("gust: reloaded"),
+            Err(e) => eprintln!("gust: reload failed (still serving the previous version): {e:#}"),
+        },
+    ))?;
     eprintln!("gust: stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -64,7 +70,11 @@ fn announce(host: &Host) {
                 let methods = if h.methods.is_empty() {
                     "ANY".to_string()
                 } else {
-                    h.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+                    h.methods
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 };
                 routes.push(format!("{url}{}", h.route));
                 details.push(format!(
@@ -75,7 +85,11 @@ fn announce(host: &Host) {
                 ));
             }
             Trigger::Event { kind, .. } => {
-                details.push(format!("  {:<12} {} (inactive in this version)", kind.as_str(), f.name));
+                details.push(format!(
+                    "  {:<12} {} (inactive in this version)",
+                    kind.as_str(),
+                    f.name
+                ));
             }
         }
     }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Shared cargo target folder for guest builds.
@@ -30,7 +33,14 @@ pub fn guest(name: &str) -> PathBuf {
         .join(format!("{}.wasm", name.replace('-', "_")));
     if !built.iter().any(|n| n == name) {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(repo().join("tests/guests").join(name).join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", guest_target())
             .status()
@@ -107,7 +117,10 @@ pub fn up(dir: &Path, extra: &[&str]) -> Running {
 /// As [`up`], with extra environment variables.
 pub fn up_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
     let mut cmd = gust_command();
-    cmd.arg("up").arg(dir).args(["--listen", "127.0.0.1:0"]).args(extra);
+    cmd.arg("up")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -138,7 +151,9 @@ pub fn up_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running 
                 if n == 0 {
                     break;
                 }
-                text.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                text.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
     }
@@ -146,7 +161,10 @@ pub fn up_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running 
         Ok(line) => line,
         Err(_) => {
             let _ = child.kill();
-            panic!("gust never became ready; stderr:\n{}", stderr.lock().unwrap());
+            panic!(
+                "gust never became ready; stderr:\n{}",
+                stderr.lock().unwrap()
+            );
         }
     };
     let url = line
@@ -166,7 +184,9 @@ pub fn up_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running 
 impl Running {
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(&mut self) -> Option<i32> {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(40);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -238,8 +258,17 @@ fn reply(mut r: ureq::http::Response<ureq::Body>) -> Reply {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    let body = r.body_mut().with_config().limit(64 << 20).read_to_string().unwrap_or_default();
-    Reply { status, headers, body }
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// `GET url` with optional headers.
@@ -258,7 +287,11 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> R
         builder = builder.header(*k, *v);
     }
     let request = builder.body(body.to_vec()).unwrap();
-    reply(agent().run(request).unwrap_or_else(|e| panic!("{method} {url}: {e}")))
+    reply(
+        agent()
+            .run(request)
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}")),
+    )
 }
 
 /// `POST url` with a chunked body (no content-length).
