@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing Gust needs on a fresh machine:
+# the wasm32-wasip2 Rust target, and (when --services is given) starts the
+# local services the engine-backed tests talk to if they are down.
+set -euo pipefail
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  echo "setup: rustup target add wasm32-wasip2"
+  rustup target add wasm32-wasip2
+fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ensure_service() { # name port command...
+  local name=$1 port=$2; shift 2
+  if port_open "$port"; then return 0; fi
+  echo "setup: $name is down on :$port, starting it"
+  "$@" || echo "setup: could not start $name" >&2
+  for _ in $(seq 1 30); do port_open "$port" && return 0; sleep 1; done
+  echo "setup: $name still not listening on :$port" >&2
+  return 1
+}
+
+if [[ "${1:-}" == "--services" ]]; then
+  ensure_service nats 4222 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  ensure_service postgresql 5432 bash -c 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'
+  ensure_service redis 6379 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  ensure_service mosquitto 1883 mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  ensure_service rabbitmq 5672 rabbitmq-server -detached
+  ensure_service mariadb 3306 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests beside the code, the
+# guest SDK's tests, and end-to-end tests that start the real `gust` binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+scripts/setup.sh --services
+
+echo "== fmt"
+cargo fmt --all --check
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== guest SDK unit tests (native)"
+(cd sdk/rust/gust-sdk && CARGO_TARGET_DIR="$PWD/../../../target" cargo test --quiet)
+echo "== workspace tests (unit + end-to-end)"
+cargo test --workspace
