@@ -7,6 +7,7 @@
 pub mod embedded;
 mod error;
 mod kv;
+pub mod queue;
 
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
