@@ -11,6 +11,7 @@ pub mod queue;
 
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
+pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
 
 /// Result type of every backend call.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
