@@ -307,3 +307,30 @@ fn gust_new_then_build_produces_a_component() {
     assert_eq!(code, 1);
     assert!(err.contains("http-rust"), "{err}");
 }
+
+#[test]
+fn editing_a_function_crate_rebuilds_and_reloads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("reload-probe");
+    let (code, _, err) = gust(&["new", "http-rust", app.to_str().unwrap()], dir.path());
+    assert_eq!(code, 0, "{err}");
+    let host = up(&app, &["--quiet"]);
+    let url = format!("{}/hello?name=Ada", host.url);
+    assert!(get(&url, &[]).body.starts_with("hello, Ada!"));
+
+    let source = app.join("functions/hello/src/lib.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        text.replace("{greeting}, {name}!", "{greeting} again, {name}!"),
+    )
+    .unwrap();
+    let rebuilt = eventually(Duration::from_secs(180), || {
+        get(&url, &[]).body.starts_with("hello again, Ada!")
+    });
+    assert!(
+        rebuilt,
+        "source change not rebuilt; stderr:\n{}",
+        host.stderr()
+    );
+}
