@@ -183,7 +183,7 @@ fn report(env: &FunctionEnv, e: &InvokeError) {
 }
 
 /// Turns a wasmtime error into the cause a person needs to see.
-fn classify(e: wasmtime::Error, memory_refused: bool, env: &FunctionEnv) -> InvokeError {
+pub(crate) fn classify(e: wasmtime::Error, memory_refused: bool, env: &FunctionEnv) -> InvokeError {
     if memory_refused {
         return InvokeError::OutOfMemory(env.limits.memory);
     }

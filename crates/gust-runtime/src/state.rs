@@ -130,3 +130,5 @@ impl WasiHttpView for HostState {
         }
     }
 }
+
+impl crate::event::generated::gust::function::types::Host for HostState {}

@@ -31,5 +31,9 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>> {
         WasiConfig::from(&s.env.variables)
     })?;
     generated::Bindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    crate::event::generated::gust::function::types::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )?;
     Ok(linker)
 }
