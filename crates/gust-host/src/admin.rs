@@ -118,6 +118,13 @@ fn functions(host: &Host) -> Response<Body> {
                     "methods": h.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
                     "auth": h.auth.as_str(),
                 }),
+                Trigger::Queue(q) => json!({
+                    "kind": "queue",
+                    "queue": q.queue,
+                    "batch_size": q.batch_size,
+                    "concurrency": q.concurrency,
+                    "visibility_ms": q.visibility.as_millis() as u64,
+                }),
                 Trigger::Event { kind, .. } => json!({ "kind": kind.as_str() }),
             };
             json!({

@@ -88,6 +88,8 @@ pub enum Source {
 pub enum Trigger {
     /// An HTTP request on a route.
     Http(HttpTrigger),
+    /// Messages on a work queue.
+    Queue(QueueTrigger),
     /// One of the event triggers; its settings are kept as written until
     /// the event trigger runtime interprets them.
     Event {
@@ -148,6 +150,30 @@ pub struct HttpTrigger {
     pub methods: Vec<http::Method>,
     /// Who may call it.
     pub auth: AuthLevel,
+}
+
+/// `trigger = { queue = { queue = "jobs", ... } }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueTrigger {
+    /// The queue to consume.
+    pub queue: String,
+    /// Messages fetched per receive.
+    pub batch_size: u32,
+    /// Messages handled at once by this function.
+    pub concurrency: u32,
+    /// Lease per delivery; renewed while the function runs.
+    pub visibility: Duration,
+}
+
+impl Trigger {
+    /// `http`, `queue`, `timer`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            Self::Queue(_) => "queue",
+            Self::Event { kind, .. } => kind.as_str(),
+        }
+    }
 }
 
 /// HTTP authorisation levels.

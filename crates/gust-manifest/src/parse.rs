@@ -404,7 +404,12 @@ impl Parser<'_> {
         }
         for (kind, settings) in events {
             if let Some(settings) = settings {
-                found.push(Trigger::Event { kind, settings });
+                found.push(match kind {
+                    EventTriggerKind::Queue => {
+                        Trigger::Queue(self.queue_trigger(fname, key, span.clone(), &settings)?)
+                    }
+                    _ => Trigger::Event { kind, settings },
+                });
             }
         }
         match found.len() {
@@ -478,6 +483,55 @@ impl Parser<'_> {
             methods,
             auth,
         })
+    }
+
+    fn queue_trigger(
+        &self,
+        fname: &str,
+        key: &str,
+        span: Range<usize>,
+        settings: &toml::Table,
+    ) -> Result<QueueTrigger, ManifestError> {
+        let key = format!("{key}.queue");
+        let err = |field: &str, message: String, fix: &str| {
+            self.err(Some(span.clone()), format!("{key}.{field}"), message, fix)
+        };
+        let mut trigger = QueueTrigger {
+            queue: String::new(),
+            batch_size: 16,
+            concurrency: 16,
+            visibility: std::time::Duration::from_secs(30),
+        };
+        for (field, value) in settings {
+            match (field.as_str(), value) {
+                ("queue", toml::Value::String(q)) => trigger.queue = q.clone(),
+                ("batch_size", toml::Value::Integer(n)) if (1..=1000).contains(n) => {
+                    trigger.batch_size = *n as u32
+                }
+                ("concurrency", toml::Value::Integer(n)) if (1..=10_000).contains(n) => {
+                    trigger.concurrency = *n as u32
+                }
+                ("visibility", toml::Value::String(d)) => {
+                    trigger.visibility = parse_duration(d)
+                        .map_err(|why| err("visibility", why, "e.g. `visibility = \"30s\"`"))?;
+                }
+                (other, _) => {
+                    return Err(err(
+                        other,
+                        format!("function `{fname}`: `{other}` is not a valid queue trigger setting here"),
+                        "queue triggers take `queue = \"name\"`, `batch_size = 1..1000`, `concurrency = 1..10000`, `visibility = \"30s\"`",
+                    ));
+                }
+            }
+        }
+        if trigger.queue.is_empty() || check_name(&trigger.queue.replace('_', "-")).is_err() {
+            return Err(err(
+                "queue",
+                format!("function `{fname}`: the queue trigger needs a valid `queue` name"),
+                "add `queue = \"jobs\"` (lowercase letters, digits, `-`, `_`)",
+            ));
+        }
+        Ok(trigger)
     }
 
     fn binding(&self, key: &str, raw: Spanned<RawBinding>) -> Result<Binding, ManifestError> {
@@ -772,13 +826,13 @@ trigger = { queue = { queue = "jobs" } }
         assert_eq!(f.limits.memory, 64 << 20);
         assert_eq!(f.limits.concurrency, 8);
         assert_eq!(f.retry.max_attempts, 3);
-        assert!(matches!(
-            app.functions[1].trigger,
-            Trigger::Event {
-                kind: EventTriggerKind::Queue,
-                ..
+        match &app.functions[1].trigger {
+            Trigger::Queue(q) => {
+                assert_eq!(q.queue, "jobs");
+                assert_eq!(q.batch_size, 16);
             }
-        ));
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(app.functions[1].source, Source::Wasm(_)));
     }
 
@@ -853,6 +907,15 @@ trigger = { queue = { queue = "jobs" } }
         assert!(e.message.contains("nmae"), "{e}");
         let e = error_of("[app\nname = 1\n");
         assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn queue_trigger_settings_are_checked() {
+        let e = error_of(&format!("{HEAD}trigger = {{ queue = {{ queue = \"q\", batch = 3 }} }}\n"));
+        assert_eq!(e.key, "function[0].trigger.queue.batch");
+        assert_eq!(e.line, 6);
+        let e = error_of(&format!("{HEAD}trigger = {{ queue = {{ batch_size = 3 }} }}\n"));
+        assert_eq!(e.key, "function[0].trigger.queue.queue");
     }
 
     #[test]

@@ -23,42 +23,7 @@ pub(crate) mod generated {
 use generated::EventHostPre;
 use generated::exports::gust::function::event_handler;
 
-/// A CloudEvents 1.0 event as handed to a function.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Event {
-    /// CloudEvents `id`.
-    pub id: String,
-    /// CloudEvents `source`.
-    pub source: String,
-    /// CloudEvents `type`.
-    pub ty: String,
-    /// CloudEvents `subject`.
-    pub subject: Option<String>,
-    /// CloudEvents `time` (RFC 3339).
-    pub time: Option<String>,
-    /// Media type of `data`.
-    pub datacontenttype: Option<String>,
-    /// The payload.
-    pub data: Vec<u8>,
-    /// Extension attributes (includes `traceparent`).
-    pub extensions: Vec<(String, String)>,
-    /// 1 on the first delivery.
-    pub attempt: u32,
-}
-
-/// What the function said about an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventOutcome {
-    /// Handled: settle (acknowledge) it.
-    Done,
-    /// Not handled; `retryable` says whether trying again may help.
-    Failed {
-        /// The function's message.
-        message: String,
-        /// Retry (true) or dead-letter now (false).
-        retryable: bool,
-    },
-}
+pub use gust_events::{Event, Outcome};
 
 /// One event function, pre-instantiated; a fresh instance per event.
 pub struct EventFunction {
@@ -94,8 +59,9 @@ impl EventFunction {
     }
 
     /// Runs the function on `event`. A trap, timeout or memory exhaustion is
-    /// an `Err` (and logged); a returned error is `Ok(Failed)`.
-    pub async fn handle(&self, event: Event) -> Result<EventOutcome, InvokeError> {
+    /// an `Err` (and logged); an error the function returned is
+    /// `Ok(Retry)` or `Ok(Fail)` as it asked.
+    pub async fn handle(&self, event: Event) -> Result<Outcome, InvokeError> {
         let mut store = Store::new(self.pre.engine(), HostState::new(self.env.clone()));
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
@@ -121,11 +87,9 @@ impl EventFunction {
         .await;
         store.data_mut().flush_output();
         match result {
-            Ok(Ok(())) => Ok(EventOutcome::Done),
-            Ok(Err(e)) => Ok(EventOutcome::Failed {
-                message: e.message,
-                retryable: e.retryable,
-            }),
+            Ok(Ok(())) => Ok(Outcome::Done),
+            Ok(Err(e)) if e.retryable => Ok(Outcome::Retry(e.message)),
+            Ok(Err(e)) => Ok(Outcome::Fail(e.message)),
             Err(e) => {
                 let refused = store.data().limiter.refused;
                 let err = crate::http::classify(e, refused, &self.env);

@@ -23,7 +23,7 @@ mod state;
 pub use cache::ComponentCache;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::InvokeError;
-pub use event::{Event, EventFunction, EventOutcome};
+pub use event::{Event, EventFunction, Outcome};
 pub use http::{HttpFunction, HttpResponse};
 pub use log::{LogLevel, LogSink};
 pub use state::FunctionEnv;

@@ -84,6 +84,9 @@ fn announce(host: &Host) {
                     h.auth.as_str()
                 ));
             }
+            Trigger::Queue(q) => {
+                details.push(format!("  {:<12} {} <- queue `{}`", "queue", f.name, q.queue));
+            }
             Trigger::Event { kind, .. } => {
                 details.push(format!(
                     "  {:<12} {} (inactive in this version)",
