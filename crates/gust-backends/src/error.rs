@@ -16,6 +16,10 @@ pub enum BackendError {
         /// Why the value does not fit.
         reason: String,
     },
+    /// A queue receipt names no live lease: the delivery was already acked,
+    /// nacked or dead-lettered, or the message was delivered again since.
+    #[error("receipt `{0}` is stale: that delivery was settled or the message was delivered again")]
+    StaleReceipt(String),
     /// The engine itself failed (I/O, corruption, connection lost, ...).
     #[error("{backend} backend failed: {message}")]
     Engine {

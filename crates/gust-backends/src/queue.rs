@@ -67,7 +67,10 @@ pub trait Queue: Send + Sync {
 
     /// Appends several messages durably (one round trip where the engine
     /// allows) and returns their ids in order.
-    async fn send_batch(&self, messages: Vec<(Vec<u8>, BTreeMap<String, String>)>) -> Result<Vec<String>> {
+    async fn send_batch(
+        &self,
+        messages: Vec<(Vec<u8>, BTreeMap<String, String>)>,
+    ) -> Result<Vec<String>> {
         let mut ids = Vec::with_capacity(messages.len());
         for (body, metadata) in messages {
             ids.push(self.send(body, metadata).await?);
@@ -77,7 +80,12 @@ pub trait Queue: Send + Sync {
 
     /// Leases up to `max` available messages for `visibility`, waiting up to
     /// `wait` for the first one. Returns an empty list when none came.
-    async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> Result<Vec<Delivery>>;
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>>;
 
     /// Done: removes the message for good.
     async fn ack(&self, receipt: &Receipt) -> Result<()>;
@@ -110,6 +118,36 @@ pub trait Queue: Send + Sync {
 pub trait QueueProvider: Send + Sync {
     /// The queue called `name`, created on first use.
     async fn queue(&self, name: &str) -> Result<Arc<dyn Queue>>;
+}
+
+/// Metadata key under which a message received or peeked from a dead-letter
+/// queue carries the reason it was dead-lettered.
+pub const DEAD_LETTER_REASON_KEY: &str = "gust-dead-letter-reason";
+
+/// Metadata key under which a message received or peeked from a dead-letter
+/// queue carries how many deliveries were made before it was dead-lettered.
+pub const DEAD_LETTER_ATTEMPTS_KEY: &str = "gust-dead-letter-attempts";
+
+/// Metadata keys starting with this are Gust's own; `send` rejects them.
+pub const RESERVED_METADATA_PREFIX: &str = "gust-";
+
+/// Rejects metadata that a producer may not set.
+pub(crate) fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
+    for key in metadata.keys() {
+        if key.is_empty()
+            || key
+                .to_ascii_lowercase()
+                .starts_with(RESERVED_METADATA_PREFIX)
+        {
+            return Err(crate::BackendError::InvalidValue {
+                key: key.clone(),
+                reason: format!(
+                    "metadata keys must be non-empty and must not start with `{RESERVED_METADATA_PREFIX}`"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The dead-letter queue's name for `queue`.

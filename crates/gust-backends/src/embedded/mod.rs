@@ -2,5 +2,7 @@
 //! `.gust/data/`, nothing to install.
 
 mod kv;
+mod queue;
 
 pub use kv::EmbeddedKv;
+pub use queue::{EmbeddedQueue, EmbeddedQueues};
