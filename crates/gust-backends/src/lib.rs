@@ -2,11 +2,14 @@
 //!
 //! Triggers and the runtime see only the traits in this crate ([`KeyValue`],
 //! [`KeyValueProvider`], ...). Each backend is a module: [`embedded`] keeps
-//! everything on disk in the app's `.gust/` folder with no service to install.
+//! everything on disk in the app's `.gust/` folder with no service to install;
+//! `nats` (feature `nats`) puts queues on NATS JetStream.
 
 pub mod embedded;
 mod error;
 mod kv;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod queue;
 
 pub use error::BackendError;
