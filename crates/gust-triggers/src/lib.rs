@@ -3,4 +3,9 @@
 //! Triggers know nothing of wasmtime; they decide *which* function runs and
 //! *whether* the caller may run it, and hand over to the dispatcher.
 
+mod dispatch;
 pub mod http;
+pub mod queue;
+pub mod retry;
+
+pub use dispatch::{Dispatcher, Shutdown};

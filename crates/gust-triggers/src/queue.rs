@@ -1,0 +1,231 @@
+//! The queue trigger: pulls leased messages, runs the function on each with
+//! bounded concurrency, renews the lease while it runs, then settles:
+//! ack on success, retry with backoff, or dead-letter with the reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_backends::{Delivery, Queue};
+use gust_events::{Event, Outcome, rfc3339};
+use gust_manifest::{QueueTrigger, RetryPolicy};
+use tokio::sync::Semaphore;
+
+use crate::dispatch::{Dispatcher, Shutdown};
+use crate::retry::backoff;
+
+/// Longest wait of one receive call (bounds shutdown latency).
+const POLL: Duration = Duration::from_millis(500);
+
+/// One function consuming one queue.
+pub struct QueueConsumer {
+    /// The function to run.
+    pub function: String,
+    /// Trigger settings.
+    pub trigger: QueueTrigger,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// The queue.
+    pub queue: Arc<dyn Queue>,
+    /// Runs the function.
+    pub dispatcher: Arc<dyn Dispatcher>,
+}
+
+/// The CloudEvent a queue message becomes.
+pub fn message_event(queue: &str, delivery: &Delivery) -> Event {
+    let m = &delivery.message;
+    let mut extensions: Vec<(String, String)> = m
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "content-type")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    extensions.sort();
+    let mut event = Event {
+        id: m.id.clone(),
+        source: format!("/gust/queue/{queue}"),
+        ty: "gust.queue.message".into(),
+        subject: None,
+        time: Some(rfc3339(m.enqueued_at)),
+        datacontenttype: m.metadata.get("content-type").cloned(),
+        data: m.body.clone(),
+        extensions,
+        attempt: m.attempt.max(1),
+    };
+    event.ensure_traceparent();
+    event
+}
+
+impl QueueConsumer {
+    /// Consumes until `shutdown`; then waits for running handlers to settle.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let this = Arc::new(self);
+        let limit = this.trigger.concurrency as usize;
+        let permits = Arc::new(Semaphore::new(limit));
+        loop {
+            if shutdown.is_requested() {
+                break;
+            }
+            // Wait for at least one free slot before leasing anything.
+            let first = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore open"),
+                () = shutdown.requested() => break,
+            };
+            let room = (permits.available_permits() + 1).min(this.trigger.batch_size as usize);
+            let received = tokio::select! {
+                r = this.queue.receive(room, this.trigger.visibility, POLL) => r,
+                () = shutdown.requested() => break,
+            };
+            let deliveries = match received {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(queue = %this.trigger.queue, error = %e, "receive failed; retrying");
+                    drop(first);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            for delivery in deliveries {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => permits.clone().acquire_owned().await.expect("semaphore open"),
+                };
+                let this = this.clone();
+                tokio::spawn(async move {
+                    this.handle(delivery).await;
+                    drop(permit);
+                });
+            }
+        }
+        // Let running handlers finish and settle.
+        let _ = permits.acquire_many(limit as u32).await;
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let event = message_event(&self.trigger.queue, &delivery);
+        let attempt = event.attempt;
+        let renew = self.renew_lease(&delivery);
+        let outcome = self.dispatcher.dispatch(&self.function, event).await;
+        renew.abort();
+        let q = &self.queue;
+        let receipt = &delivery.receipt;
+        let settled = match &outcome {
+            Outcome::Done => q.ack(receipt).await,
+            Outcome::Retry(_) if attempt < self.retry.max_attempts => {
+                q.nack(receipt, backoff(&self.retry, attempt)).await
+            }
+            Outcome::Retry(reason) => {
+                let why = format!("gave up after {attempt} attempts: {reason}");
+                q.dead_letter(receipt, &why).await
+            }
+            Outcome::Fail(reason) => q.dead_letter(receipt, &format!("not retryable: {reason}")).await,
+        };
+        if let Err(e) = settled {
+            // The lease will run out and the message come back: at least once.
+            tracing::warn!(queue = %self.trigger.queue, error = %e, "could not settle a message");
+        }
+    }
+
+    /// Extends the lease at half the visibility until aborted.
+    fn renew_lease(&self, delivery: &Delivery) -> tokio::task::JoinHandle<()> {
+        let queue = self.queue.clone();
+        let receipt = delivery.receipt.clone();
+        let visibility = self.trigger.visibility;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(visibility / 2);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = queue.extend(&receipt, visibility).await {
+                    tracing::warn!(error = %e, "could not renew a message lease");
+                    return;
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+
+    use gust_backends::QueueProvider;
+    use gust_backends::embedded::EmbeddedQueues;
+    use gust_manifest::RetryStrategy;
+
+    use super::*;
+
+    /// Decides by payload: `ok`, `flaky` (fails on attempt 1), `poison`
+    /// (always retryable failure), `fatal` (not retryable).
+    struct ScriptedFunction {
+        seen: Mutex<Vec<(String, u32)>>,
+    }
+
+    impl Dispatcher for ScriptedFunction {
+        fn dispatch(&self, _function: &str, event: Event) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
+            Box::pin(async move {
+                let body = String::from_utf8(event.data.clone()).unwrap();
+                assert_eq!(event.source, "/gust/queue/jobs");
+                assert!(event.extension("traceparent").is_some());
+                self.seen.lock().unwrap().push((body.clone(), event.attempt));
+                match (body.as_str(), event.attempt) {
+                    ("ok", _) | ("flaky", 2..) => Outcome::Done,
+                    ("fatal", _) => Outcome::Fail("bad input".into()),
+                    _ => Outcome::Retry("try later".into()),
+                }
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settles_retries_and_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = EmbeddedQueues::open(&dir.path().join("q.redb")).unwrap();
+        let queue = queues.queue("jobs").await.unwrap();
+        for body in ["ok", "flaky", "poison", "fatal"] {
+            queue.send(body.as_bytes().to_vec(), BTreeMap::new()).await.unwrap();
+        }
+        let function = Arc::new(ScriptedFunction { seen: Mutex::new(Vec::new()) });
+        let consumer = QueueConsumer {
+            function: "worker".into(),
+            trigger: QueueTrigger {
+                queue: "jobs".into(),
+                batch_size: 4,
+                concurrency: 2,
+                visibility: Duration::from_secs(5),
+            },
+            retry: RetryPolicy {
+                strategy: RetryStrategy::Fixed,
+                max_attempts: 3,
+                min: Duration::from_millis(50),
+                max: Duration::from_millis(50),
+            },
+            queue: queue.clone(),
+            dispatcher: function.clone(),
+        };
+        let (stop, shutdown) = Shutdown::new();
+        let running = tokio::spawn(consumer.run(shutdown));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while queue.dead_letters(10).await.unwrap().len() < 2 || queue.depth().await.unwrap() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "did not settle");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.send(true).unwrap();
+        running.await.unwrap();
+
+        let dead = queue.dead_letters(10).await.unwrap();
+        let poison = dead.iter().find(|d| d.message.body == b"poison").unwrap();
+        assert_eq!(poison.attempts, 3);
+        assert!(poison.reason.contains("try later"), "{}", poison.reason);
+        let fatal = dead.iter().find(|d| d.message.body == b"fatal").unwrap();
+        assert_eq!(fatal.attempts, 1);
+        assert!(fatal.reason.contains("not retryable"), "{}", fatal.reason);
+        let seen = function.seen.lock().unwrap().clone();
+        assert!(seen.contains(&("flaky".into(), 2)));
+        assert_eq!(seen.iter().filter(|(b, _)| b == "ok").count(), 1);
+        assert_eq!(queue.depth().await.unwrap(), 0);
+    }
+}
