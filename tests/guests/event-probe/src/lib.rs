@@ -1,0 +1,29 @@
+//! An event function for the host's end-to-end tests. The event's data, as
+//! text, says what to do:
+//!
+//! | data    | behaviour |
+//! |---------|-----------|
+//! | `fail`  | retryable error (retried, then dead-lettered) |
+//! | `fatal` | non-retryable error (dead-lettered at once) |
+//! | `trap`  | panics (a trap: retried like a retryable error) |
+//! | other   | counts it in kv binding `seen` (key = the data) and logs `handled <data> #<n> attempt <a>` |
+
+use gust_sdk::{Event, EventError, kv, log};
+
+#[gust_sdk::event]
+fn handle(event: Event) -> Result<(), EventError> {
+    let text = event
+        .text()
+        .map_err(|e| EventError::fatal(format!("not text: {e}")))?
+        .to_string();
+    match text.as_str() {
+        "fail" => Err(EventError::retryable("asked to fail")),
+        "fatal" => Err(EventError::fatal("asked to fail for good")),
+        "trap" => panic!("event trap"),
+        _ => {
+            let n = kv::Store::open("seen")?.increment(&text, 1)?;
+            log::info!("handled {text} #{n} attempt {} source {}", event.attempt(), event.source());
+            Ok(())
+        }
+    }
+}
