@@ -611,7 +611,7 @@ impl Queue for NatsQueue {
             let mut first = consumer
                 .batch()
                 .max_messages(1)
-                .expires(wait.max(Duration::from_millis(10)))
+                .expires(wait.clamp(Duration::from_millis(10), MAX_VISIBILITY))
                 .messages()
                 .await
                 .map_err(engine)?;

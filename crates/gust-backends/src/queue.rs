@@ -5,6 +5,13 @@
 //! it then `ack`s (done), `nack`s (retry after a delay), `extend`s the lease
 //! while still working, or `dead_letter`s it with a reason. A delivery whose
 //! lease runs out is delivered again. Nothing `send` acknowledged is lost.
+//!
+//! A receipt stays usable until its delivery is settled (`ack`, `nack`,
+//! `dead_letter`) or the message is delivered again; after that the embedded
+//! backend answers [`BackendError::StaleReceipt`](crate::BackendError::StaleReceipt).
+//! Engines that settle by message rather than by delivery (NATS JetStream)
+//! apply a stale receipt to the current delivery instead: see each backend's
+//! docs for such differences.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +46,8 @@ pub struct Delivery {
     pub receipt: Receipt,
 }
 
-/// An opaque lease handle (backend-defined contents).
+/// An opaque lease handle (backend-defined contents): one delivery of one
+/// message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Receipt(pub String);
 
@@ -63,6 +71,9 @@ pub trait Queue: Send + Sync {
     fn name(&self) -> &str;
 
     /// Appends a message durably and returns its id.
+    ///
+    /// Metadata keys starting with [`RESERVED_METADATA_PREFIX`] are rejected
+    /// with `InvalidValue`.
     async fn send(&self, body: Vec<u8>, metadata: BTreeMap<String, String>) -> Result<String>;
 
     /// Appends several messages durably (one round trip where the engine
@@ -80,6 +91,10 @@ pub trait Queue: Send + Sync {
 
     /// Leases up to `max` available messages for `visibility`, waiting up to
     /// `wait` for the first one. Returns an empty list when none came.
+    ///
+    /// Returns as soon as at least one message is available (it does not
+    /// wait to fill `max`). Each delivery's `attempt` is counted durably
+    /// before it is handed out.
     async fn receive(
         &self,
         max: usize,
@@ -87,10 +102,11 @@ pub trait Queue: Send + Sync {
         wait: Duration,
     ) -> Result<Vec<Delivery>>;
 
-    /// Done: removes the message for good.
+    /// Done: removes the message for good (durably, before returning).
     async fn ack(&self, receipt: &Receipt) -> Result<()>;
 
-    /// Failed for now: makes the message available again after `delay`.
+    /// Failed for now: makes the message available again after `delay`
+    /// (at once for a zero delay). The receipt is settled by this.
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()>;
 
     /// Still working: renews the lease for another `visibility`.
@@ -100,12 +116,16 @@ pub trait Queue: Send + Sync {
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()>;
 
     /// Up to `max` waiting messages, oldest first, without leasing them.
+    /// `attempt` is the number of deliveries so far.
     async fn peek(&self, max: usize) -> Result<Vec<Message>>;
 
     /// Messages waiting (not counting leased or dead-lettered ones).
     async fn depth(&self) -> Result<u64>;
 
-    /// Up to `max` dead letters, oldest first.
+    /// Up to `max` dead letters, oldest first. They are also messages of
+    /// the queue [`dead_letter_name`]`(name)`, where received or peeked ones
+    /// carry [`DEAD_LETTER_REASON_KEY`] and [`DEAD_LETTER_ATTEMPTS_KEY`] in
+    /// their metadata.
     async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>>;
 
     /// Moves every dead letter back onto the queue (attempts reset) and

@@ -68,6 +68,12 @@ fn from_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// `now + d`, or about a century from now when that does not fit.
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 fn saturating_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -640,7 +646,7 @@ impl EmbeddedQueues {
                     queues.insert(queue.to_string(), Arc::new(Shared::new(queue)));
                 }
                 let state = if visible_at_ms > now_ms {
-                    State::Delayed(now + Duration::from_millis(visible_at_ms - now_ms))
+                    State::Delayed(after(now, Duration::from_millis(visible_at_ms - now_ms)))
                 } else {
                     State::Ready {
                         lease_expired: false,
@@ -862,7 +868,7 @@ impl Queue for EmbeddedQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let end = Instant::now() + wait;
+        let end = after(Instant::now(), wait);
         loop {
             // Register for wake-ups before looking, so none is missed.
             let notified = self.shared.notify.notified();
@@ -872,7 +878,7 @@ impl Queue for EmbeddedQueue {
                 let mut idx = self.shared.lock();
                 let now = Instant::now();
                 idx.promote(now);
-                let until = now + visibility;
+                let until = after(now, visibility);
                 let mut taken = Vec::new();
                 while taken.len() < max {
                     let Some(seq) = idx.ready.first().copied() else {
@@ -943,7 +949,7 @@ impl Queue for EmbeddedQueue {
                     lease_expired: false,
                 }
             } else {
-                State::Delayed(Instant::now() + delay)
+                State::Delayed(after(Instant::now(), delay))
             };
             idx.set(seq, attempt, state);
             self.inner.enqueue(Op::SetState {
@@ -961,7 +967,11 @@ impl Queue for EmbeddedQueue {
         let (seq, attempt) = parse_receipt(receipt)?;
         let mut idx = self.shared.lock();
         idx.live(seq, attempt, receipt)?;
-        idx.set(seq, attempt, State::Leased(Instant::now() + visibility));
+        idx.set(
+            seq,
+            attempt,
+            State::Leased(after(Instant::now(), visibility)),
+        );
         Ok(())
     }
 
@@ -1125,6 +1135,19 @@ mod tests {
         let bytes = plain.encode();
         assert_eq!(Record::decode(&bytes).unwrap(), plain);
         assert!(Record::decode(&bytes[..bytes.len() - 2]).is_err());
+    }
+
+    #[tokio::test]
+    async fn huge_durations_do_not_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = EmbeddedQueues::open(&dir.path().join("q.redb")).unwrap();
+        let q = queues.open_queue("q").unwrap();
+        q.send(b"x".to_vec(), BTreeMap::new()).await.unwrap();
+        let d = q.receive(1, Duration::MAX, Duration::MAX).await.unwrap();
+        q.extend(&d[0].receipt, Duration::MAX).await.unwrap();
+        q.nack(&d[0].receipt, Duration::MAX).await.unwrap();
+        assert_eq!(q.depth().await.unwrap(), 1);
+        assert!(q.receive(1, Duration::MAX, Duration::ZERO).await.unwrap().is_empty());
     }
 
     #[test]
