@@ -102,7 +102,10 @@ pub trait Queue: Send + Sync {
         wait: Duration,
     ) -> Result<Vec<Delivery>>;
 
-    /// Done: removes the message for good (durably, before returning).
+    /// Done: removes the message for good. It is never delivered again by
+    /// this process; a crash within moments of the ack may deliver it once
+    /// more after a restart (the embedded backend writes acks to disk within
+    /// 20 ms, without making each ack wait for its own disk flush).
     async fn ack(&self, receipt: &Receipt) -> Result<()>;
 
     /// Failed for now: makes the message available again after `delay`

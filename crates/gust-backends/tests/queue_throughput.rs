@@ -6,7 +6,8 @@
 //!
 //! 10,000 messages through `send_batch` (100 a batch) and `receive(100)` +
 //! `ack` of each delivery (concurrently within a batch), first one phase after
-//! the other, then with producer and consumers running at the same time.
+//! the other, then acking one delivery after another, then with producer and
+//! consumers running at the same time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,6 +71,27 @@ async fn run(label: &str, p: Arc<dyn QueueProvider>) {
     );
     assert_eq!(q.depth().await.unwrap(), 0);
 
+    // A consumer that acks one delivery after another.
+    let q = p.queue("bench-sequential-acks").await.unwrap();
+    produce(&*q).await;
+    let started = Instant::now();
+    let mut acked = 0;
+    while acked < MESSAGES {
+        let got = q
+            .receive(BATCH, VISIBILITY, Duration::from_millis(200))
+            .await
+            .unwrap();
+        for d in &got {
+            q.ack(&d.receipt).await.unwrap();
+        }
+        acked += got.len();
+    }
+    let took = started.elapsed();
+    println!(
+        "{label} receive(100) + one ack after another: {:.0} msg/s",
+        MESSAGES as f64 / took.as_secs_f64(),
+    );
+
     // Producer and consumers at the same time.
     let q = p.queue("bench-concurrent").await.unwrap();
     let done = Arc::new(AtomicUsize::new(0));
@@ -107,4 +129,5 @@ async fn nats_throughput() {
     run("nats", Arc::new(p.clone())).await;
     p.delete_queue("bench-phases").await.unwrap();
     p.delete_queue("bench-concurrent").await.unwrap();
+    p.delete_queue("bench-sequential-acks").await.unwrap();
 }

@@ -26,6 +26,12 @@
 //! key-value store. A write is queued while the index lock is held, so the
 //! order of writes for one message follows the order of its state changes.
 //!
+//! Sends, leases, dead-lettering and redrive wait for a durable commit.
+//! Acks and nacks wait only for their commit, which reaches the disk with the
+//! next durable one or at most 20 ms later: a crash in that window delivers
+//! those messages once more, and a consumer that acks one delivery after
+//! another does not pay an fsync per ack.
+//!
 //! Receipts are `<seq>.<attempt>`: every delivery increments the attempt, so a
 //! receipt of an earlier delivery never matches the current one.
 
@@ -36,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
@@ -53,6 +59,8 @@ const NEXT_SEQ: &str = "next_seq";
 const BACKEND: &str = "embedded queue";
 /// Most writes folded into one transaction.
 const MAX_GROUP: usize = 1024;
+/// Longest time an ack or nack stays in a commit that is not on disk yet.
+const LAZY_FLUSH: Duration = Duration::from_millis(20);
 
 fn engine(e: impl std::fmt::Display) -> BackendError {
     BackendError::engine(BACKEND, e)
@@ -288,10 +296,44 @@ struct Job {
     reply: oneshot::Sender<Result<Done>>,
 }
 
+impl Op {
+    /// Whether the caller must wait for this write to reach the disk.
+    ///
+    /// Acks and nacks need not: losing one in a crash means a message is
+    /// delivered once more (at-least-once allows that; attempts were stored
+    /// when it was leased), and not waiting for an fsync each makes a
+    /// consumer that settles one delivery after another fast.
+    fn durable(&self) -> bool {
+        !matches!(self, Op::Remove { .. } | Op::SetState { .. })
+    }
+}
+
 /// The writer thread: takes every job waiting, applies them in one
-/// transaction, commits durably, then answers each.
+/// transaction, commits (durably when any job needs it), then answers each.
+/// Non-durable commits reach the disk with the next durable one, at most
+/// [`LAZY_FLUSH`] later.
 fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, mut next_seq: u64) {
-    while let Ok(first) = jobs.recv() {
+    // When the oldest commit not yet on disk was made.
+    let mut unflushed: Option<std::time::Instant> = None;
+    loop {
+        let first = match unflushed {
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+            Some(since) => {
+                let left = LAZY_FLUSH.saturating_sub(since.elapsed());
+                match jobs.recv_timeout(left) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        flush(db);
+                        unflushed = None;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -299,8 +341,14 @@ fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, mut next_seq: u64) {
                 Err(_) => break,
             }
         }
-        match apply_group(db, &group, &mut next_seq) {
+        let durable = group.iter().any(|job| job.op.durable());
+        match apply_group(db, &group, &mut next_seq, durable) {
             Ok(results) => {
+                if durable {
+                    unflushed = None;
+                } else {
+                    unflushed.get_or_insert_with(std::time::Instant::now);
+                }
                 for (job, result) in group.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
@@ -313,6 +361,20 @@ fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, mut next_seq: u64) {
             }
         }
     }
+    if unflushed.is_some() {
+        flush(db);
+    }
+}
+
+/// Makes every earlier non-durable commit durable.
+fn flush(db: &Database) {
+    let result = db
+        .begin_write()
+        .map_err(engine)
+        .and_then(|txn| txn.commit().map_err(engine));
+    if let Err(e) = result {
+        tracing::error!(error = %e, "embedded queue flush failed");
+    }
 }
 
 struct Tables<'t> {
@@ -320,8 +382,16 @@ struct Tables<'t> {
     states: redb::Table<'t, (&'static str, u64), (u32, u64)>,
 }
 
-fn apply_group(db: &Database, group: &[Job], next_seq: &mut u64) -> Result<Vec<Result<Done>>> {
-    let txn = db.begin_write().map_err(engine)?;
+fn apply_group(
+    db: &Database,
+    group: &[Job],
+    next_seq: &mut u64,
+    durable: bool,
+) -> Result<Vec<Result<Done>>> {
+    let mut txn = db.begin_write().map_err(engine)?;
+    if !durable {
+        txn.set_durability(Durability::None).map_err(engine)?;
+    }
     let mut results = Vec::with_capacity(group.len());
     let before = *next_seq;
     {
@@ -1147,7 +1217,12 @@ mod tests {
         q.extend(&d[0].receipt, Duration::MAX).await.unwrap();
         q.nack(&d[0].receipt, Duration::MAX).await.unwrap();
         assert_eq!(q.depth().await.unwrap(), 1);
-        assert!(q.receive(1, Duration::MAX, Duration::ZERO).await.unwrap().is_empty());
+        assert!(
+            q.receive(1, Duration::MAX, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
