@@ -36,12 +36,17 @@
 //!
 //! - JetStream settles a delivery by stream sequence, so a receipt from an
 //!   earlier delivery of a message still acks (or nacks, extends) the
-//!   current delivery of it; it is never rejected as stale.
+//!   current delivery of it; it is never rejected as stale. A receipt names
+//!   the delivery on the server, so it settles it whichever queue is asked.
 //! - Messages that were delivered and are waiting to be delivered again (their
 //!   lease ran out, or they were nacked) count neither in `depth` nor in
 //!   `peek`.
 //! - Metadata values may not contain CR or LF (they travel as headers), and a
 //!   dead-letter reason has them escaped as `\r` / `\n` in its header.
+//! - Durability is the server's: a file-stored stream acknowledges a publish
+//!   once the server has written it, and the server syncs to disk on its own
+//!   schedule (`sync_interval`), so a killed server process loses nothing but
+//!   a machine crash may.
 //! - If a `receive` is cancelled while its pull request waits, a message the
 //!   server hands to that request stays leased until `ack_wait` runs out.
 

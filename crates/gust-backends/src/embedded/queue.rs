@@ -686,6 +686,8 @@ impl EmbeddedQueues {
     ///
     /// Every message that was leased when the file was last closed (or the
     /// process died) is waiting again; nacked messages keep their delay.
+    /// Open a file once per process and share the provider (it is `Clone`):
+    /// a second `open` of the same file fails while the first is in use.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(engine)?;
