@@ -732,9 +732,15 @@ impl Queue for NatsQueue {
             return Ok(0);
         };
         self.main.stream(self.js()).await?;
+        // Only what is dead now: a redriven message that fails again while
+        // this runs is dead-lettered anew and must stay there.
+        let last = dead.get_info().await.map_err(engine)?.state.last_sequence;
         let mut seq = 1;
         let mut moved = 0;
         while let Some(m) = next_stored(dead, &self.dead.subject, seq).await? {
+            if m.sequence > last {
+                break;
+            }
             seq = m.sequence + 1;
             let message = stored_message(&m, 0, false);
             let enqueued_at_ms = message

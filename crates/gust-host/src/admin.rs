@@ -13,8 +13,8 @@ use hyper::body::{Frame, Incoming};
 use serde_json::json;
 
 use crate::body::{self, Body};
-use crate::dispatch;
 use crate::host::Host;
+use crate::{dispatch, queues};
 use gust_manifest::Trigger;
 use gust_triggers::http::{RouteMatch, constant_time_eq, percent_decode};
 
@@ -56,6 +56,9 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["functions"]) => functions(&host),
         (&Method::POST, ["functions", name, "invoke"]) => invoke(&host, name, &query, req).await,
         (&Method::GET, ["logs"]) => logs(&host, &query),
+        (_, ["queues", name, rest @ ..]) => {
+            queues::handle(&host, &method, name, rest, &query, req).await
+        }
         (&Method::POST, ["reload"]) => match host.reload().await {
             Ok(()) => body::json(StatusCode::OK, &json!({ "reloaded": true })),
             Err(e) => body::error(

@@ -6,13 +6,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use anyhow::{Context, Result, bail};
-use gust_backends::KeyValueProvider;
-use gust_manifest::{App, BindingKind, Trigger};
-use gust_runtime::{FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
+use gust_backends::{KeyValueProvider, QueueProvider};
+use gust_events::{Event, Outcome};
+use gust_manifest::{App, BindingKind, Function, Trigger};
+use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
 use gust_triggers::http::{HttpRouter, Keys};
+use gust_triggers::queue::QueueConsumer;
+use gust_triggers::{Dispatcher, Shutdown};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 
 /// Counters of one function, kept across reloads.
 #[derive(Debug, Default, Serialize)]
@@ -44,6 +51,69 @@ pub struct LoadedFunction {
     pub component: PathBuf,
 }
 
+/// An event function ready to run, with its counters.
+pub struct LoadedEventFunction {
+    /// The pre-instantiated component.
+    pub function: Arc<EventFunction>,
+    /// Its counters.
+    pub stats: Arc<FunctionStats>,
+}
+
+/// The app's event functions; triggers reach them through [`Dispatcher`].
+pub struct EventFunctions {
+    /// Event functions by name.
+    pub functions: HashMap<String, LoadedEventFunction>,
+    /// Where failures are reported.
+    logs: Arc<dyn LogSink>,
+}
+
+impl Dispatcher for EventFunctions {
+    fn dispatch(
+        &self,
+        function: &str,
+        event: Event,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
+        let function = function.to_string();
+        Box::pin(async move {
+            let Some(f) = self.functions.get(&function) else {
+                return Outcome::Retry(format!("function `{function}` is not loaded"));
+            };
+            FunctionStats::bump(&f.stats.invocations);
+            let (id, attempt) = (event.id.clone(), event.attempt);
+            match f.function.handle(event).await {
+                Ok(Outcome::Done) => Outcome::Done,
+                Ok(other) => {
+                    FunctionStats::bump(&f.stats.failures);
+                    let (kind, message) = match &other {
+                        Outcome::Fail(m) => ("failed (not retryable)", m),
+                        Outcome::Retry(m) => ("failed (retryable)", m),
+                        Outcome::Done => unreachable!("handled above"),
+                    };
+                    self.logs.log(
+                        &function,
+                        LogLevel::Warn,
+                        &format!("event {id} attempt {attempt} {kind}: {message}"),
+                    );
+                    other
+                }
+                Err(e) => {
+                    FunctionStats::bump(&f.stats.failures);
+                    // The first line names the cause; the backtrace is in the logs.
+                    let text = format!("function {e}");
+                    Outcome::Retry(text.lines().next().unwrap_or_default().to_string())
+                }
+            }
+        })
+    }
+}
+
+/// Running trigger loops of one app version.
+#[derive(Default)]
+struct RunningTriggers {
+    stop: Option<watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
 /// A validated, compiled app.
 pub struct LoadedApp {
     /// The manifest.
@@ -54,6 +124,9 @@ pub struct LoadedApp {
     pub keys: Keys,
     /// HTTP functions by name.
     pub functions: HashMap<String, LoadedFunction>,
+    /// Event functions by name.
+    pub events: Arc<EventFunctions>,
+    triggers: std::sync::Mutex<RunningTriggers>,
 }
 
 /// What `load` needs from the host.
@@ -81,6 +154,10 @@ impl LoadedApp {
         let router = HttpRouter::new(&app)?;
         let variables = resolve_variables(&app)?;
         let mut functions = HashMap::new();
+        let mut events = EventFunctions {
+            functions: HashMap::new(),
+            logs: cx.logs.clone(),
+        };
         for f in &app.functions {
             if let Trigger::Event { kind, .. } = &f.trigger {
                 cx.logs.log(
@@ -97,30 +174,22 @@ impl LoadedApp {
                 .runtime
                 .load_component(path)
                 .with_context(|| format!("function `{}`", f.name))?;
-            let mut env = FunctionEnv::new(f.name.clone(), f.limits, cx.logs.clone())
-                .with_variables(variables.clone());
-            for (binding, b) in &f.bindings {
-                match b.kind {
-                    BindingKind::Kv => {
-                        let store = cx.kv.open(&b.resource).with_context(|| {
-                            format!("function `{}`: kv store `{}`", f.name, b.resource)
-                        })?;
-                        env = env.with_kv(binding.clone(), store);
-                    }
-                    other => cx.logs.log(
-                        &f.name,
-                        LogLevel::Warn,
-                        &format!(
-                            "binding `{binding}` ({} `{}`) is not served by this version of gust",
-                            other.as_str(),
-                            b.resource
-                        ),
-                    ),
-                }
+            let env = function_env(f, variables.clone(), &cx)?;
+            let stats = cx.stats.entry(f.name.clone()).or_default().clone();
+            if let Trigger::Queue(_) = &f.trigger {
+                let function = EventFunction::new(cx.runtime, &component, env)
+                    .with_context(|| format!("function `{}` ({})", f.name, path.display()))?;
+                events.functions.insert(
+                    f.name.clone(),
+                    LoadedEventFunction {
+                        function: Arc::new(function),
+                        stats,
+                    },
+                );
+                continue;
             }
             let http = HttpFunction::new(cx.runtime, &component, env, cx.reuse_instances)
                 .with_context(|| format!("function `{}` ({})", f.name, path.display()))?;
-            let stats = cx.stats.entry(f.name.clone()).or_default().clone();
             functions.insert(
                 f.name.clone(),
                 LoadedFunction {
@@ -136,8 +205,84 @@ impl LoadedApp {
             router,
             keys,
             functions,
+            events: Arc::new(events),
+            triggers: Default::default(),
         })
     }
+
+    /// Starts a consumer for every queue-triggered function.
+    pub async fn start_triggers(&self, queues: &dyn QueueProvider) -> Result<()> {
+        let (stop, shutdown) = Shutdown::new();
+        let mut tasks = Vec::new();
+        for f in &self.app.functions {
+            let Trigger::Queue(trigger) = &f.trigger else {
+                continue;
+            };
+            let queue = queues.queue(&trigger.queue).await.with_context(|| {
+                format!(
+                    "function `{}`: cannot open queue `{}`",
+                    f.name, trigger.queue
+                )
+            })?;
+            let consumer = QueueConsumer {
+                function: f.name.clone(),
+                trigger: trigger.clone(),
+                retry: f.retry.clone(),
+                queue,
+                dispatcher: self.events.clone(),
+            };
+            tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
+        }
+        let mut running = self.triggers.lock().expect("triggers lock");
+        running.stop = Some(stop);
+        running.tasks = tasks;
+        Ok(())
+    }
+
+    /// Stops taking new events and waits for running ones to settle.
+    pub async fn stop_triggers(&self) {
+        let tasks = {
+            let mut running = self.triggers.lock().expect("triggers lock");
+            if let Some(stop) = running.stop.take() {
+                let _ = stop.send(true);
+            }
+            std::mem::take(&mut running.tasks)
+        };
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The environment of `f`: limits, variables and the resources it declared.
+fn function_env(
+    f: &Function,
+    variables: Vec<(String, String)>,
+    cx: &LoadContext<'_>,
+) -> Result<FunctionEnv> {
+    let mut env =
+        FunctionEnv::new(f.name.clone(), f.limits, cx.logs.clone()).with_variables(variables);
+    for (binding, b) in &f.bindings {
+        match b.kind {
+            BindingKind::Kv => {
+                let store = cx
+                    .kv
+                    .open(&b.resource)
+                    .with_context(|| format!("function `{}`: kv store `{}`", f.name, b.resource))?;
+                env = env.with_kv(binding.clone(), store);
+            }
+            other => cx.logs.log(
+                &f.name,
+                LogLevel::Warn,
+                &format!(
+                    "binding `{binding}` ({} `{}`) is not served by this version of gust",
+                    other.as_str(),
+                    b.resource
+                ),
+            ),
+        }
+    }
+    Ok(env)
 }
 
 /// Variable values: `GUST_VAR_<NAME>` from the environment, else the default.

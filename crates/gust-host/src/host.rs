@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use gust_backends::embedded::EmbeddedKv;
+use gust_backends::QueueProvider;
+use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 
@@ -32,6 +33,8 @@ pub struct HostOptions {
     pub pooling: bool,
     /// Print function log lines to stderr too.
     pub echo_logs: bool,
+    /// Put queues on NATS JetStream at this URL instead of the embedded store.
+    pub nats_url: Option<String>,
 }
 
 /// The state of a running host, shared by every connection.
@@ -41,6 +44,7 @@ pub struct Host {
     runtime: Runtime,
     logs: Arc<LogHub>,
     kv: EmbeddedKv,
+    queues: Arc<dyn QueueProvider>,
     current: ArcSwap<LoadedApp>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     reloading: tokio::sync::Mutex<()>,
@@ -48,12 +52,34 @@ pub struct Host {
 
 impl Host {
     /// Starts serving `app` with the given built components; `addr` is the
-    /// address the listener is bound to.
-    pub fn start(
+    /// address the listener is bound to. Trigger loops start too.
+    pub async fn start(
         options: HostOptions,
         addr: SocketAddr,
         app: App,
         components: &BTreeMap<String, PathBuf>,
+    ) -> Result<Arc<Self>> {
+        let state = app.state_dir();
+        let queues: Arc<dyn QueueProvider> = match &options.nats_url {
+            Some(url) => Arc::new(
+                gust_backends::nats::NatsQueues::connect(url, &nats_prefix(&app.name))
+                    .await
+                    .with_context(|| format!("cannot use NATS at {url} for queues"))?,
+            ),
+            None => Arc::new(
+                EmbeddedQueues::open(&state.join("data").join("queues.redb"))
+                    .context("cannot open the embedded queue store")?,
+            ),
+        };
+        tokio::task::block_in_place(|| Self::build(options, addr, app, components, queues))
+    }
+
+    fn build(
+        options: HostOptions,
+        addr: SocketAddr,
+        app: App,
+        components: &BTreeMap<String, PathBuf>,
+        queues: Arc<dyn QueueProvider>,
     ) -> Result<Arc<Self>> {
         let state = app.state_dir();
         let runtime = Runtime::new(RuntimeOptions {
@@ -83,6 +109,7 @@ impl Host {
             runtime,
             logs,
             kv,
+            queues,
             current: ArcSwap::from_pointee(loaded),
             stats: Mutex::new(stats),
             reloading: tokio::sync::Mutex::new(()),
@@ -115,6 +142,21 @@ impl Host {
         &self.logs
     }
 
+    /// Starts the triggers of the loaded app (after `start`).
+    pub async fn start_triggers(&self) -> Result<()> {
+        self.current().start_triggers(self.queues.as_ref()).await
+    }
+
+    /// Stops the triggers, letting running invocations settle.
+    pub async fn stop_triggers(&self) {
+        self.current().stop_triggers().await;
+    }
+
+    /// The queues of this host's app.
+    pub fn queues(&self) -> &dyn QueueProvider {
+        self.queues.as_ref()
+    }
+
     /// The options the host runs with.
     pub fn options(&self) -> &HostOptions {
         &self.options
@@ -143,10 +185,18 @@ impl Host {
                 },
             )
         });
+        let result = match result {
+            Ok(loaded) => loaded
+                .start_triggers(self.queues.as_ref())
+                .await
+                .map(|()| loaded),
+            Err(e) => Err(e),
+        };
         match result {
             Ok(loaded) => {
-                let n = loaded.functions.len();
-                self.current.store(Arc::new(loaded));
+                let n = loaded.functions.len() + loaded.events.functions.len();
+                let old = self.current.swap(Arc::new(loaded));
+                old.stop_triggers().await;
                 self.logs.log(
                     "gust",
                     LogLevel::Info,
@@ -164,4 +214,9 @@ impl Host {
             }
         }
     }
+}
+
+/// Stream name prefix for an app's queues on NATS (`GUST_<APP>`).
+fn nats_prefix(app: &str) -> String {
+    format!("gust_{}", app.replace('-', "_"))
 }

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod host;
 pub mod keys;
 pub mod logs;
+pub mod queues;
 pub mod server;
 pub mod state_file;
 pub mod watch;
@@ -41,7 +42,8 @@ pub async fn run(
         })?;
     let addr = listener.local_addr()?;
     let state_dir = app.state_dir();
-    let host = tokio::task::block_in_place(|| Host::start(options, addr, app, &components))?;
+    let host = Host::start(options, addr, app, &components).await?;
+    host.start_triggers().await?;
     state_file::write(&state_dir, &host.url())?;
     on_ready(&host);
     let _watcher = if host.options().watch {
@@ -50,6 +52,7 @@ pub async fn run(
         None
     };
     server::serve(listener, Arc::clone(&host), server::shutdown_signal()).await;
+    host.stop_triggers().await;
     state_file::remove(&state_dir);
     Ok(())
 }

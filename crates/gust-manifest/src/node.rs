@@ -27,6 +27,9 @@ pub struct NodeConfig {
     /// Watch the app and hot-reload.
     #[serde(default)]
     pub watch: bool,
+    /// Keep queues on NATS JetStream at this URL instead of the embedded store.
+    #[serde(default)]
+    pub nats_url: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -57,7 +60,7 @@ impl NodeConfig {
                 e.span(),
                 "",
                 e.message().trim(),
-                "keys: listen = \"127.0.0.1:7070\", app = \"path\", reuse_instances, pooling, watch",
+                "keys: listen = \"127.0.0.1:7070\", app = \"path\", reuse_instances, pooling, watch, nats_url",
             )
         })?;
         if config.app.is_relative() {

@@ -518,7 +518,9 @@ impl Parser<'_> {
                 (other, _) => {
                     return Err(err(
                         other,
-                        format!("function `{fname}`: `{other}` is not a valid queue trigger setting here"),
+                        format!(
+                            "function `{fname}`: `{other}` is not a valid queue trigger setting here"
+                        ),
                         "queue triggers take `queue = \"name\"`, `batch_size = 1..1000`, `concurrency = 1..10000`, `visibility = \"30s\"`",
                     ));
                 }
@@ -911,10 +913,14 @@ trigger = { queue = { queue = "jobs" } }
 
     #[test]
     fn queue_trigger_settings_are_checked() {
-        let e = error_of(&format!("{HEAD}trigger = {{ queue = {{ queue = \"q\", batch = 3 }} }}\n"));
+        let e = error_of(&format!(
+            "{HEAD}trigger = {{ queue = {{ queue = \"q\", batch = 3 }} }}\n"
+        ));
         assert_eq!(e.key, "function[0].trigger.queue.batch");
         assert_eq!(e.line, 6);
-        let e = error_of(&format!("{HEAD}trigger = {{ queue = {{ batch_size = 3 }} }}\n"));
+        let e = error_of(&format!(
+            "{HEAD}trigger = {{ queue = {{ batch_size = 3 }} }}\n"
+        ));
         assert_eq!(e.key, "function[0].trigger.queue.queue");
     }
 

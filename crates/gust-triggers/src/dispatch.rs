@@ -10,7 +10,11 @@ use tokio::sync::watch;
 /// Runs a function on an event (implemented by the host over the runtime).
 pub trait Dispatcher: Send + Sync + 'static {
     /// Invokes `function` with `event`; a trap or timeout is `Outcome::Retry`.
-    fn dispatch(&self, function: &str, event: Event) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>>;
+    fn dispatch(
+        &self,
+        function: &str,
+        event: Event,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>>;
 }
 
 /// Tells trigger loops to stop taking new work; handlers already running

@@ -88,7 +88,11 @@ impl QueueConsumer {
             for delivery in deliveries {
                 let permit = match first.take() {
                     Some(p) => p,
-                    None => permits.clone().acquire_owned().await.expect("semaphore open"),
+                    None => permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore open"),
                 };
                 let this = this.clone();
                 tokio::spawn(async move {
@@ -118,7 +122,10 @@ impl QueueConsumer {
                 let why = format!("gave up after {attempt} attempts: {reason}");
                 q.dead_letter(receipt, &why).await
             }
-            Outcome::Fail(reason) => q.dead_letter(receipt, &format!("not retryable: {reason}")).await,
+            Outcome::Fail(reason) => {
+                q.dead_letter(receipt, &format!("not retryable: {reason}"))
+                    .await
+            }
         };
         if let Err(e) = settled {
             // The lease will run out and the message come back: at least once.
@@ -165,12 +172,19 @@ mod tests {
     }
 
     impl Dispatcher for ScriptedFunction {
-        fn dispatch(&self, _function: &str, event: Event) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
+        fn dispatch(
+            &self,
+            _function: &str,
+            event: Event,
+        ) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
             Box::pin(async move {
                 let body = String::from_utf8(event.data.clone()).unwrap();
                 assert_eq!(event.source, "/gust/queue/jobs");
                 assert!(event.extension("traceparent").is_some());
-                self.seen.lock().unwrap().push((body.clone(), event.attempt));
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push((body.clone(), event.attempt));
                 match (body.as_str(), event.attempt) {
                     ("ok", _) | ("flaky", 2..) => Outcome::Done,
                     ("fatal", _) => Outcome::Fail("bad input".into()),
@@ -186,9 +200,14 @@ mod tests {
         let queues = EmbeddedQueues::open(&dir.path().join("q.redb")).unwrap();
         let queue = queues.queue("jobs").await.unwrap();
         for body in ["ok", "flaky", "poison", "fatal"] {
-            queue.send(body.as_bytes().to_vec(), BTreeMap::new()).await.unwrap();
+            queue
+                .send(body.as_bytes().to_vec(), BTreeMap::new())
+                .await
+                .unwrap();
         }
-        let function = Arc::new(ScriptedFunction { seen: Mutex::new(Vec::new()) });
+        let function = Arc::new(ScriptedFunction {
+            seen: Mutex::new(Vec::new()),
+        });
         let consumer = QueueConsumer {
             function: "worker".into(),
             trigger: QueueTrigger {

@@ -40,9 +40,15 @@ mod tests {
         assert_eq!(backoff(&p, 3), Duration::from_millis(100));
         p.strategy = RetryStrategy::Exponential;
         let d1 = backoff(&p, 1);
-        assert!(d1 >= Duration::from_millis(80) && d1 <= Duration::from_millis(120), "{d1:?}");
+        assert!(
+            d1 >= Duration::from_millis(80) && d1 <= Duration::from_millis(120),
+            "{d1:?}"
+        );
         let d3 = backoff(&p, 3);
-        assert!(d3 >= Duration::from_millis(320) && d3 <= Duration::from_millis(480), "{d3:?}");
+        assert!(
+            d3 >= Duration::from_millis(320) && d3 <= Duration::from_millis(480),
+            "{d3:?}"
+        );
         assert!(backoff(&p, 20) <= Duration::from_secs(1));
     }
 }

@@ -68,6 +68,13 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Send to, peek at and manage queues of the running host.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// List the app's functions, their routes and counters.
     Ls {
         #[command(flatten)]
@@ -116,18 +123,69 @@ pub struct UpArgs {
     /// Do not print function log lines to the terminal.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Keep queues on NATS JetStream at this URL (e.g. nats://127.0.0.1:4222)
+    /// instead of the embedded store.
+    #[arg(long, env = "GUST_NATS_URL")]
+    pub nats: Option<String>,
 }
 
 /// Which running host a command talks to.
 #[derive(Debug, Args)]
 pub struct Target {
     /// App folder whose running host to use (reads .gust/host.json and .gust/keys.json).
-    #[arg(long, default_value = ".")]
+    #[arg(long, default_value = ".", global = true)]
     pub app: PathBuf,
     /// Host URL (overrides the app folder's record).
-    #[arg(long, env = "GUST_URL")]
+    #[arg(long, env = "GUST_URL", global = true)]
     pub url: Option<String>,
     /// Admin key (overrides the app folder's keys).
-    #[arg(long, env = "GUST_KEY", hide_env_values = true)]
+    #[arg(long, env = "GUST_KEY", hide_env_values = true, global = true)]
     pub key: Option<String>,
+}
+
+/// `gust queue ...`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Send one message (prints its id).
+    Send {
+        /// Queue name.
+        queue: String,
+        /// The message (use @file to send a file's contents).
+        #[arg(long, short)]
+        data: String,
+        /// Its media type.
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
+    },
+    /// Show waiting messages without taking them.
+    Peek {
+        /// Queue name.
+        queue: String,
+        /// How many at most.
+        #[arg(long, default_value_t = 20)]
+        max: usize,
+    },
+    /// The dead-letter queue (`<queue>-deadletter`).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+/// `gust queue dlq ...`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters with their failure reason and attempt count.
+    List {
+        /// Queue name (not the -deadletter name).
+        queue: String,
+        /// How many at most.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
+    /// Move every dead letter back onto its queue.
+    Redrive {
+        /// Queue name.
+        queue: String,
+    },
 }

@@ -103,12 +103,19 @@ impl Client {
 
     /// `POST path` with `body`.
     pub fn post(&self, path: &str, body: Vec<u8>) -> Result<Reply> {
-        let mut response = self
+        self.post_with(path, body, &[])
+    }
+
+    /// `POST path` with `body` and extra headers.
+    pub fn post_with(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<Reply> {
+        let mut request = self
             .agent
             .post(self.url(path))
-            .header("x-gust-key", &self.key)
-            .send(&body[..])
-            .map_err(|e| self.unreachable(e))?;
+            .header("x-gust-key", &self.key);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.send(&body[..]).map_err(|e| self.unreachable(e))?;
         read_reply(&mut response)
     }
 

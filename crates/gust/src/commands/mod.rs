@@ -4,6 +4,7 @@ mod admin;
 mod build;
 mod keys;
 mod new;
+mod queue;
 mod up;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             target,
         } => admin::logs(&target, function.as_deref(), follow, tail),
         Command::Ls { target } => admin::ls(&target),
+        Command::Queue { command, target } => queue::run(&target, command),
         Command::Keys {
             dir,
             host,

@@ -20,6 +20,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         reuse_instances: args.reuse_instances,
         pooling: !args.no_pooling,
         echo_logs: !args.quiet,
+        nats_url: args.nats,
     })
 }
 
@@ -33,6 +34,7 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
         reuse_instances: node.reuse_instances,
         pooling: node.pooling,
         echo_logs: true,
+        nats_url: node.nats_url,
     })
 }
 
@@ -85,7 +87,10 @@ fn announce(host: &Host) {
                 ));
             }
             Trigger::Queue(q) => {
-                details.push(format!("  {:<12} {} <- queue `{}`", "queue", f.name, q.queue));
+                details.push(format!(
+                    "  {:<12} {} <- queue `{}`",
+                    "queue", f.name, q.queue
+                ));
             }
             Trigger::Event { kind, .. } => {
                 details.push(format!(

@@ -1,0 +1,144 @@
+//! End-to-end: queue-triggered functions on the embedded store and on NATS
+//! JetStream, driven through the CLI like a user.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+fn app(name: &str) -> TestApp {
+    let app = TestApp::new(&format!(
+        r#"
+[app]
+name = "{name}"
+[[function]]
+name = "worker"
+source = "probe.wasm"
+trigger = {{ queue = {{ queue = "jobs", batch_size = 8, concurrency = 4, visibility = "5s" }} }}
+bindings = {{ seen = {{ kv = "seen" }} }}
+retry = {{ strategy = "fixed", max_attempts = 3, min = "100ms", max = "100ms" }}
+"#
+    ));
+    app.add_component("probe.wasm", &guest("event-probe"));
+    app
+}
+
+fn cli(app: &Path, args: &[&str]) -> String {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--app", app.to_str().unwrap()]);
+    let (code, out, err) = gust(&all, app);
+    assert_eq!(code, 0, "gust {args:?} failed: {err}");
+    out
+}
+
+fn dead_letters(app: &Path) -> Vec<String> {
+    cli(app, &["queue", "dlq", "list", "jobs"])
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Sends good and bad messages and checks every outcome: handled once,
+/// retried then dead-lettered with reason and attempts, redriven.
+fn exercise(app: &TestApp, host: &Running) {
+    let dir = app.path();
+    for body in ["a", "b", "fail", "fatal", "trap"] {
+        let id = cli(
+            dir,
+            &[
+                "queue",
+                "send",
+                "jobs",
+                "--data",
+                body,
+                "--content-type",
+                "text/plain",
+            ],
+        );
+        assert_eq!(
+            id.trim().len(),
+            id.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .count()
+        );
+    }
+    let settled = eventually(Duration::from_secs(60), || dead_letters(dir).len() == 3);
+    assert!(
+        settled,
+        "dead letters: {:?}\nstderr: {}",
+        dead_letters(dir),
+        host.stderr()
+    );
+    let dead = dead_letters(dir);
+    let line = |body: &str| {
+        dead.iter()
+            .find(|l| l.ends_with(&format!("body: {body}")))
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        line("fail").contains("attempts 3") && line("fail").contains("asked to fail"),
+        "{dead:?}"
+    );
+    assert!(
+        line("fatal").contains("attempts 1") && line("fatal").contains("not retryable"),
+        "{dead:?}"
+    );
+    assert!(
+        line("trap").contains("attempts 3") && line("trap").contains("trap"),
+        "{dead:?}"
+    );
+
+    let logs = cli(dir, &["logs", "worker", "--tail", "1000"]);
+    assert!(
+        logs.contains("handled a #1 attempt 1 source /gust/queue/jobs"),
+        "{logs}"
+    );
+    assert!(logs.contains("handled b #1"), "{logs}");
+    let peek = cli(dir, &["queue", "peek", "jobs"]);
+    assert!(peek.contains("0 waiting"), "{peek}");
+
+    // Redrive: the three go back, fail again, and return to the dead letters.
+    let redrive = cli(dir, &["queue", "dlq", "redrive", "jobs"]);
+    assert!(redrive.contains("redrove 3"), "{redrive}");
+    let again = eventually(Duration::from_secs(60), || {
+        let logs = cli(dir, &["logs", "worker", "--tail", "1000"]);
+        logs.matches("asked to fail for good").count() >= 2 && dead_letters(dir).len() == 3
+    });
+    assert!(
+        again,
+        "redriven messages were not processed again: {:?}",
+        dead_letters(dir)
+    );
+}
+
+#[test]
+fn queue_trigger_on_the_embedded_store() {
+    let app = app("queue-embedded");
+    let host = up(app.path(), &["--quiet"]);
+    exercise(&app, &host);
+}
+
+#[test]
+fn queue_trigger_on_nats_jetstream() {
+    let name = format!("queue-nats-{}", std::process::id());
+    let app = app(&name);
+    let nats = "nats://127.0.0.1:4222";
+    {
+        let host = up(app.path(), &["--quiet", "--nats", nats]);
+        exercise(&app, &host);
+    }
+    // Clean up this test's streams.
+    let prefix = format!("gust_{}", name.replace('-', "_"));
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let queues = gust_backends::nats::NatsQueues::connect(nats, &prefix)
+            .await
+            .unwrap();
+        queues.delete_queue("jobs").await.unwrap();
+        queues.delete_queue("jobs-deadletter").await.unwrap();
+    });
+}
