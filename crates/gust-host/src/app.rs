@@ -135,6 +135,8 @@ pub struct LoadContext<'a> {
     pub runtime: &'a Runtime,
     /// Key-value stores of the app.
     pub kv: &'a dyn KeyValueProvider,
+    /// Queues of the app.
+    pub queues: &'a dyn QueueProvider,
     /// Log destination.
     pub logs: Arc<dyn LogSink>,
     /// Counters by function name (kept across reloads).
@@ -270,6 +272,14 @@ fn function_env(
                     .open(&b.resource)
                     .with_context(|| format!("function `{}`: kv store `{}`", f.name, b.resource))?;
                 env = env.with_kv(binding.clone(), store);
+            }
+            BindingKind::Queue => {
+                // Loading runs on a blocking thread (`block_in_place`), so
+                // waiting for the queue to open here is fine.
+                let queue = tokio::runtime::Handle::current()
+                    .block_on(cx.queues.queue(&b.resource))
+                    .with_context(|| format!("function `{}`: queue `{}`", f.name, b.resource))?;
+                env = env.with_queue(binding.clone(), queue);
             }
             other => cx.logs.log(
                 &f.name,

@@ -98,6 +98,7 @@ impl Host {
             LoadContext {
                 runtime: &runtime,
                 kv: &kv,
+                queues: queues.as_ref(),
                 logs: logs.clone(),
                 stats: &mut stats,
                 reuse_instances: options.reuse_instances,
@@ -179,6 +180,7 @@ impl Host {
                 LoadContext {
                     runtime: &self.runtime,
                     kv: &self.kv,
+                    queues: self.queues.as_ref(),
                     logs: self.logs.clone(),
                     stats: &mut stats,
                     reuse_instances: self.options.reuse_instances,

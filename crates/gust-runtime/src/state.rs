@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gust_backends::KeyValue;
+use gust_backends::{KeyValue, Queue};
 use gust_manifest::Limits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -28,6 +28,8 @@ pub struct FunctionEnv {
     pub variables: WasiConfigVariables,
     /// Key-value stores by binding name.
     pub kv: BTreeMap<String, Arc<dyn KeyValue>>,
+    /// Queues the function may send to, by binding name.
+    pub queues: BTreeMap<String, Arc<dyn Queue>>,
     /// Where log lines go.
     pub log: Arc<dyn LogSink>,
 }
@@ -40,6 +42,7 @@ impl FunctionEnv {
             limits,
             variables: WasiConfigVariables::new(),
             kv: BTreeMap::new(),
+            queues: BTreeMap::new(),
             log,
         }
     }
@@ -47,6 +50,12 @@ impl FunctionEnv {
     /// Sets the variables served through `wasi:config`.
     pub fn with_variables(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
         self.variables = vars.into_iter().collect();
+        self
+    }
+
+    /// Grants sending to `queue` under `binding`.
+    pub fn with_queue(mut self, binding: impl Into<String>, queue: Arc<dyn Queue>) -> Self {
+        self.queues.insert(binding.into(), queue);
         self
     }
 

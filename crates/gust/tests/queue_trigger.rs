@@ -142,3 +142,42 @@ fn queue_trigger_on_nats_jetstream() {
         queues.delete_queue("jobs-deadletter").await.unwrap();
     });
 }
+
+#[test]
+fn functions_send_to_declared_queues_only() {
+    let app = TestApp::new(
+        r#"
+[app]
+name = "queue-output"
+[[function]]
+name = "api"
+source = "misbehave.wasm"
+trigger = { http = { route = "/api/{action}", auth = "anonymous" } }
+bindings = { out = { queue = "jobs" } }
+[[function]]
+name = "worker"
+source = "probe.wasm"
+trigger = { queue = { queue = "jobs" } }
+bindings = { seen = { kv = "seen" } }
+"#,
+    );
+    app.add_component("misbehave.wasm", &guest("misbehave"));
+    app.add_component("probe.wasm", &guest("event-probe"));
+    let host = up(app.path(), &["--quiet"]);
+    let r = send(
+        "POST",
+        &format!("{}/api/enqueue", host.url),
+        &[],
+        b"from-http",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.body.is_empty());
+    let handled = eventually(Duration::from_secs(30), || {
+        cli(app.path(), &["logs", "worker"]).contains("handled from-http #1")
+    });
+    assert!(handled, "the worker never saw the message");
+    assert_eq!(
+        get(&format!("{}/api/enqueue-denied", host.url), &[]).body,
+        "denied"
+    );
+}

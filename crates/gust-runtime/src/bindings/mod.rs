@@ -2,6 +2,7 @@
 
 mod keyvalue;
 mod logging;
+mod queue;
 
 use anyhow::Result;
 use wasmtime::Engine;

@@ -43,6 +43,7 @@ pub mod event;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod queue;
 pub mod variables;
 
 #[doc(hidden)]

@@ -17,12 +17,14 @@
 //! | `log`       | logs `hello from guest` at info and warn, 200 `logged` |
 //! | `big`       | 200 with a 1 MiB body of `x` |
 //! | `slow`      | busy-spins `?ms=` milliseconds on the monotonic clock, 200 `done` |
+//! | `enqueue`   | sends the request body to queue binding `out`, 200 with the message id |
+//! | `enqueue-denied` | sends to undeclared binding `nope`: 200 `denied` when refused |
 //!
 //! Anything else is a 404 listing the actions.
 
 use gust_sdk::http::{self, Request, Response};
 use gust_sdk::wasi::clocks::monotonic_clock;
-use gust_sdk::{kv, log, serde_json, variables};
+use gust_sdk::{kv, log, queue, serde_json, variables};
 use std::hint::black_box;
 
 #[gust_sdk::http]
@@ -59,6 +61,14 @@ fn handle(req: Request) -> http::Result {
             Ok(Response::ok("logged"))
         }
         "big" => Ok(Response::ok("x".repeat(1 << 20))),
+        "enqueue" => Ok(match queue::send("out", req.body(), Some("text/plain")) {
+            Ok(id) => Response::ok(id),
+            Err(e) => Response::internal_error(e.to_string()),
+        }),
+        "enqueue-denied" => Ok(match queue::send("nope", b"x", None) {
+            Err(_) => Response::ok("denied"),
+            Ok(_) => Response::internal_error("expected the undeclared binding to be refused"),
+        }),
         "slow" => {
             let ms: u64 = req
                 .query("ms")

@@ -1,0 +1,265 @@
+//! End-to-end durability of the queue trigger: SIGKILL the host while 10,000
+//! queued messages are being processed, restart it on the same folder, and
+//! check that every message was processed at least once (none lost). The
+//! number of duplicates (messages processed more than once) is printed; run
+//! with `--nocapture` to see it.
+//!
+//! The function is `event-probe`: it counts each message body in kv store
+//! `seen` (key = body). After the second host drained the queue and stopped,
+//! the test opens `.gust/data/kv.redb` itself and reads every count.
+//!
+//! Runs on the embedded queue store and on NATS JetStream
+//! (nats://127.0.0.1:4222). The two tests take turns, so each has the whole
+//! machine.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gust_backends::KeyValueProvider;
+use gust_backends::embedded::EmbeddedKv;
+
+/// Messages sent.
+const MESSAGES: usize = 10_000;
+/// Processed messages to wait for (after every send was accepted) before the kill.
+const KILL_AFTER: usize = 2_000;
+/// Client threads sending through the admin API.
+const SENDERS: usize = 8;
+/// Lease of a delivery; on NATS also how long the deliveries the killed host
+/// held stay invisible after the restart.
+const VISIBILITY: &str = "5s";
+const NATS: &str = "nats://127.0.0.1:4222";
+
+/// One test at a time: each measures, and the machine has two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn app(name: &str) -> TestApp {
+    let app = TestApp::new(&format!(
+        r#"
+[app]
+name = "{name}"
+[[function]]
+name = "worker"
+source = "probe.wasm"
+trigger = {{ queue = {{ queue = "jobs", batch_size = 64, concurrency = 16, visibility = "{VISIBILITY}" }} }}
+bindings = {{ seen = {{ kv = "seen" }} }}
+retry = {{ strategy = "fixed", max_attempts = 10, min = "100ms", max = "100ms" }}
+"#
+    ));
+    app.add_component("probe.wasm", &guest("event-probe"));
+    app
+}
+
+/// The body of message `i`: distinct, and none of the probe's commands.
+fn body(i: usize) -> String {
+    format!("m{i:05}")
+}
+
+fn admin_key(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join(".gust/keys.json")).expect("keys.json");
+    let keys: serde_json::Value = serde_json::from_str(&text).unwrap();
+    keys["admin"].as_str().expect("admin key").to_string()
+}
+
+/// Sends every message through the admin API from [`SENDERS`] threads, each
+/// on its own keep-alive connection. Returns when every send was accepted.
+fn send_all(url: &str, key: &str) -> Duration {
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (url, key, next) = (
+                format!("{url}/_gust/queues/jobs/messages"),
+                key.to_string(),
+                next.clone(),
+            );
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(60)))
+                    .build()
+                    .into();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= MESSAGES {
+                        break;
+                    }
+                    let r = agent
+                        .post(&url)
+                        .header("x-gust-key", &key)
+                        .header("content-type", "text/plain")
+                        .send(body(i).as_bytes())
+                        .unwrap_or_else(|e| panic!("send {i}: {e}"));
+                    assert_eq!(r.status().as_u16(), 202, "send {i}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("sender thread");
+    }
+    start.elapsed()
+}
+
+/// What the function logged so far (`.gust/logs/functions.log`, appended by
+/// both hosts): handled lines, and the distinct bodies among them.
+fn handled(dir: &Path) -> (usize, HashSet<String>) {
+    let text = std::fs::read_to_string(dir.join(".gust/logs/functions.log")).unwrap_or_default();
+    let mut lines = 0;
+    let mut bodies = HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.split_once("[worker] handled ").map(|(_, r)| r) {
+            lines += 1;
+            if let Some(body) = rest.split_whitespace().next() {
+                bodies.insert(body.to_string());
+            }
+        }
+    }
+    (lines, bodies)
+}
+
+/// Messages waiting in the queue (not counting leased ones).
+fn depth(url: &str, key: &str) -> u64 {
+    let r = get(&format!("{url}/_gust/queues/jobs"), &[("x-gust-key", key)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["depth"].as_u64().expect("depth")
+}
+
+/// Every count in kv store `seen`, read from the file after the host stopped.
+fn counts(dir: &Path) -> Vec<(String, u64)> {
+    let path = dir.join(".gust/data/kv.redb");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let kv = EmbeddedKv::open(&path).expect("open kv.redb");
+        let store = kv.open("seen").unwrap();
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.list_keys(cursor, 1000).await.unwrap();
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, value) in store.get_many(keys).await.unwrap().into_iter().flatten() {
+            let n = std::str::from_utf8(&value).unwrap().trim().parse().unwrap();
+            out.push((key, n));
+        }
+        out
+    })
+}
+
+/// The whole scenario; `extra` are more `gust up` arguments.
+fn kill_and_restart(label: &str, app: &TestApp, extra: &[&str]) {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = app.path();
+    let started = Instant::now();
+    let mut args = vec!["--quiet", "--no-watch"];
+    args.extend(extra);
+
+    // 1. Fill the queue while the first host processes it.
+    let mut first = up(dir, &args);
+    let key = admin_key(dir);
+    let send_time = send_all(&first.url, &key);
+    let at_sent = handled(dir).0;
+    let waited = eventually(Duration::from_secs(60), || handled(dir).0 >= KILL_AFTER);
+    assert!(
+        waited,
+        "fewer than {KILL_AFTER} handled; stderr:\n{}",
+        first.stderr()
+    );
+
+    // 2. SIGKILL it mid-flight.
+    let status = std::process::Command::new("kill")
+        .args(["-9", &first.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(eventually(Duration::from_secs(10), || !first.alive()));
+    let (at_kill, distinct_at_kill) = handled(dir);
+    assert!(
+        distinct_at_kill.len() < MESSAGES,
+        "all {MESSAGES} were processed before the kill: the test proves nothing; send faster"
+    );
+
+    // 3. Restart on the same folder and wait until everything was handled.
+    let restarted = Instant::now();
+    let mut second = up(dir, &args);
+    let all_done = eventually(Duration::from_secs(90), || handled(dir).1.len() >= MESSAGES);
+    let drain_time = restarted.elapsed();
+    // Let the queue settle (nothing waiting), then stop gracefully.
+    let settled = eventually(Duration::from_secs(30), || depth(&second.url, &key) == 0);
+    let stderr = second.stderr();
+    let code = second.stop();
+    assert_eq!(code, Some(0), "second host did not stop cleanly:\n{stderr}");
+
+    // 4. The verdict, from the kv file itself.
+    let counts = counts(dir);
+    let seen: HashSet<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
+    let lost: Vec<String> = (0..MESSAGES)
+        .map(body)
+        .filter(|b| !seen.contains(b.as_str()))
+        .collect();
+    let duplicates: u64 = counts.iter().map(|(_, n)| n.saturating_sub(1)).sum();
+    let twice_or_more = counts.iter().filter(|(_, n)| *n > 1).count();
+    let (log_lines, _) = handled(dir);
+    println!(
+        "queue durability [{label}]: {MESSAGES} messages sent in {:.2}s ({:.0} msg/s, {SENDERS} threads); \
+         {at_sent} handled when the last send was accepted, {at_kill} when SIGKILLed; \
+         restart drained the rest in {:.2}s; lost {}; duplicates {duplicates} \
+         ({twice_or_more} messages processed more than once); {log_lines} handled lines logged; \
+         whole test {:.1}s",
+        send_time.as_secs_f64(),
+        MESSAGES as f64 / send_time.as_secs_f64(),
+        drain_time.as_secs_f64(),
+        lost.len(),
+        started.elapsed().as_secs_f64(),
+    );
+    assert!(
+        lost.is_empty(),
+        "{} of {MESSAGES} messages were never processed (first: {:?}); all handled: {all_done}, queue settled: {settled}\nstderr:\n{stderr}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert_eq!(counts.len(), MESSAGES, "unexpected keys in kv store `seen`");
+    assert!(all_done && settled);
+}
+
+#[test]
+fn sigkill_mid_flight_loses_no_message_on_the_embedded_store() {
+    let app = app("durable-embedded");
+    kill_and_restart("embedded", &app, &[]);
+}
+
+#[test]
+fn sigkill_mid_flight_loses_no_message_on_nats_jetstream() {
+    let name = format!("durable-nats-{}", std::process::id());
+    let prefix = format!("gust_{}", name.replace('-', "_"));
+    let delete_streams = || {
+        // Runs on drop, maybe while a failed assertion unwinds: never panics.
+        let result = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let queues = gust_backends::nats::NatsQueues::connect(NATS, &prefix).await?;
+            queues.delete_queue("jobs").await?;
+            queues.delete_queue("jobs-deadletter").await
+        });
+        if let Err(e) = result {
+            eprintln!("could not delete the test's streams ({prefix}): {e}");
+        }
+    };
+    /// Deletes this test's streams however the test ends.
+    struct Cleanup<F: Fn()>(F);
+    impl<F: Fn()> Drop for Cleanup<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _cleanup = Cleanup(delete_streams);
+    let app = app(&name);
+    kill_and_restart("nats", &app, &["--nats", NATS]);
+}
