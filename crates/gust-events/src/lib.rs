@@ -5,6 +5,12 @@
 //! Triggers produce [`Event`]s, the runtime hands them to guests; neither
 //! knows the other.
 
+mod cloudevents;
+
+pub use cloudevents::{
+    CloudEventError, from_metadata, parse_batch, parse_binary, parse_structured, to_metadata,
+};
+
 use std::time::SystemTime;
 
 /// A CloudEvents 1.0 event with its delivery attempt.

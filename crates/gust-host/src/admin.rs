@@ -42,6 +42,12 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
         }
         _ => {}
     }
+    if let Some(topic) = path.strip_prefix("/_gust/topics/")
+        && method == Method::POST
+        && !topic.contains('/')
+    {
+        return crate::topics::ingress(&host, topic, req).await;
+    }
     if !is_admin(&host, &req) {
         return body::error(
             StatusCode::UNAUTHORIZED,
@@ -127,6 +133,17 @@ fn functions(host: &Host) -> Response<Body> {
                     "batch_size": q.batch_size,
                     "concurrency": q.concurrency,
                     "visibility_ms": q.visibility.as_millis() as u64,
+                }),
+                Trigger::Topic(t) => json!({
+                    "kind": "topic",
+                    "topic": t.topic,
+                    "queue": gust_triggers::topic::subscription_queue(&t.topic, &f.name),
+                    "filter": {
+                        "type": t.event_type,
+                        "subject_prefix": t.subject_prefix,
+                        "subject_suffix": t.subject_suffix,
+                        "attributes": t.attributes,
+                    },
                 }),
                 Trigger::Event { kind, .. } => json!({ "kind": kind.as_str() }),
             };

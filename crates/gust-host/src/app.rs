@@ -12,10 +12,12 @@ use std::pin::Pin;
 use anyhow::{Context, Result, bail};
 use gust_backends::{KeyValueProvider, QueueProvider};
 use gust_events::{Event, Outcome};
+use gust_manifest::QueueTrigger;
 use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
 use gust_triggers::http::{HttpRouter, Keys};
 use gust_triggers::queue::QueueConsumer;
+use gust_triggers::topic::{DedupeWindow, Publisher, Subscription, subscription_queue};
 use gust_triggers::{Dispatcher, Shutdown};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -126,6 +128,8 @@ pub struct LoadedApp {
     pub functions: HashMap<String, LoadedFunction>,
     /// Event functions by name.
     pub events: Arc<EventFunctions>,
+    /// Fans published events out to topic subscriptions (set by `start_triggers`).
+    pub publisher: std::sync::OnceLock<Publisher>,
     triggers: std::sync::Mutex<RunningTriggers>,
 }
 
@@ -178,7 +182,7 @@ impl LoadedApp {
                 .with_context(|| format!("function `{}`", f.name))?;
             let env = function_env(f, variables.clone(), &cx)?;
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
-            if let Trigger::Queue(_) = &f.trigger {
+            if let Trigger::Queue(_) | Trigger::Topic(_) = &f.trigger {
                 let function = EventFunction::new(cx.runtime, &component, env)
                     .with_context(|| format!("function `{}` ({})", f.name, path.display()))?;
                 events.functions.insert(
@@ -208,17 +212,31 @@ impl LoadedApp {
             keys,
             functions,
             events: Arc::new(events),
+            publisher: std::sync::OnceLock::new(),
             triggers: Default::default(),
         })
     }
 
-    /// Starts a consumer for every queue-triggered function.
-    pub async fn start_triggers(&self, queues: &dyn QueueProvider) -> Result<()> {
+    /// Starts a consumer for every queue-triggered function and every topic
+    /// subscription (each has its own queue), and the topic publisher.
+    pub async fn start_triggers(
+        &self,
+        queues: &dyn QueueProvider,
+        dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
+    ) -> Result<()> {
         let (stop, shutdown) = Shutdown::new();
         let mut tasks = Vec::new();
+        let mut subscriptions = Vec::new();
         for f in &self.app.functions {
-            let Trigger::Queue(trigger) = &f.trigger else {
-                continue;
+            let trigger = match &f.trigger {
+                Trigger::Queue(trigger) => trigger.clone(),
+                Trigger::Topic(topic) => QueueTrigger {
+                    queue: subscription_queue(&topic.topic, &f.name),
+                    batch_size: 16,
+                    concurrency: topic.concurrency,
+                    visibility: std::time::Duration::from_secs(30),
+                },
+                _ => continue,
             };
             let queue = queues.queue(&trigger.queue).await.with_context(|| {
                 format!(
@@ -226,15 +244,23 @@ impl LoadedApp {
                     f.name, trigger.queue
                 )
             })?;
+            if let Trigger::Topic(topic) = &f.trigger {
+                subscriptions.push(Subscription {
+                    function: f.name.clone(),
+                    trigger: topic.clone(),
+                    queue: queue.clone(),
+                });
+            }
             let consumer = QueueConsumer {
                 function: f.name.clone(),
-                trigger: trigger.clone(),
+                trigger,
                 retry: f.retry.clone(),
                 queue,
                 dispatcher: self.events.clone(),
             };
             tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
         }
+        let _ = self.publisher.set(Publisher::new(subscriptions, dedupe));
         let mut running = self.triggers.lock().expect("triggers lock");
         running.stop = Some(stop);
         running.tasks = tasks;

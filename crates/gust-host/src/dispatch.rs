@@ -99,6 +99,9 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body) {
+        if declared.is_some_and(|n| n <= body::DRAIN_LIMIT) {
+            body::drain(req.into_body()).await;
+        }
         return too_large();
     }
     let (mut parts, incoming) = req.into_parts();

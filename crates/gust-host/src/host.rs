@@ -12,7 +12,14 @@ use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 
+use gust_triggers::topic::DedupeWindow;
+
 use crate::app::{FunctionStats, LoadContext, LoadedApp};
+
+/// Published events with the same source and id within this window are dropped.
+const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// Most ids remembered for de-duplication.
+const DEDUPE_CAPACITY: usize = 100_000;
 use crate::builder::{QuietProgress, build_app};
 use crate::keys;
 use crate::logs::LogHub;
@@ -45,6 +52,7 @@ pub struct Host {
     logs: Arc<LogHub>,
     kv: EmbeddedKv,
     queues: Arc<dyn QueueProvider>,
+    dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     current: ArcSwap<LoadedApp>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     reloading: tokio::sync::Mutex<()>,
@@ -111,6 +119,10 @@ impl Host {
             logs,
             kv,
             queues,
+            dedupe: Arc::new(std::sync::Mutex::new(DedupeWindow::new(
+                DEDUPE_WINDOW,
+                DEDUPE_CAPACITY,
+            ))),
             current: ArcSwap::from_pointee(loaded),
             stats: Mutex::new(stats),
             reloading: tokio::sync::Mutex::new(()),
@@ -145,7 +157,9 @@ impl Host {
 
     /// Starts the triggers of the loaded app (after `start`).
     pub async fn start_triggers(&self) -> Result<()> {
-        self.current().start_triggers(self.queues.as_ref()).await
+        self.current()
+            .start_triggers(self.queues.as_ref(), self.dedupe.clone())
+            .await
     }
 
     /// Stops the triggers, letting running invocations settle.
@@ -189,7 +203,7 @@ impl Host {
         });
         let result = match result {
             Ok(loaded) => loaded
-                .start_triggers(self.queues.as_ref())
+                .start_triggers(self.queues.as_ref(), self.dedupe.clone())
                 .await
                 .map(|()| loaded),
             Err(e) => Err(e),

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod queues;
 pub mod server;
 pub mod state_file;
+pub mod topics;
 pub mod watch;
 
 pub use host::{Host, HostOptions};

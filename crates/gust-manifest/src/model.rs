@@ -90,6 +90,8 @@ pub enum Trigger {
     Http(HttpTrigger),
     /// Messages on a work queue.
     Queue(QueueTrigger),
+    /// Events published to a topic (a subscription with a filter).
+    Topic(TopicTrigger),
     /// One of the event triggers; its settings are kept as written until
     /// the event trigger runtime interprets them.
     Event {
@@ -171,9 +173,28 @@ impl Trigger {
         match self {
             Self::Http(_) => "http",
             Self::Queue(_) => "queue",
+            Self::Topic(_) => "topic",
             Self::Event { kind, .. } => kind.as_str(),
         }
     }
+}
+
+/// `trigger = { topic = { topic = "orders", type = "...", ... } }`: a
+/// subscription; the function sees only events matching every filter given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopicTrigger {
+    /// The topic.
+    pub topic: String,
+    /// Only events of this exact `type`.
+    pub event_type: Option<String>,
+    /// Only events whose `subject` starts with this.
+    pub subject_prefix: Option<String>,
+    /// Only events whose `subject` ends with this.
+    pub subject_suffix: Option<String>,
+    /// Only events whose extension attributes have these values.
+    pub attributes: BTreeMap<String, String>,
+    /// Events handled at once by this subscriber.
+    pub concurrency: u32,
 }
 
 /// HTTP authorisation levels.

@@ -408,6 +408,9 @@ impl Parser<'_> {
                     EventTriggerKind::Queue => {
                         Trigger::Queue(self.queue_trigger(fname, key, span.clone(), &settings)?)
                     }
+                    EventTriggerKind::Topic => {
+                        Trigger::Topic(self.topic_trigger(fname, key, span.clone(), &settings)?)
+                    }
                     _ => Trigger::Event { kind, settings },
                 });
             }
@@ -534,6 +537,64 @@ impl Parser<'_> {
             ));
         }
         Ok(trigger)
+    }
+
+    fn topic_trigger(
+        &self,
+        fname: &str,
+        key: &str,
+        span: Range<usize>,
+        settings: &toml::Table,
+    ) -> Result<TopicTrigger, ManifestError> {
+        let key = format!("{key}.topic");
+        let err = |field: &str, message: String, fix: &str| {
+            self.err(Some(span.clone()), format!("{key}.{field}"), message, fix)
+        };
+        let fix = "topic triggers take `topic`, and optional filters `type`, `subject_prefix`, `subject_suffix`, `attributes = { name = \"value\" }`, plus `concurrency`";
+        let mut t = TopicTrigger {
+            concurrency: 16,
+            ..TopicTrigger::default()
+        };
+        for (field, value) in settings {
+            match (field.as_str(), value) {
+                ("topic", toml::Value::String(v)) => t.topic = v.clone(),
+                ("type", toml::Value::String(v)) => t.event_type = Some(v.clone()),
+                ("subject_prefix", toml::Value::String(v)) => t.subject_prefix = Some(v.clone()),
+                ("subject_suffix", toml::Value::String(v)) => t.subject_suffix = Some(v.clone()),
+                ("concurrency", toml::Value::Integer(n)) if (1..=10_000).contains(n) => {
+                    t.concurrency = *n as u32
+                }
+                ("attributes", toml::Value::Table(table)) => {
+                    for (name, v) in table {
+                        let Some(v) = v.as_str() else {
+                            return Err(err(
+                                "attributes",
+                                format!("attribute `{name}` must be a string"),
+                                fix,
+                            ));
+                        };
+                        t.attributes.insert(name.clone(), v.to_string());
+                    }
+                }
+                (other, _) => {
+                    return Err(err(
+                        other,
+                        format!(
+                            "function `{fname}`: `{other}` is not a valid topic trigger setting here"
+                        ),
+                        fix,
+                    ));
+                }
+            }
+        }
+        if t.topic.is_empty() || check_name(&t.topic.replace('_', "-")).is_err() {
+            return Err(err(
+                "topic",
+                format!("function `{fname}`: the topic trigger needs a valid `topic` name"),
+                "add `topic = \"orders\"` (lowercase letters, digits, `-`, `_`)",
+            ));
+        }
+        Ok(t)
     }
 
     fn binding(&self, key: &str, raw: Spanned<RawBinding>) -> Result<Binding, ManifestError> {

@@ -7,5 +7,6 @@ mod dispatch;
 pub mod http;
 pub mod queue;
 pub mod retry;
+pub mod topic;
 
 pub use dispatch::{Dispatcher, Shutdown};

@@ -30,9 +30,13 @@ pub struct QueueConsumer {
     pub dispatcher: Arc<dyn Dispatcher>,
 }
 
-/// The CloudEvent a queue message becomes.
+/// The CloudEvent a queue message becomes: the event it carries (topic
+/// deliveries), or a `gust.queue.message` event around its body.
 pub fn message_event(queue: &str, delivery: &Delivery) -> Event {
     let m = &delivery.message;
+    if let Some(event) = gust_events::from_metadata(&m.metadata, m.body.clone(), m.attempt.max(1)) {
+        return event;
+    }
     let mut extensions: Vec<(String, String)> = m
         .metadata
         .iter()

@@ -75,6 +75,13 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Publish events to topics of the running host.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// List the app's functions, their routes and counters.
     Ls {
         #[command(flatten)]
@@ -187,5 +194,30 @@ pub enum DlqCommand {
     Redrive {
         /// Queue name.
         queue: String,
+    },
+}
+
+/// `gust events ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Publish one CloudEvent (structured mode) to a topic.
+    Publish {
+        /// Topic name.
+        topic: String,
+        /// CloudEvents `type`, e.g. `order.created`.
+        #[arg(long = "type", short = 't')]
+        event_type: String,
+        /// Data: JSON (sent as JSON) or any text (sent as text/plain).
+        #[arg(long, short, default_value = "null")]
+        data: String,
+        /// CloudEvents `source`.
+        #[arg(long, default_value = "/gust/cli")]
+        source: String,
+        /// CloudEvents `subject`.
+        #[arg(long)]
+        subject: Option<String>,
+        /// CloudEvents `id` (default: random); reusing one is dropped as a duplicate.
+        #[arg(long)]
+        id: Option<String>,
     },
 }

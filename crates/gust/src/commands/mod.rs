@@ -2,6 +2,7 @@
 
 mod admin;
 mod build;
+mod events;
 mod keys;
 mod new;
 mod queue;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => admin::logs(&target, function.as_deref(), follow, tail),
         Command::Ls { target } => admin::ls(&target),
         Command::Queue { command, target } => queue::run(&target, command),
+        Command::Events { command, target } => events::run(&target, command),
         Command::Keys {
             dir,
             host,

@@ -92,6 +92,12 @@ fn announce(host: &Host) {
                     "queue", f.name, q.queue
                 ));
             }
+            Trigger::Topic(t) => {
+                details.push(format!(
+                    "  {:<12} {} <- topic `{}`",
+                    "topic", f.name, t.topic
+                ));
+            }
             Trigger::Event { kind, .. } => {
                 details.push(format!(
                     "  {:<12} {} (inactive in this version)",

@@ -1,0 +1,279 @@
+//! Topics: publish/subscribe of CloudEvents. Each subscription (a function
+//! with a topic trigger) owns a durable queue, `<topic>--<function>`, so it
+//! has its own cursor, retries and dead letters; publishing fans an event out
+//! to every subscription whose filter matches.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gust_backends::{Queue, Result};
+use gust_events::{Event, to_metadata};
+use gust_manifest::TopicTrigger;
+
+/// The queue behind `function`'s subscription to `topic`.
+pub fn subscription_queue(topic: &str, function: &str) -> String {
+    format!("{topic}--{function}")
+}
+
+/// Whether `event` passes every filter of `trigger`.
+pub fn matches(trigger: &TopicTrigger, event: &Event) -> bool {
+    let subject = event.subject.as_deref().unwrap_or("");
+    trigger.event_type.as_deref().is_none_or(|t| t == event.ty)
+        && trigger
+            .subject_prefix
+            .as_deref()
+            .is_none_or(|p| event.subject.is_some() && subject.starts_with(p))
+        && trigger
+            .subject_suffix
+            .as_deref()
+            .is_none_or(|s| event.subject.is_some() && subject.ends_with(s))
+        && trigger
+            .attributes
+            .iter()
+            .all(|(k, v)| event.extension(k) == Some(v.as_str()))
+}
+
+/// One subscriber of a topic.
+pub struct Subscription {
+    /// The subscribing function.
+    pub function: String,
+    /// Its trigger (topic and filters).
+    pub trigger: TopicTrigger,
+    /// Its queue.
+    pub queue: Arc<dyn Queue>,
+}
+
+/// Drops events whose `source` + `id` was seen within a time window.
+pub struct DedupeWindow {
+    window: Duration,
+    capacity: usize,
+    seen: HashMap<(String, String), Instant>,
+    order: VecDeque<((String, String), Instant)>,
+}
+
+impl DedupeWindow {
+    /// Remembers ids for `window`, at most `capacity` of them.
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        Self {
+            window,
+            capacity,
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// True the first time `source`+`id` is offered within the window.
+    pub fn first_time(&mut self, source: &str, id: &str, now: Instant) -> bool {
+        while let Some((key, at)) = self.order.front() {
+            if now.duration_since(*at) < self.window && self.order.len() < self.capacity {
+                break;
+            }
+            if self.seen.get(key) == Some(at) {
+                self.seen.remove(key);
+            }
+            self.order.pop_front();
+        }
+        let key = (source.to_string(), id.to_string());
+        if self.seen.contains_key(&key) {
+            return false;
+        }
+        self.seen.insert(key.clone(), now);
+        self.order.push_back((key, now));
+        true
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PublishReport {
+    /// Events accepted (stored for every matching subscription).
+    pub accepted: usize,
+    /// Events dropped as duplicates (same source and id within the window).
+    pub duplicates: usize,
+    /// Deliveries stored across subscriptions.
+    pub deliveries: usize,
+}
+
+/// Fans events out to the subscriptions of an app's topics.
+pub struct Publisher {
+    topics: HashMap<String, Vec<Subscription>>,
+    dedupe: Arc<Mutex<DedupeWindow>>,
+}
+
+impl Publisher {
+    /// A publisher over `subscriptions`, sharing `dedupe` across reloads.
+    pub fn new(subscriptions: Vec<Subscription>, dedupe: Arc<Mutex<DedupeWindow>>) -> Self {
+        let mut topics: HashMap<String, Vec<Subscription>> = HashMap::new();
+        for s in subscriptions {
+            topics.entry(s.trigger.topic.clone()).or_default().push(s);
+        }
+        Self { topics, dedupe }
+    }
+
+    /// Subscriptions of `topic`.
+    pub fn subscriptions(&self, topic: &str) -> &[Subscription] {
+        self.topics.get(topic).map_or(&[], Vec::as_slice)
+    }
+
+    /// Stores each new event durably for every matching subscription.
+    /// Returns once all are stored; an error means some may not be, and the
+    /// publisher should retry (duplicates are then dropped by id).
+    pub async fn publish(&self, topic: &str, events: Vec<Event>) -> Result<PublishReport> {
+        let mut report = PublishReport::default();
+        let now = Instant::now();
+        let fresh: Vec<Event> = {
+            let mut dedupe = self.dedupe.lock().expect("dedupe lock");
+            events
+                .into_iter()
+                .filter(|e| {
+                    let first = dedupe.first_time(&e.source, &e.id, now);
+                    if !first {
+                        report.duplicates += 1;
+                    }
+                    first
+                })
+                .collect()
+        };
+        for sub in self.subscriptions(topic) {
+            let batch: Vec<(Vec<u8>, _)> = fresh
+                .iter()
+                .filter(|e| matches(&sub.trigger, e))
+                .map(|e| (e.data.clone(), to_metadata(e)))
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            report.deliveries += batch.len();
+            if let Err(e) = sub.queue.send_batch(batch).await {
+                // Let a retried publish through again.
+                let mut dedupe = self.dedupe.lock().expect("dedupe lock");
+                for event in &fresh {
+                    dedupe
+                        .seen
+                        .remove(&(event.source.clone(), event.id.clone()));
+                }
+                return Err(e);
+            }
+        }
+        report.accepted = fresh.len();
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gust_backends::QueueProvider;
+    use gust_backends::embedded::EmbeddedQueues;
+
+    use super::*;
+
+    fn event(ty: &str, subject: Option<&str>, ext: &[(&str, &str)]) -> Event {
+        let mut e = Event::new("/test", ty, b"{}".to_vec());
+        e.subject = subject.map(str::to_string);
+        for (k, v) in ext {
+            e.set_extension(k, *v);
+        }
+        e
+    }
+
+    #[test]
+    fn filters_on_type_subject_and_attributes() {
+        let mut t = TopicTrigger {
+            topic: "orders".into(),
+            event_type: Some("order.created".into()),
+            subject_prefix: Some("eu/".into()),
+            subject_suffix: Some(".json".into()),
+            ..TopicTrigger::default()
+        };
+        t.attributes.insert("tenant".into(), "acme".into());
+        let good = event("order.created", Some("eu/1.json"), &[("tenant", "acme")]);
+        assert!(matches(&t, &good));
+        assert!(!matches(
+            &t,
+            &event("order.paid", Some("eu/1.json"), &[("tenant", "acme")])
+        ));
+        assert!(!matches(
+            &t,
+            &event("order.created", Some("us/1.json"), &[("tenant", "acme")])
+        ));
+        assert!(!matches(
+            &t,
+            &event("order.created", Some("eu/1.xml"), &[("tenant", "acme")])
+        ));
+        assert!(!matches(
+            &t,
+            &event("order.created", None, &[("tenant", "acme")])
+        ));
+        assert!(!matches(
+            &t,
+            &event("order.created", Some("eu/1.json"), &[("tenant", "other")])
+        ));
+        assert!(matches(&TopicTrigger::default(), &event("x", None, &[])));
+    }
+
+    #[test]
+    fn dedupe_window_forgets_after_the_window() {
+        let mut d = DedupeWindow::new(Duration::from_secs(10), 100);
+        let t0 = Instant::now();
+        assert!(d.first_time("s", "1", t0));
+        assert!(!d.first_time("s", "1", t0 + Duration::from_secs(5)));
+        assert!(d.first_time("other", "1", t0));
+        assert!(d.first_time("s", "1", t0 + Duration::from_secs(11)));
+    }
+
+    #[tokio::test]
+    async fn fans_out_to_matching_subscriptions_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = EmbeddedQueues::open(&dir.path().join("q.redb")).unwrap();
+        let all = queues.queue("orders--all").await.unwrap();
+        let paid = queues.queue("orders--paid").await.unwrap();
+        let subs = vec![
+            Subscription {
+                function: "all".into(),
+                trigger: TopicTrigger {
+                    topic: "orders".into(),
+                    ..TopicTrigger::default()
+                },
+                queue: all.clone(),
+            },
+            Subscription {
+                function: "paid".into(),
+                trigger: TopicTrigger {
+                    topic: "orders".into(),
+                    event_type: Some("order.paid".into()),
+                    ..TopicTrigger::default()
+                },
+                queue: paid.clone(),
+            },
+        ];
+        let publisher = Publisher::new(
+            subs,
+            Arc::new(Mutex::new(DedupeWindow::new(Duration::from_secs(60), 1000))),
+        );
+        let created = event("order.created", None, &[]);
+        let paid_event = event("order.paid", None, &[]);
+        let report = publisher
+            .publish(
+                "orders",
+                vec![created.clone(), paid_event.clone(), created.clone()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.accepted, report.duplicates, report.deliveries),
+            (2, 1, 3)
+        );
+        assert_eq!(all.depth().await.unwrap(), 2);
+        assert_eq!(paid.depth().await.unwrap(), 1);
+        let stored = paid.peek(1).await.unwrap().remove(0);
+        let back = gust_events::from_metadata(&stored.metadata, stored.body, 1).unwrap();
+        assert_eq!(back.id, paid_event.id);
+        assert_eq!(back.ty, "order.paid");
+        let again = publisher
+            .publish("nobody", vec![event("x", None, &[])])
+            .await
+            .unwrap();
+        assert_eq!(again.deliveries, 0);
+    }
+}
