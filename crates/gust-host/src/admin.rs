@@ -145,6 +145,12 @@ fn functions(host: &Host) -> Response<Body> {
                         "attributes": t.attributes,
                     },
                 }),
+                Trigger::Timer(t) => json!({
+                    "kind": "timer",
+                    "schedule": t.schedule,
+                    "time_zone": t.time_zone,
+                    "run_on_startup": t.run_on_startup,
+                }),
                 Trigger::Event { kind, .. } => json!({ "kind": kind.as_str() }),
             };
             json!({

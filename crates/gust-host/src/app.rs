@@ -17,6 +17,7 @@ use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
 use gust_triggers::http::{HttpRouter, Keys};
 use gust_triggers::queue::QueueConsumer;
+use gust_triggers::timer::TimerRunner;
 use gust_triggers::topic::{DedupeWindow, Publisher, Subscription, subscription_queue};
 use gust_triggers::{Dispatcher, Shutdown};
 use serde::Serialize;
@@ -133,6 +134,16 @@ pub struct LoadedApp {
     triggers: std::sync::Mutex<RunningTriggers>,
 }
 
+/// What starting triggers needs from the host.
+pub struct TriggerContext<'a> {
+    /// Queues (work queues and topic subscriptions).
+    pub queues: &'a dyn QueueProvider,
+    /// Published-event de-duplication, shared across reloads.
+    pub dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
+    /// Where timer schedules keep their status.
+    pub timer_status: Arc<dyn gust_backends::KeyValue>,
+}
+
 /// What `load` needs from the host.
 pub struct LoadContext<'a> {
     /// The engine and linker.
@@ -182,7 +193,7 @@ impl LoadedApp {
                 .with_context(|| format!("function `{}`", f.name))?;
             let env = function_env(f, variables.clone(), &cx)?;
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
-            if let Trigger::Queue(_) | Trigger::Topic(_) = &f.trigger {
+            if let Trigger::Queue(_) | Trigger::Topic(_) | Trigger::Timer(_) = &f.trigger {
                 let function = EventFunction::new(cx.runtime, &component, env)
                     .with_context(|| format!("function `{}` ({})", f.name, path.display()))?;
                 events.functions.insert(
@@ -219,15 +230,22 @@ impl LoadedApp {
 
     /// Starts a consumer for every queue-triggered function and every topic
     /// subscription (each has its own queue), and the topic publisher.
-    pub async fn start_triggers(
-        &self,
-        queues: &dyn QueueProvider,
-        dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
-    ) -> Result<()> {
+    pub async fn start_triggers(&self, cx: &TriggerContext<'_>) -> Result<()> {
         let (stop, shutdown) = Shutdown::new();
         let mut tasks = Vec::new();
         let mut subscriptions = Vec::new();
+        let queues = cx.queues;
         for f in &self.app.functions {
+            if let Trigger::Timer(timer) = &f.trigger {
+                let runner = TimerRunner {
+                    function: f.name.clone(),
+                    trigger: timer.clone(),
+                    status: cx.timer_status.clone(),
+                    dispatcher: self.events.clone(),
+                };
+                tasks.push(tokio::spawn(runner.run(shutdown.clone())));
+                continue;
+            }
             let trigger = match &f.trigger {
                 Trigger::Queue(trigger) => trigger.clone(),
                 Trigger::Topic(topic) => QueueTrigger {
@@ -260,7 +278,9 @@ impl LoadedApp {
             };
             tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
         }
-        let _ = self.publisher.set(Publisher::new(subscriptions, dedupe));
+        let _ = self
+            .publisher
+            .set(Publisher::new(subscriptions, cx.dedupe.clone()));
         let mut running = self.triggers.lock().expect("triggers lock");
         running.stop = Some(stop);
         running.tasks = tasks;

@@ -7,17 +7,20 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use gust_backends::QueueProvider;
 use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues};
+use gust_backends::{KeyValueProvider, QueueProvider};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 
 use gust_triggers::topic::DedupeWindow;
 
-use crate::app::{FunctionStats, LoadContext, LoadedApp};
+use crate::app::{FunctionStats, LoadContext, LoadedApp, TriggerContext};
 
 /// Published events with the same source and id within this window are dropped.
 const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// The internal kv store holding timer status (`:` keeps it apart from
+/// user store names).
+const TIMER_STORE: &str = "gust:timers";
 /// Most ids remembered for de-duplication.
 const DEDUPE_CAPACITY: usize = 100_000;
 use crate::builder::{QuietProgress, build_app};
@@ -53,6 +56,7 @@ pub struct Host {
     kv: EmbeddedKv,
     queues: Arc<dyn QueueProvider>,
     dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
+    timer_status: Arc<dyn gust_backends::KeyValue>,
     current: ArcSwap<LoadedApp>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     reloading: tokio::sync::Mutex<()>,
@@ -97,6 +101,9 @@ impl Host {
         let logs = Arc::new(LogHub::new(&state.join("logs"), options.echo_logs));
         let kv = EmbeddedKv::open(&state.join("data").join("kv.redb"))
             .context("cannot open the embedded key-value store")?;
+        let timer_status = kv
+            .open(TIMER_STORE)
+            .context("cannot open the timer status store")?;
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
         let loaded = LoadedApp::load(
@@ -123,6 +130,7 @@ impl Host {
                 DEDUPE_WINDOW,
                 DEDUPE_CAPACITY,
             ))),
+            timer_status,
             current: ArcSwap::from_pointee(loaded),
             stats: Mutex::new(stats),
             reloading: tokio::sync::Mutex::new(()),
@@ -157,9 +165,15 @@ impl Host {
 
     /// Starts the triggers of the loaded app (after `start`).
     pub async fn start_triggers(&self) -> Result<()> {
-        self.current()
-            .start_triggers(self.queues.as_ref(), self.dedupe.clone())
-            .await
+        self.current().start_triggers(&self.trigger_context()).await
+    }
+
+    fn trigger_context(&self) -> TriggerContext<'_> {
+        TriggerContext {
+            queues: self.queues.as_ref(),
+            dedupe: self.dedupe.clone(),
+            timer_status: self.timer_status.clone(),
+        }
     }
 
     /// Stops the triggers, letting running invocations settle.
@@ -203,7 +217,7 @@ impl Host {
         });
         let result = match result {
             Ok(loaded) => loaded
-                .start_triggers(self.queues.as_ref(), self.dedupe.clone())
+                .start_triggers(&self.trigger_context())
                 .await
                 .map(|()| loaded),
             Err(e) => Err(e),

@@ -92,6 +92,8 @@ pub enum Trigger {
     Queue(QueueTrigger),
     /// Events published to a topic (a subscription with a filter).
     Topic(TopicTrigger),
+    /// A cron schedule.
+    Timer(TimerTrigger),
     /// One of the event triggers; its settings are kept as written until
     /// the event trigger runtime interprets them.
     Event {
@@ -174,6 +176,7 @@ impl Trigger {
             Self::Http(_) => "http",
             Self::Queue(_) => "queue",
             Self::Topic(_) => "topic",
+            Self::Timer(_) => "timer",
             Self::Event { kind, .. } => kind.as_str(),
         }
     }
@@ -195,6 +198,17 @@ pub struct TopicTrigger {
     pub attributes: BTreeMap<String, String>,
     /// Events handled at once by this subscriber.
     pub concurrency: u32,
+}
+
+/// `trigger = { timer = { schedule = "0 */5 * * * *", time_zone = "Europe/Paris" } }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerTrigger {
+    /// Cron pattern: 6 fields with seconds, or 5 fields (minute granularity).
+    pub schedule: String,
+    /// IANA time zone the schedule is read in (default UTC).
+    pub time_zone: String,
+    /// Also fire once when the host starts.
+    pub run_on_startup: bool,
 }
 
 /// HTTP authorisation levels.

@@ -408,6 +408,9 @@ impl Parser<'_> {
                     EventTriggerKind::Queue => {
                         Trigger::Queue(self.queue_trigger(fname, key, span.clone(), &settings)?)
                     }
+                    EventTriggerKind::Timer => {
+                        Trigger::Timer(self.timer_trigger(fname, key, span.clone(), &settings)?)
+                    }
                     EventTriggerKind::Topic => {
                         Trigger::Topic(self.topic_trigger(fname, key, span.clone(), &settings)?)
                     }
@@ -537,6 +540,56 @@ impl Parser<'_> {
             ));
         }
         Ok(trigger)
+    }
+
+    fn timer_trigger(
+        &self,
+        fname: &str,
+        key: &str,
+        span: Range<usize>,
+        settings: &toml::Table,
+    ) -> Result<TimerTrigger, ManifestError> {
+        let key = format!("{key}.timer");
+        let err = |field: &str, message: String, fix: &str| {
+            self.err(Some(span.clone()), format!("{key}.{field}"), message, fix)
+        };
+        let mut t = TimerTrigger {
+            schedule: String::new(),
+            time_zone: "UTC".into(),
+            run_on_startup: false,
+        };
+        for (field, value) in settings {
+            match (field.as_str(), value) {
+                ("schedule", toml::Value::String(v)) => t.schedule = v.clone(),
+                ("time_zone", toml::Value::String(v)) => t.time_zone = v.clone(),
+                ("run_on_startup", toml::Value::Boolean(b)) => t.run_on_startup = *b,
+                (other, _) => {
+                    return Err(err(
+                        other,
+                        format!("function `{fname}`: `{other}` is not a valid timer setting here"),
+                        "timer triggers take `schedule = \"<cron>\"`, `time_zone = \"Europe/Paris\"`, `run_on_startup = true|false`",
+                    ));
+                }
+            }
+        }
+        if let Err(e) = t.schedule.parse::<croner::Cron>() {
+            return Err(err(
+                "schedule",
+                format!(
+                    "function `{fname}`: schedule `{}` is not a valid cron pattern: {e}",
+                    t.schedule
+                ),
+                "6 fields `sec min hour day month weekday` (e.g. `*/10 * * * * *`) or 5 fields without seconds (e.g. `0 3 * * *`)",
+            ));
+        }
+        if t.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(err(
+                "time_zone",
+                format!("function `{fname}`: unknown time zone `{}`", t.time_zone),
+                "use an IANA name such as `UTC`, `Europe/Paris` or `America/New_York`",
+            ));
+        }
+        Ok(t)
     }
 
     fn topic_trigger(
@@ -983,6 +1036,29 @@ trigger = { queue = { queue = "jobs" } }
             "{HEAD}trigger = {{ queue = {{ batch_size = 3 }} }}\n"
         ));
         assert_eq!(e.key, "function[0].trigger.queue.queue");
+    }
+
+    #[test]
+    fn timer_schedules_and_zones_are_checked() {
+        let dir = app_dir();
+        let ok = format!(
+            "{HEAD}trigger = {{ timer = {{ schedule = \"*/5 * * * * *\", time_zone = \"Europe/Paris\", run_on_startup = true }} }}\n"
+        );
+        let app = parse(dir.path(), &ok).unwrap();
+        assert!(
+            matches!(&app.functions[0].trigger, Trigger::Timer(t) if t.run_on_startup && t.time_zone == "Europe/Paris")
+        );
+        let five = format!("{HEAD}trigger = {{ timer = {{ schedule = \"0 3 * * *\" }} }}\n");
+        parse(dir.path(), &five).unwrap();
+        let e = error_of(&format!(
+            "{HEAD}trigger = {{ timer = {{ schedule = \"61 * * * * *\" }} }}\n"
+        ));
+        assert_eq!(e.key, "function[0].trigger.timer.schedule");
+        assert_eq!(e.line, 6);
+        let e = error_of(&format!(
+            "{HEAD}trigger = {{ timer = {{ schedule = \"* * * * *\", time_zone = \"Mars/Base\" }} }}\n"
+        ));
+        assert_eq!(e.key, "function[0].trigger.timer.time_zone");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod dispatch;
 pub mod http;
 pub mod queue;
 pub mod retry;
+pub mod timer;
 pub mod topic;
 
 pub use dispatch::{Dispatcher, Shutdown};

@@ -98,6 +98,12 @@ fn announce(host: &Host) {
                     "topic", f.name, t.topic
                 ));
             }
+            Trigger::Timer(t) => {
+                details.push(format!(
+                    "  {:<12} {} <- schedule `{}` ({})",
+                    "timer", f.name, t.schedule, t.time_zone
+                ));
+            }
             Trigger::Event { kind, .. } => {
                 details.push(format!(
                     "  {:<12} {} (inactive in this version)",

@@ -1,0 +1,277 @@
+//! The timer trigger: fires a function on a cron schedule (6 fields with
+//! seconds, or 5), in a time zone, optionally once on startup.
+//!
+//! Its status (last fired slot, next slot) is persisted in a key-value store,
+//! so a restart that finds the next slot already past fires once with
+//! `past_due = true`. A slot is recorded as fired *before* the function runs,
+//! so no slot ever fires twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use gust_backends::KeyValue;
+use gust_events::{Event, Outcome};
+use gust_manifest::TimerTrigger;
+use serde_json::json;
+
+use crate::dispatch::{Dispatcher, Shutdown};
+
+/// Persisted schedule status of one timer function.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimerStatus {
+    /// The last slot that fired.
+    pub last: Option<DateTime<Utc>>,
+    /// The slot due next.
+    pub next: Option<DateTime<Utc>>,
+}
+
+impl TimerStatus {
+    fn to_json(&self) -> Vec<u8> {
+        json!({ "last": self.last.map(|t| t.to_rfc3339()), "next": self.next.map(|t| t.to_rfc3339()) })
+            .to_string()
+            .into_bytes()
+    }
+
+    fn from_json(bytes: &[u8]) -> Self {
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        let time = |k: &str| {
+            v[k].as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        Self {
+            last: time("last"),
+            next: time("next"),
+        }
+    }
+}
+
+/// A compiled schedule in its time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: Cron,
+    zone: Tz,
+}
+
+impl Schedule {
+    /// Parses `trigger`'s schedule and zone (already validated by the manifest).
+    pub fn new(trigger: &TimerTrigger) -> Result<Self, String> {
+        let cron: Cron = trigger.schedule.parse().map_err(|e| format!("{e}"))?;
+        let zone: Tz = trigger
+            .time_zone
+            .parse()
+            .map_err(|_| format!("unknown time zone `{}`", trigger.time_zone))?;
+        Ok(Self { cron, zone })
+    }
+
+    /// The first slot strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&self.zone);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// Runs one timer function.
+pub struct TimerRunner {
+    /// The function.
+    pub function: String,
+    /// Its trigger settings.
+    pub trigger: TimerTrigger,
+    /// Where the status is kept (key = function name).
+    pub status: Arc<dyn KeyValue>,
+    /// Runs the function.
+    pub dispatcher: Arc<dyn Dispatcher>,
+}
+
+impl TimerRunner {
+    /// Fires on schedule until `shutdown`.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let schedule = match Schedule::new(&self.trigger) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(function = %self.function, error = %e, "timer not started");
+                return;
+            }
+        };
+        let mut status = self.load().await;
+        let now = Utc::now();
+        match status.next {
+            Some(missed) if missed < now - chrono::Duration::seconds(1) => {
+                self.fire(&schedule, &mut status, missed, true).await;
+            }
+            _ if self.trigger.run_on_startup => self.fire(&schedule, &mut status, now, false).await,
+            _ => {}
+        }
+        loop {
+            let from = status.last.map_or(Utc::now(), |l| l.max(Utc::now()));
+            let Some(next) = schedule.next_after(from) else {
+                tracing::warn!(function = %self.function, "schedule has no further slots");
+                return;
+            };
+            status.next = Some(next);
+            self.save(&status).await;
+            let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.requested() => return,
+            }
+            self.fire(&schedule, &mut status, next, false).await;
+        }
+    }
+
+    async fn fire(
+        &self,
+        schedule: &Schedule,
+        status: &mut TimerStatus,
+        slot: DateTime<Utc>,
+        past_due: bool,
+    ) {
+        let previous = status.last;
+        status.last = Some(slot);
+        status.next = schedule.next_after(slot.max(Utc::now()));
+        // Recorded before running: a crash now skips this slot rather than
+        // firing it twice.
+        self.save(status).await;
+        let data = json!({
+            "scheduled_time": slot.to_rfc3339(),
+            "fired_at": Utc::now().to_rfc3339(),
+            "past_due": past_due,
+            "last": previous.map(|t| t.to_rfc3339()),
+            "next": status.next.map(|t| t.to_rfc3339()),
+        });
+        let mut event = Event::new(
+            format!("/gust/timer/{}", self.function),
+            "gust.timer.fired",
+            data.to_string().into_bytes(),
+        );
+        event.id = format!("{}@{}", self.function, slot.to_rfc3339());
+        event.subject = Some(self.function.clone());
+        event.datacontenttype = Some("application/json".into());
+        event.set_extension("pastdue", past_due.to_string());
+        match self.dispatcher.dispatch(&self.function, event).await {
+            Outcome::Done => {}
+            Outcome::Retry(why) | Outcome::Fail(why) => {
+                tracing::warn!(function = %self.function, slot = %slot, "timer function failed: {why}");
+            }
+        }
+    }
+
+    async fn load(&self) -> TimerStatus {
+        match self.status.get(&self.function).await {
+            Ok(Some(bytes)) => TimerStatus::from_json(&bytes),
+            _ => TimerStatus::default(),
+        }
+    }
+
+    async fn save(&self, status: &TimerStatus) {
+        if let Err(e) = self.status.set(&self.function, status.to_json()).await {
+            tracing::warn!(function = %self.function, error = %e, "cannot persist timer status");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+
+    use gust_backends::KeyValueProvider;
+    use gust_backends::embedded::EmbeddedKv;
+
+    use super::*;
+
+    struct Recorder(Mutex<Vec<Event>>);
+
+    impl Dispatcher for Recorder {
+        fn dispatch(
+            &self,
+            _f: &str,
+            event: Event,
+        ) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
+            self.0.lock().unwrap().push(event);
+            Box::pin(async { Outcome::Done })
+        }
+    }
+
+    fn trigger(schedule: &str, zone: &str, run_on_startup: bool) -> TimerTrigger {
+        TimerTrigger {
+            schedule: schedule.into(),
+            time_zone: zone.into(),
+            run_on_startup,
+        }
+    }
+
+    #[test]
+    fn next_slot_respects_seconds_and_zones() {
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:01Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let every_5s = Schedule::new(&trigger("*/5 * * * * *", "UTC", false)).unwrap();
+        assert_eq!(
+            every_5s.next_after(t0).unwrap().to_rfc3339(),
+            "2026-01-01T00:00:05+00:00"
+        );
+        // 03:00 in Paris (UTC+1 in January) is 02:00 UTC.
+        let paris = Schedule::new(&trigger("0 3 * * *", "Europe/Paris", false)).unwrap();
+        assert_eq!(
+            paris.next_after(t0).unwrap().to_rfc3339(),
+            "2026-01-01T02:00:00+00:00"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fires_on_schedule_and_detects_a_missed_slot_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
+        let store = kv.open("timers").unwrap();
+        let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let runner = TimerRunner {
+            function: "tick".into(),
+            trigger: trigger("* * * * * *", "UTC", true),
+            status: store.clone(),
+            dispatcher: recorder.clone(),
+        };
+        let (stop, shutdown) = Shutdown::new();
+        let task = tokio::spawn(runner.run(shutdown));
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let fired = recorder.0.lock().unwrap().clone();
+        assert!(fired.len() >= 3, "startup + 2 ticks, got {}", fired.len());
+        let ids: std::collections::HashSet<_> = fired.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.len(), fired.len(), "a slot fired twice");
+        assert_eq!(fired[1].extension("pastdue"), Some("false"));
+
+        // Pretend the host was down across a slot: the next slot is in the past.
+        let past = Utc::now() - chrono::Duration::seconds(30);
+        let status = TimerStatus {
+            last: Some(past - chrono::Duration::seconds(1)),
+            next: Some(past),
+        };
+        store.set("tick", status.to_json()).await.unwrap();
+        let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let runner = TimerRunner {
+            function: "tick".into(),
+            trigger: trigger("0 0 1 1 *", "UTC", false),
+            status: store.clone(),
+            dispatcher: recorder.clone(),
+        };
+        let (stop, shutdown) = Shutdown::new();
+        let task = tokio::spawn(runner.run(shutdown));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let fired = recorder.0.lock().unwrap().clone();
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].extension("pastdue"), Some("true"));
+        let data: serde_json::Value = serde_json::from_slice(&fired[0].data).unwrap();
+        assert_eq!(data["past_due"], true);
+    }
+}
