@@ -68,7 +68,7 @@ target/release/native-hello 127.0.0.1:18081 >/dev/null & pids+=($!)
 load "native axum" 18081
 kill "${pids[-1]}"
 
-"$TOOLS/bin/wasmtime" serve --addr 127.0.0.1:18082 "$COMPONENT" >/dev/null 2>&1 & pids+=($!)
+"$TOOLS/bin/wasmtime" serve -S cli=y --addr 127.0.0.1:18082 "$COMPONENT" >/dev/null 2>&1 & pids+=($!)
 load "wasmtime serve 48" 18082
 kill "${pids[-1]}"
 
