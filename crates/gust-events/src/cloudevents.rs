@@ -275,7 +275,8 @@ pub fn from_metadata(
     Some(event)
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (invalid escapes are kept as written).
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -408,6 +409,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
+        assert_eq!(percent_decode("%C3%A9"), "é");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 mod cloudevents;
 
 pub use cloudevents::{
-    CloudEventError, from_metadata, parse_batch, parse_binary, parse_structured, to_metadata,
+    CloudEventError, from_metadata, parse_batch, parse_binary, parse_structured, percent_decode,
+    to_metadata,
 };
 
 use std::time::SystemTime;

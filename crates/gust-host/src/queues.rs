@@ -31,11 +31,7 @@ pub async fn handle(
     query: &str,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let valid = gust_manifest::is_resource_name(name);
     if !valid {
         return body::error(
             StatusCode::BAD_REQUEST,

@@ -33,11 +33,7 @@ pub async fn ingress(host: &Host, topic: &str, req: Request<Incoming>) -> Respon
             "publishing needs the app's host key in header x-gust-key (`gust keys --host` prints it)",
         );
     }
-    let valid_name = !topic.is_empty()
-        && topic.len() <= 63
-        && topic
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let valid_name = gust_manifest::is_resource_name(topic);
     if !valid_name {
         return body::error(
             StatusCode::BAD_REQUEST,

@@ -14,6 +14,6 @@ mod units;
 pub use error::ManifestError;
 pub use model::*;
 pub use node::NodeConfig;
-pub use parse::{MANIFEST_FILE, load_app, parse_app};
-pub use route::{RouteError, validate_route};
+pub use parse::{MANIFEST_FILE, is_resource_name, load_app, parse_app};
+pub use route::{RouteError, route_shape, validate_route};
 pub use units::{parse_duration, parse_size};

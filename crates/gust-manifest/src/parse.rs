@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use crate::error::ManifestError;
 use crate::model::*;
-use crate::route::validate_route;
+use crate::route::{route_shape, validate_route};
 use crate::units::{parse_duration, parse_size};
 
 /// The manifest's file name inside an app folder.
@@ -532,7 +532,7 @@ impl Parser<'_> {
                 }
             }
         }
-        if trigger.queue.is_empty() || check_name(&trigger.queue.replace('_', "-")).is_err() {
+        if !is_resource_name(&trigger.queue) {
             return Err(err(
                 "queue",
                 format!("function `{fname}`: the queue trigger needs a valid `queue` name"),
@@ -640,7 +640,7 @@ impl Parser<'_> {
                 }
             }
         }
-        if t.topic.is_empty() || check_name(&t.topic.replace('_', "-")).is_err() {
+        if !is_resource_name(&t.topic) {
             return Err(err(
                 "topic",
                 format!("function `{fname}`: the topic trigger needs a valid `topic` name"),
@@ -827,21 +827,10 @@ impl Parser<'_> {
     }
 }
 
-/// A route with parameter names erased, so `/a/{id}` and `/a/{key}` compare equal.
-fn route_shape(route: &str) -> String {
-    route
-        .split('/')
-        .map(|s| {
-            if s.starts_with("{*") {
-                "{*}"
-            } else if s.starts_with('{') {
-                "{}"
-            } else {
-                s
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+/// Whether `name` may name a resource (queue, topic, store): lowercase
+/// letters, digits, `-` and `_`, at most 63 characters.
+pub fn is_resource_name(name: &str) -> bool {
+    check_name(&name.replace('_', "-")).is_ok()
 }
 
 fn check_name(name: &str) -> Result<(), &'static str> {

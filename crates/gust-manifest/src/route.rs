@@ -80,6 +80,24 @@ pub fn validate_route(route: &str) -> Result<Vec<String>, RouteError> {
     Ok(names)
 }
 
+/// A route with parameter names erased, so `/a/{id}` and `/a/{key}` compare
+/// equal: two routes of one shape match the same paths.
+pub fn route_shape(route: &str) -> String {
+    route
+        .split('/')
+        .map(|s| {
+            if s.starts_with("{*") {
+                "{*}"
+            } else if s.starts_with('{') {
+                "{}"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +109,12 @@ mod tests {
             vec!["id", "rest"]
         );
         assert!(validate_route("/").unwrap().is_empty());
+    }
+
+    #[test]
+    fn shapes_ignore_parameter_names() {
+        assert_eq!(route_shape("/a/{id}/{*rest}"), "/a/{}/{*}");
+        assert_eq!(route_shape("/a/{id}"), route_shape("/a/{key}"));
     }
 
     #[test]

@@ -4,4 +4,5 @@ mod auth;
 mod router;
 
 pub use auth::{AuthFailure, Keys, authorize, constant_time_eq, presented_key};
-pub use router::{HttpRouter, RouteEntry, RouteMatch, RouterError, percent_decode};
+pub use gust_events::percent_decode;
+pub use router::{HttpRouter, RouteEntry, RouteMatch, RouterError};

@@ -1,6 +1,7 @@
 //! Route templates (`/api/items/{id}`, `/files/{*path}`) to functions.
 
-use gust_manifest::{App, AuthLevel};
+use gust_events::percent_decode;
+use gust_manifest::{App, AuthLevel, route_shape};
 use http::Method;
 use thiserror::Error;
 
@@ -89,7 +90,7 @@ impl HttpRouter {
         // Routes of the same shape (e.g. GET and POST on `/items/{id}`)
         // share one matcher slot.
         if let Ok(found) = self.matcher.at(&probe_path(&entry.route))
-            && shape(&self.groups[*found.value][0].route) == shape(&entry.route)
+            && route_shape(&self.groups[*found.value][0].route) == route_shape(&entry.route)
         {
             self.groups[*found.value].push(entry);
             return Ok(());
@@ -146,46 +147,6 @@ fn probe_path(route: &str) -> String {
         .map(|s| if s.starts_with('{') { "x" } else { s })
         .collect::<Vec<_>>()
         .join("/")
-}
-
-fn shape(route: &str) -> String {
-    route
-        .split('/')
-        .map(|s| {
-            if s.starts_with("{*") {
-                "{*}"
-            } else if s.starts_with('{') {
-                "{}"
-            } else {
-                s
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// Decodes `%XX` escapes (invalid escapes are kept as written).
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -253,10 +214,5 @@ mod tests {
             r.route(&Method::HEAD, "/api/items"),
             RouteMatch::Found { .. }
         ));
-    }
-
-    #[test]
-    fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
     }
 }
