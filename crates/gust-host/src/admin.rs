@@ -145,6 +145,12 @@ fn functions(host: &Host) -> Response<Body> {
                         "attributes": t.attributes,
                     },
                 }),
+                Trigger::Blob(b) => json!({
+                    "kind": "blob",
+                    "container": b.container,
+                    "path": b.path,
+                    "folder": host.blob_root().join(&b.container),
+                }),
                 Trigger::Timer(t) => json!({
                     "kind": "timer",
                     "schedule": t.schedule,

@@ -15,6 +15,7 @@ use gust_events::{Event, Outcome};
 use gust_manifest::QueueTrigger;
 use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
+use gust_triggers::blob::BlobWatcher;
 use gust_triggers::http::{HttpRouter, Keys};
 use gust_triggers::queue::QueueConsumer;
 use gust_triggers::timer::TimerRunner;
@@ -142,6 +143,10 @@ pub struct TriggerContext<'a> {
     pub dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     /// Where timer schedules keep their status.
     pub timer_status: Arc<dyn gust_backends::KeyValue>,
+    /// Where blob triggers keep their receipts.
+    pub blob_receipts: Arc<dyn gust_backends::KeyValue>,
+    /// The folder holding the app's blob containers.
+    pub blob_root: std::path::PathBuf,
 }
 
 /// What `load` needs from the host.
@@ -193,7 +198,9 @@ impl LoadedApp {
                 .with_context(|| format!("function `{}`", f.name))?;
             let env = function_env(f, variables.clone(), &cx)?;
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
-            if let Trigger::Queue(_) | Trigger::Topic(_) | Trigger::Timer(_) = &f.trigger {
+            if let Trigger::Queue(_) | Trigger::Topic(_) | Trigger::Timer(_) | Trigger::Blob(_) =
+                &f.trigger
+            {
                 let function = EventFunction::new(cx.runtime, &component, env)
                     .with_context(|| format!("function `{}` ({})", f.name, path.display()))?;
                 events.functions.insert(
@@ -244,6 +251,19 @@ impl LoadedApp {
                     dispatcher: self.events.clone(),
                 };
                 tasks.push(tokio::spawn(runner.run(shutdown.clone())));
+                continue;
+            }
+            if let Trigger::Blob(blob) = &f.trigger {
+                let watcher = BlobWatcher {
+                    function: f.name.clone(),
+                    trigger: blob.clone(),
+                    root: cx.blob_root.join(&blob.container),
+                    retry: f.retry.clone(),
+                    receipts: cx.blob_receipts.clone(),
+                    dispatcher: self.events.clone(),
+                    max_size: f.limits.max_body,
+                };
+                tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
                 continue;
             }
             let trigger = match &f.trigger {

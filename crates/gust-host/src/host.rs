@@ -21,6 +21,8 @@ const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// The internal kv store holding timer status (`:` keeps it apart from
 /// user store names).
 const TIMER_STORE: &str = "gust:timers";
+/// The internal kv store holding blob trigger receipts.
+const BLOB_RECEIPTS: &str = "gust:blob-receipts";
 /// Most ids remembered for de-duplication.
 const DEDUPE_CAPACITY: usize = 100_000;
 use crate::builder::{QuietProgress, build_app};
@@ -57,6 +59,7 @@ pub struct Host {
     queues: Arc<dyn QueueProvider>,
     dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     timer_status: Arc<dyn gust_backends::KeyValue>,
+    blob_receipts: Arc<dyn gust_backends::KeyValue>,
     current: ArcSwap<LoadedApp>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     reloading: tokio::sync::Mutex<()>,
@@ -104,6 +107,9 @@ impl Host {
         let timer_status = kv
             .open(TIMER_STORE)
             .context("cannot open the timer status store")?;
+        let blob_receipts = kv
+            .open(BLOB_RECEIPTS)
+            .context("cannot open the blob receipt store")?;
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
         let loaded = LoadedApp::load(
@@ -131,6 +137,7 @@ impl Host {
                 DEDUPE_CAPACITY,
             ))),
             timer_status,
+            blob_receipts,
             current: ArcSwap::from_pointee(loaded),
             stats: Mutex::new(stats),
             reloading: tokio::sync::Mutex::new(()),
@@ -173,7 +180,14 @@ impl Host {
             queues: self.queues.as_ref(),
             dedupe: self.dedupe.clone(),
             timer_status: self.timer_status.clone(),
+            blob_receipts: self.blob_receipts.clone(),
+            blob_root: self.blob_root(),
         }
+    }
+
+    /// The folder holding the app's blob containers (`.gust/blobs/`).
+    pub fn blob_root(&self) -> PathBuf {
+        self.options.app_dir.join(".gust").join("blobs")
     }
 
     /// Stops the triggers, letting running invocations settle.

@@ -4,6 +4,7 @@
 //! Every problem is reported as a [`ManifestError`] that names the file, the
 //! line and column, the key involved and a fix a person can apply.
 
+mod blob_pattern;
 mod error;
 mod model;
 mod node;
@@ -11,6 +12,7 @@ mod parse;
 mod route;
 mod units;
 
+pub use blob_pattern::BlobPattern;
 pub use error::ManifestError;
 pub use model::*;
 pub use node::NodeConfig;

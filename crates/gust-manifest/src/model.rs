@@ -94,6 +94,8 @@ pub enum Trigger {
     Topic(TopicTrigger),
     /// A cron schedule.
     Timer(TimerTrigger),
+    /// Blobs created or changed in a container.
+    Blob(BlobTrigger),
     /// One of the event triggers; its settings are kept as written until
     /// the event trigger runtime interprets them.
     Event {
@@ -177,6 +179,7 @@ impl Trigger {
             Self::Queue(_) => "queue",
             Self::Topic(_) => "topic",
             Self::Timer(_) => "timer",
+            Self::Blob(_) => "blob",
             Self::Event { kind, .. } => kind.as_str(),
         }
     }
@@ -209,6 +212,16 @@ pub struct TimerTrigger {
     pub time_zone: String,
     /// Also fire once when the host starts.
     pub run_on_startup: bool,
+}
+
+/// `trigger = { blob = { container = "uploads", path = "incoming/{name}.csv" } }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobTrigger {
+    /// The container (on the embedded backend, a folder).
+    pub container: String,
+    /// Path pattern inside the container; `{param}` matches one path segment
+    /// part and is bound into the event.
+    pub path: String,
 }
 
 /// HTTP authorisation levels.

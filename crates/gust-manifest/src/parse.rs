@@ -408,6 +408,9 @@ impl Parser<'_> {
                     EventTriggerKind::Queue => {
                         Trigger::Queue(self.queue_trigger(fname, key, span.clone(), &settings)?)
                     }
+                    EventTriggerKind::Blob => {
+                        Trigger::Blob(self.blob_trigger(fname, key, span.clone(), &settings)?)
+                    }
                     EventTriggerKind::Timer => {
                         Trigger::Timer(self.timer_trigger(fname, key, span.clone(), &settings)?)
                     }
@@ -540,6 +543,51 @@ impl Parser<'_> {
             ));
         }
         Ok(trigger)
+    }
+
+    fn blob_trigger(
+        &self,
+        fname: &str,
+        key: &str,
+        span: Range<usize>,
+        settings: &toml::Table,
+    ) -> Result<BlobTrigger, ManifestError> {
+        let key = format!("{key}.blob");
+        let err = |field: &str, message: String, fix: &str| {
+            self.err(Some(span.clone()), format!("{key}.{field}"), message, fix)
+        };
+        let fix =
+            "blob triggers take `container = \"uploads\"` and `path = \"incoming/{name}.csv\"`";
+        let mut t = BlobTrigger {
+            container: String::new(),
+            path: "{*path}".into(),
+        };
+        for (field, value) in settings {
+            match (field.as_str(), value) {
+                ("container", toml::Value::String(v)) => t.container = v.clone(),
+                ("path", toml::Value::String(v)) => t.path = v.clone(),
+                (other, _) => {
+                    return Err(err(
+                        other,
+                        format!(
+                            "function `{fname}`: `{other}` is not a valid blob trigger setting here"
+                        ),
+                        fix,
+                    ));
+                }
+            }
+        }
+        if !is_resource_name(&t.container) {
+            return Err(err(
+                "container",
+                format!("function `{fname}`: the blob trigger needs a valid `container` name"),
+                fix,
+            ));
+        }
+        if let Err(why) = crate::blob_pattern::BlobPattern::parse(&t.path) {
+            return Err(err("path", format!("function `{fname}`: {why}"), fix));
+        }
+        Ok(t)
     }
 
     fn timer_trigger(

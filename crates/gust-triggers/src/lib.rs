@@ -3,6 +3,7 @@
 //! Triggers know nothing of wasmtime; they decide *which* function runs and
 //! *whether* the caller may run it, and hand over to the dispatcher.
 
+pub mod blob;
 mod dispatch;
 pub mod http;
 pub mod queue;

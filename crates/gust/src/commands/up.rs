@@ -98,6 +98,15 @@ fn announce(host: &Host) {
                     "topic", f.name, t.topic
                 ));
             }
+            Trigger::Blob(b) => {
+                details.push(format!(
+                    "  {:<12} {} <- files matching `{}` in {}",
+                    "blob",
+                    f.name,
+                    b.path,
+                    host.blob_root().join(&b.container).display()
+                ));
+            }
             Trigger::Timer(t) => {
                 details.push(format!(
                     "  {:<12} {} <- schedule `{}` ({})",
