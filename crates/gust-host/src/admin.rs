@@ -119,6 +119,7 @@ fn functions(host: &Host) -> Response<Body> {
         .iter()
         .map(|f| {
             let loaded = app.functions.get(&f.name);
+            let event = app.events.functions.get(&f.name);
             let trigger = match &f.trigger {
                 Trigger::Http(h) => json!({
                     "kind": "http",
@@ -162,7 +163,7 @@ fn functions(host: &Host) -> Response<Body> {
             json!({
                 "name": f.name,
                 "trigger": trigger,
-                "active": loaded.is_some(),
+                "active": loaded.is_some() || event.is_some(),
                 "component": loaded.map(|l| l.component.display().to_string()),
                 "bindings": f.bindings.iter().map(|(name, b)| json!({
                     "name": name, "kind": b.kind.as_str(), "resource": b.resource,
@@ -173,12 +174,19 @@ fn functions(host: &Host) -> Response<Body> {
                     "concurrency": f.limits.concurrency,
                     "max_body": f.limits.max_body,
                 },
-                "stats": loaded.map(|l| json!({
-                    "invocations": l.stats.invocations.load(Ordering::Relaxed),
-                    "failures": l.stats.failures.load(Ordering::Relaxed),
-                    "rejected": l.stats.rejected.load(Ordering::Relaxed),
-                    "running": f.limits.concurrency as usize - l.permits.available_permits(),
-                })),
+                "stats": match (loaded, event) {
+                    (Some(l), _) => json!({
+                        "invocations": l.stats.invocations.load(Ordering::Relaxed),
+                        "failures": l.stats.failures.load(Ordering::Relaxed),
+                        "rejected": l.stats.rejected.load(Ordering::Relaxed),
+                        "running": f.limits.concurrency as usize - l.permits.available_permits(),
+                    }),
+                    (None, Some(e)) => json!({
+                        "invocations": e.stats.invocations.load(Ordering::Relaxed),
+                        "failures": e.stats.failures.load(Ordering::Relaxed),
+                    }),
+                    (None, None) => serde_json::Value::Null,
+                },
             })
         })
         .collect();

@@ -260,33 +260,12 @@ fn relative(root: &Path, path: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::sync::Mutex;
-
     use gust_backends::KeyValueProvider;
     use gust_backends::embedded::EmbeddedKv;
     use gust_manifest::RetryStrategy;
 
     use super::*;
-
-    struct Recorder(Mutex<Vec<Event>>);
-
-    impl Dispatcher for Recorder {
-        fn dispatch(
-            &self,
-            _f: &str,
-            event: Event,
-        ) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
-            let outcome = if event.data == b"bad" {
-                Outcome::Retry("bad data".into())
-            } else {
-                Outcome::Done
-            };
-            self.0.lock().unwrap().push(event);
-            Box::pin(async move { outcome })
-        }
-    }
+    use crate::test_support::Recorder;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn processes_each_version_once_binds_params_and_poisons() {
@@ -297,7 +276,13 @@ mod tests {
         std::fs::write(root.join("incoming/skip.txt"), "x").unwrap();
         std::fs::write(root.join("incoming/bad.csv"), "bad").unwrap();
         let kv = EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
-        let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let recorder = Arc::new(Recorder::new(|e| {
+            if e.data == b"bad" {
+                Outcome::Retry("bad data".into())
+            } else {
+                Outcome::Done
+            }
+        }));
         let watcher = || BlobWatcher {
             function: "load".into(),
             trigger: BlobTrigger {
@@ -321,7 +306,7 @@ mod tests {
         stop.send(true).unwrap();
         task.await.unwrap();
         {
-            let seen = recorder.0.lock().unwrap();
+            let seen = recorder.seen();
             let jan: Vec<_> = seen.iter().filter(|e| e.data == b"a,b").collect();
             assert_eq!(jan.len(), 1);
             assert_eq!(jan[0].extension("name"), Some("jan"));
@@ -340,7 +325,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2000)).await;
         stop.send(true).unwrap();
         task.await.unwrap();
-        let seen = recorder.0.lock().unwrap();
+        let seen = recorder.seen();
         assert_eq!(seen.iter().filter(|e| e.data == b"a,b").count(), 1);
         assert_eq!(seen.iter().filter(|e| e.data == b"a,b,c").count(), 1);
         assert_eq!(seen.iter().filter(|e| e.data == b"bad").count(), 2);

@@ -11,4 +11,7 @@ pub mod retry;
 pub mod timer;
 pub mod topic;
 
+#[cfg(test)]
+mod test_support;
+
 pub use dispatch::{Dispatcher, Shutdown};

@@ -178,27 +178,11 @@ impl TimerRunner {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::sync::Mutex;
-
     use gust_backends::KeyValueProvider;
     use gust_backends::embedded::EmbeddedKv;
 
     use super::*;
-
-    struct Recorder(Mutex<Vec<Event>>);
-
-    impl Dispatcher for Recorder {
-        fn dispatch(
-            &self,
-            _f: &str,
-            event: Event,
-        ) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
-            self.0.lock().unwrap().push(event);
-            Box::pin(async { Outcome::Done })
-        }
-    }
+    use crate::test_support::Recorder;
 
     fn trigger(schedule: &str, zone: &str, run_on_startup: bool) -> TimerTrigger {
         TimerTrigger {
@@ -231,7 +215,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kv = EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
         let store = kv.open("timers").unwrap();
-        let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let recorder = Arc::new(Recorder::new(|_| Outcome::Done));
         let runner = TimerRunner {
             function: "tick".into(),
             trigger: trigger("* * * * * *", "UTC", true),
@@ -243,7 +227,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2300)).await;
         stop.send(true).unwrap();
         task.await.unwrap();
-        let fired = recorder.0.lock().unwrap().clone();
+        let fired = recorder.seen();
         assert!(fired.len() >= 3, "startup + 2 ticks, got {}", fired.len());
         let ids: std::collections::HashSet<_> = fired.iter().map(|e| e.id.clone()).collect();
         assert_eq!(ids.len(), fired.len(), "a slot fired twice");
@@ -256,7 +240,7 @@ mod tests {
             next: Some(past),
         };
         store.set("tick", status.to_json()).await.unwrap();
-        let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let recorder = Arc::new(Recorder::new(|_| Outcome::Done));
         let runner = TimerRunner {
             function: "tick".into(),
             trigger: trigger("0 0 1 1 *", "UTC", false),
@@ -268,7 +252,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         stop.send(true).unwrap();
         task.await.unwrap();
-        let fired = recorder.0.lock().unwrap().clone();
+        let fired = recorder.seen();
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].extension("pastdue"), Some("true"));
         let data: serde_json::Value = serde_json::from_slice(&fired[0].data).unwrap();
