@@ -126,24 +126,17 @@ pub enum EventTriggerKind {
 }
 
 impl EventTriggerKind {
-    /// All kinds with their manifest spelling.
-    pub const ALL: [(&'static str, EventTriggerKind); 7] = [
-        ("timer", Self::Timer),
-        ("queue", Self::Queue),
-        ("topic", Self::Topic),
-        ("blob", Self::Blob),
-        ("changefeed", Self::Changefeed),
-        ("stream", Self::Stream),
-        ("mqtt", Self::Mqtt),
-    ];
-
     /// The manifest spelling.
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(s, _)| *s)
-            .unwrap_or("?")
+        match self {
+            Self::Timer => "timer",
+            Self::Queue => "queue",
+            Self::Topic => "topic",
+            Self::Blob => "blob",
+            Self::Changefeed => "changefeed",
+            Self::Stream => "stream",
+            Self::Mqtt => "mqtt",
+        }
     }
 }
 
@@ -276,24 +269,17 @@ pub enum BindingKind {
 }
 
 impl BindingKind {
-    /// All kinds with their manifest spelling.
-    pub const ALL: [(&'static str, BindingKind); 7] = [
-        ("kv", Self::Kv),
-        ("sql", Self::Sql),
-        ("topic", Self::Topic),
-        ("queue", Self::Queue),
-        ("stream", Self::Stream),
-        ("blob", Self::Blob),
-        ("table", Self::Table),
-    ];
-
     /// The manifest spelling.
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(s, _)| *s)
-            .unwrap_or("?")
+        match self {
+            Self::Kv => "kv",
+            Self::Sql => "sql",
+            Self::Topic => "topic",
+            Self::Queue => "queue",
+            Self::Stream => "stream",
+            Self::Blob => "blob",
+            Self::Table => "table",
+        }
     }
 }
 

@@ -10,18 +10,7 @@ use std::time::Duration;
 use common::*;
 
 fn logs(app: &TestApp) -> String {
-    gust(
-        &[
-            "logs",
-            "load",
-            "--tail",
-            "1000",
-            "--app",
-            app.path().to_str().unwrap(),
-        ],
-        app.path(),
-    )
-    .1
+    function_logs(app.path(), "load")
 }
 
 fn cp(dir: &Path, name: &str, content: &str, dest: &Path) {

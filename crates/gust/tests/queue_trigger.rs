@@ -93,7 +93,7 @@ fn exercise(app: &TestApp, host: &Running) {
         "{dead:?}"
     );
 
-    let logs = cli(dir, &["logs", "worker", "--tail", "1000"]);
+    let logs = function_logs(dir, "worker");
     assert!(
         logs.contains("handled a #1 attempt 1 source /gust/queue/jobs"),
         "{logs}"
@@ -106,7 +106,7 @@ fn exercise(app: &TestApp, host: &Running) {
     let redrive = cli(dir, &["queue", "dlq", "redrive", "jobs"]);
     assert!(redrive.contains("redrove 3"), "{redrive}");
     let again = eventually(Duration::from_secs(60), || {
-        let logs = cli(dir, &["logs", "worker", "--tail", "1000"]);
+        let logs = function_logs(dir, "worker");
         logs.matches("asked to fail for good").count() >= 2 && dead_letters(dir).len() == 3
     });
     assert!(

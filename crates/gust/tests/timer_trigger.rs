@@ -8,17 +8,7 @@ use std::time::Duration;
 use common::*;
 
 fn fired(app: &TestApp) -> Vec<serde_json::Value> {
-    let (_, out, _) = gust(
-        &[
-            "logs",
-            "tick",
-            "--tail",
-            "1000",
-            "--app",
-            app.path().to_str().unwrap(),
-        ],
-        app.path(),
-    );
+    let out = function_logs(app.path(), "tick");
     out.lines()
         .filter(|l| l.contains("source /gust/timer/tick"))
         .filter_map(|l| {

@@ -42,17 +42,7 @@ fn structured(id: &str, ty: &str, subject: &str, tenant: &str, data: &str) -> St
 }
 
 fn handled(app: &TestApp, function: &str) -> Vec<String> {
-    let (_, out, _) = gust(
-        &[
-            "logs",
-            function,
-            "--tail",
-            "1000",
-            "--app",
-            app.path().to_str().unwrap(),
-        ],
-        app.path(),
-    );
+    let out = function_logs(app.path(), function);
     out.lines()
         .filter_map(|l| l.split("handled ").nth(1))
         .filter_map(|rest| rest.split(' ').next())

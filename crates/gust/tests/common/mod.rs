@@ -322,3 +322,20 @@ pub fn keys(dir: &Path) -> serde_json::Value {
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(&out).unwrap()
 }
+
+/// The last 1,000 log lines of `function` in the app at `dir`, via `gust logs`.
+pub fn function_logs(dir: &Path, function: &str) -> String {
+    let (code, out, err) = gust(
+        &[
+            "logs",
+            function,
+            "--tail",
+            "1000",
+            "--app",
+            dir.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert_eq!(code, 0, "gust logs {function}: {err}");
+    out
+}
