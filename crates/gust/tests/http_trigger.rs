@@ -153,9 +153,11 @@ fn body_limit_gives_413_with_or_without_length() {
 fn over_the_concurrency_limit_gets_429_with_retry_after() {
     let app = app();
     let host = up(app.path(), &["--quiet"]);
-    let slow = format!("{}/single/slow?ms=2500", host.url);
-    let busy = std::thread::spawn(move || get(&slow, &[]));
+    // Everything slow (a `gust keys` process) before the long request starts,
+    // so a loaded machine cannot let it finish before it is observed.
     let admin = keys(app.path())["admin"].as_str().unwrap().to_string();
+    let slow = format!("{}/single/slow?ms=6000", host.url);
+    let busy = std::thread::spawn(move || get(&slow, &[]));
     let functions = format!("{}/_gust/functions", host.url);
     let running = eventually(Duration::from_secs(20), || {
         let list = get(&functions, &[("x-gust-key", &admin)]).json();
