@@ -12,8 +12,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::cache::{CacheOutcome, ComponentCache};
 use crate::state::HostState;
 
-/// How often the engine-wide ticker advances the epoch; timeouts are rounded
-/// up to this granularity.
+/// How often the engine-wide ticker advances the epoch: a running guest
+/// yields to the async runtime this often, and timeouts are checked then.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Settings for a [`Runtime`].
@@ -156,23 +156,4 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
         })
         .context("cannot start the epoch ticker")?;
     Ok(())
-}
-
-/// Epoch ticks that cover `timeout` (at least one).
-pub(crate) fn ticks_for(timeout: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_nanos();
-    (timeout.as_nanos().div_ceil(tick)).max(1) as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_round_up() {
-        assert_eq!(ticks_for(Duration::from_millis(1)), 1);
-        assert_eq!(ticks_for(Duration::from_millis(5)), 1);
-        assert_eq!(ticks_for(Duration::from_millis(6)), 2);
-        assert_eq!(ticks_for(Duration::from_secs(1)), 200);
-    }
 }

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use wasmtime::Store;
 use wasmtime::component::Component;
 
-use crate::engine::{Runtime, ticks_for};
+use crate::engine::Runtime;
 use crate::error::InvokeError;
 use crate::log::LogLevel;
 use crate::state::{FunctionEnv, HostState};
@@ -62,10 +61,8 @@ impl EventFunction {
     /// an `Err` (and logged); an error the function returned is
     /// `Ok(Retry)` or `Ok(Fail)` as it asked.
     pub async fn handle(&self, event: Event) -> Result<Outcome, InvokeError> {
-        let mut store = Store::new(self.pre.engine(), HostState::new(self.env.clone()));
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(ticks_for(self.env.limits.timeout));
+        let mut store = HostState::store(self.pre.engine(), self.env.clone());
+        HostState::start_invocation(&mut store);
         let wit_event = event_handler::Event {
             id: event.id,
             source: event.source,

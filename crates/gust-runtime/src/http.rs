@@ -13,7 +13,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::engine::{Runtime, ticks_for};
+use crate::engine::Runtime;
 use crate::error::InvokeError;
 use crate::log::LogLevel;
 use crate::state::{FunctionEnv, HostState};
@@ -78,10 +78,7 @@ impl HttpFunction {
     }
 
     fn new_store(&self) -> Store<HostState> {
-        let mut store = Store::new(self.pre.engine(), HostState::new(self.env.clone()));
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store
+        HostState::store(self.pre.engine(), self.env.clone())
     }
 
     /// Runs the function on `request`. Returns once the guest has set the
@@ -97,8 +94,7 @@ impl HttpFunction {
             Some(w) => (w.store, Some((w.proxy, w.uses))),
             None => (self.new_store(), None),
         };
-        let timeout = self.env.limits.timeout;
-        store.set_epoch_deadline(ticks_for(timeout));
+        HostState::start_invocation(&mut store);
 
         let (sender, receiver) = oneshot::channel();
         let data = store.data_mut();

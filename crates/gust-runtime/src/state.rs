@@ -78,6 +78,8 @@ pub struct HostState {
     stderr: MemoryOutputPipe,
     /// Bytes of stdout/stderr already forwarded to the log sink.
     flushed: (usize, usize),
+    /// When the current invocation started (its timeout counts from here).
+    started: std::time::Instant,
 }
 
 impl HostState {
@@ -97,7 +99,34 @@ impl HostState {
             stdout,
             stderr,
             flushed: (0, 0),
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// A store for `env` with its memory limiter and timeout.
+    ///
+    /// Every epoch tick (one engine-wide ticker) the guest yields to the
+    /// async runtime, so a CPU-bound guest never holds a worker thread
+    /// (other requests, admin calls and triggers keep running); once the
+    /// invocation has run past its timeout the next tick interrupts it.
+    pub(crate) fn store(engine: &wasmtime::Engine, env: Arc<FunctionEnv>) -> wasmtime::Store<Self> {
+        let mut store = wasmtime::Store::new(engine, Self::new(env));
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|cx| {
+            let state = cx.data();
+            if state.started.elapsed() >= state.env.limits.timeout {
+                Ok(wasmtime::UpdateDeadline::Interrupt)
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Starts the timeout clock of a new invocation on `store`.
+    pub(crate) fn start_invocation(store: &mut wasmtime::Store<Self>) {
+        store.data_mut().started = std::time::Instant::now();
+        store.set_epoch_deadline(1);
     }
 
     /// Sends whatever the guest printed since the last flush to the log sink,

@@ -170,7 +170,14 @@ fn over_the_concurrency_limit_gets_429_with_retry_after() {
             .clone();
         single["stats"]["running"] == 1
     });
-    assert!(running, "the slow request never started");
+    if !running {
+        let list = get(&functions, &[("x-gust-key", &admin)]).json();
+        panic!(
+            "the slow request never started: {:?}\nfunctions: {list}\nstderr: {}",
+            busy.join().unwrap(),
+            host.stderr()
+        );
+    }
     let r = get(&format!("{}/single/ok", host.url), &[]);
     assert_eq!(r.status, 429, "{r:?}");
     assert_eq!(r.header("retry-after"), Some("1"));
