@@ -829,6 +829,18 @@ impl std::fmt::Debug for EmbeddedQueue {
 }
 
 impl EmbeddedQueue {
+    /// After a settle whose commit failed: the message is still stored, so
+    /// make it deliverable again rather than lose track of it.
+    fn make_ready_again(&self, seq: u64, attempt: u32) {
+        self.shared.lock().set(
+            seq,
+            attempt,
+            State::Ready {
+                lease_expired: false,
+            },
+        );
+    }
+
     /// Hands out the leased `taken` messages once their attempts are stored.
     async fn finish_lease(
         &self,
@@ -998,14 +1010,7 @@ impl Queue for EmbeddedQueue {
             })?
         };
         if let Err(e) = wait(done).await {
-            // Still stored: make it deliverable again rather than lose track.
-            self.shared.lock().set(
-                seq,
-                attempt,
-                State::Ready {
-                    lease_expired: false,
-                },
-            );
+            self.make_ready_again(seq, attempt);
             return Err(e);
         }
         Ok(())
@@ -1066,13 +1071,7 @@ impl Queue for EmbeddedQueue {
             })?
         };
         if let Err(e) = wait(done).await {
-            self.shared.lock().set(
-                seq,
-                attempt,
-                State::Ready {
-                    lease_expired: false,
-                },
-            );
+            self.make_ready_again(seq, attempt);
             return Err(e);
         }
         self.dead.lock().set(
