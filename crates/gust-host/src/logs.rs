@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -51,13 +51,9 @@ impl LogHub {
     /// A hub writing to `dir/functions.log`; with `echo`, lines are also
     /// printed to stderr.
     pub fn new(dir: &Path, echo: bool) -> Self {
-        let file = std::fs::create_dir_all(dir).ok().and_then(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("functions.log"))
-                .ok()
-        });
+        let file = std::fs::create_dir_all(dir)
+            .ok()
+            .and_then(|_| open_log_file(&dir.join("functions.log")).ok());
         Self {
             recent: Mutex::new(VecDeque::with_capacity(1024)),
             file: Mutex::new(file),
@@ -99,7 +95,9 @@ impl LogSink for LogHub {
             eprintln!("{rendered}");
         }
         if let Some(file) = self.file.lock().expect("log lock").as_mut() {
-            let _ = writeln!(file, "{rendered}");
+            // One write per line: an appended write is never interleaved, and
+            // a kill cannot separate a line from its newline.
+            let _ = file.write_all(format!("{rendered}\n").as_bytes());
         }
         {
             let mut recent = self.recent.lock().expect("log lock");
@@ -110,6 +108,26 @@ impl LogSink for LogHub {
         }
         let _ = self.follow.send(line);
     }
+}
+
+/// Opens `path` for appending. A host killed mid-write may have left a
+/// torn last line; it is ended first, so the next line starts on its own.
+fn open_log_file(path: &Path) -> std::io::Result<File> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -134,5 +152,18 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().message, "one");
         let file = std::fs::read_to_string(dir.path().join("functions.log")).unwrap();
         assert!(file.contains("[b] two"), "{file}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_new_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("functions.log"), "complete\ntorn li").unwrap();
+        let hub = LogHub::new(dir.path(), false);
+        hub.log("a", LogLevel::Info, "next");
+        let file = std::fs::read_to_string(dir.path().join("functions.log")).unwrap();
+        let lines: Vec<&str> = file.lines().collect();
+        assert_eq!(lines.len(), 3, "{file}");
+        assert_eq!(lines[1], "torn li");
+        assert!(lines[2].ends_with("[a] next"), "{file}");
     }
 }
