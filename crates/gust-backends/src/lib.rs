@@ -11,10 +11,14 @@ mod kv;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod queue;
+pub mod sql;
+pub mod table;
 
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
+pub use sql::{Sql, SqlProvider, SqlRows, SqlStatement, SqlValue};
+pub use table::{Change, ChangeFeed, ChangeKind, Document, Table, TableProvider};
 
 /// Result type of every backend call.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;

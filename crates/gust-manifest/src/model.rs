@@ -96,6 +96,8 @@ pub enum Trigger {
     Timer(TimerTrigger),
     /// Blobs created or changed in a container.
     Blob(BlobTrigger),
+    /// Writes to a document table, from its change feed.
+    Changefeed(ChangefeedTrigger),
     /// One of the event triggers; its settings are kept as written until
     /// the event trigger runtime interprets them.
     Event {
@@ -173,6 +175,7 @@ impl Trigger {
             Self::Topic(_) => "topic",
             Self::Timer(_) => "timer",
             Self::Blob(_) => "blob",
+            Self::Changefeed(_) => "changefeed",
             Self::Event { kind, .. } => kind.as_str(),
         }
     }
@@ -215,6 +218,26 @@ pub struct BlobTrigger {
     /// Path pattern inside the container; `{param}` matches one path segment
     /// part and is bound into the event.
     pub path: String,
+}
+
+/// `trigger = { changefeed = { table = "contacts", start = "beginning" } }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangefeedTrigger {
+    /// The document table whose writes trigger the function.
+    pub table: String,
+    /// Where a function without a checkpoint starts reading.
+    pub start: ChangefeedStart,
+    /// Changes read per batch.
+    pub batch_size: u32,
+}
+
+/// Where a change-feed consumer without a checkpoint starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangefeedStart {
+    /// Every change the table ever had.
+    Beginning,
+    /// Only changes made after the function first started.
+    Now,
 }
 
 /// HTTP authorisation levels.

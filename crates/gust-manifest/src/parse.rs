@@ -417,6 +417,12 @@ impl Parser<'_> {
                     EventTriggerKind::Topic => {
                         Trigger::Topic(self.topic_trigger(fname, key, span.clone(), &settings)?)
                     }
+                    EventTriggerKind::Changefeed => Trigger::Changefeed(self.changefeed_trigger(
+                        fname,
+                        key,
+                        span.clone(),
+                        &settings,
+                    )?),
                     _ => Trigger::Event { kind, settings },
                 });
             }
@@ -586,6 +592,68 @@ impl Parser<'_> {
         }
         if let Err(why) = crate::blob_pattern::BlobPattern::parse(&t.path) {
             return Err(err("path", format!("function `{fname}`: {why}"), fix));
+        }
+        Ok(t)
+    }
+
+    fn changefeed_trigger(
+        &self,
+        fname: &str,
+        key: &str,
+        span: Range<usize>,
+        settings: &toml::Table,
+    ) -> Result<ChangefeedTrigger, ManifestError> {
+        let key = format!("{key}.changefeed");
+        let err = |field: &str, message: String, fix: &str| {
+            self.err(Some(span.clone()), format!("{key}.{field}"), message, fix)
+        };
+        let fix = "changefeed triggers take `table = \"contacts\"`, optional `start = \"beginning\"` or `\"now\"` (default) and `batch_size = 100`";
+        let mut t = ChangefeedTrigger {
+            table: String::new(),
+            start: ChangefeedStart::Now,
+            batch_size: 100,
+        };
+        for (field, value) in settings {
+            match (field.as_str(), value) {
+                ("table", toml::Value::String(v)) => t.table = v.clone(),
+                ("start", toml::Value::String(v)) if v == "beginning" => {
+                    t.start = ChangefeedStart::Beginning
+                }
+                ("start", toml::Value::String(v)) if v == "now" => t.start = ChangefeedStart::Now,
+                ("start", _) => {
+                    return Err(err(
+                        "start",
+                        format!("function `{fname}`: `start` must be \"beginning\" or \"now\""),
+                        fix,
+                    ));
+                }
+                ("batch_size", toml::Value::Integer(n)) if (1..=10_000).contains(n) => {
+                    t.batch_size = *n as u32
+                }
+                ("batch_size", _) => {
+                    return Err(err(
+                        "batch_size",
+                        format!("function `{fname}`: `batch_size` must be 1 to 10000"),
+                        fix,
+                    ));
+                }
+                (other, _) => {
+                    return Err(err(
+                        other,
+                        format!(
+                            "function `{fname}`: `{other}` is not a valid changefeed trigger setting here"
+                        ),
+                        fix,
+                    ));
+                }
+            }
+        }
+        if !is_resource_name(&t.table) {
+            return Err(err(
+                "table",
+                format!("function `{fname}`: the changefeed trigger needs a valid `table` name"),
+                fix,
+            ));
         }
         Ok(t)
     }
@@ -1073,6 +1141,30 @@ trigger = { queue = { queue = "jobs" } }
             "{HEAD}trigger = {{ queue = {{ batch_size = 3 }} }}\n"
         ));
         assert_eq!(e.key, "function[0].trigger.queue.queue");
+    }
+
+    #[test]
+    fn changefeed_triggers_are_checked() {
+        let dir = app_dir();
+        let ok = format!(
+            "{HEAD}trigger = {{ changefeed = {{ table = \"contacts\", start = \"beginning\" }} }}\n"
+        );
+        let app = parse(dir.path(), &ok).unwrap();
+        assert_eq!(
+            app.functions[0].trigger,
+            Trigger::Changefeed(ChangefeedTrigger {
+                table: "contacts".into(),
+                start: ChangefeedStart::Beginning,
+                batch_size: 100,
+            })
+        );
+        let e = error_of(&format!(
+            "{HEAD}trigger = {{ changefeed = {{ table = \"t\", start = \"yesterday\" }} }}\n"
+        ));
+        assert_eq!(e.key, "function[0].trigger.changefeed.start");
+        assert_eq!(e.line, 6);
+        let e = error_of(&format!("{HEAD}trigger = {{ changefeed = {{ }} }}\n"));
+        assert_eq!(e.key, "function[0].trigger.changefeed.table");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! *whether* the caller may run it, and hand over to the dispatcher.
 
 pub mod blob;
+pub mod changefeed;
 mod dispatch;
 pub mod http;
 pub mod queue;

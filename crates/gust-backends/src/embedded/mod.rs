@@ -3,6 +3,10 @@
 
 mod kv;
 mod queue;
+mod sql;
+mod table;
 
 pub use kv::EmbeddedKv;
 pub use queue::{EmbeddedQueue, EmbeddedQueues};
+pub use sql::{EmbeddedDatabase, EmbeddedSql};
+pub use table::{EmbeddedTable, EmbeddedTables};

@@ -1,0 +1,349 @@
+//! The change-feed trigger: runs a function on every write to a document
+//! table, in sequence order, resuming from a checkpoint persisted per
+//! function.
+//!
+//! Changes are delivered one at a time in the order the table recorded
+//! them, so the changes of one key arrive in the order they happened. The
+//! checkpoint (the last settled sequence) is written after each change
+//! settles: a crash between a function's success and that write delivers
+//! the change again after a restart (at-least-once), never skips it.
+//! A change that keeps failing is retried with the function's retry
+//! policy, then sent to the queue `<table>--<function>-deadletter` with its
+//! reason and attempt count, and the feed moves on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_backends::{Change, ChangeKind, KeyValue, Queue, Table};
+use gust_events::{Event, Outcome, rfc3339};
+use gust_manifest::{ChangefeedStart, ChangefeedTrigger, RetryPolicy};
+
+use crate::dispatch::{Dispatcher, Shutdown};
+use crate::retry::backoff;
+
+/// Longest wait for new changes (bounds shutdown latency).
+const POLL: Duration = Duration::from_millis(500);
+/// Pause after a backend error before reading again.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// The queue a function's failed changes go to.
+pub fn dead_letter_queue(table: &str, function: &str) -> String {
+    format!("{table}--{function}-deadletter")
+}
+
+/// The key of a function's checkpoint in the checkpoint store.
+pub fn checkpoint_key(table: &str, function: &str) -> String {
+    format!("{table}|{function}")
+}
+
+/// One function consuming one table's change feed.
+pub struct ChangeFeedConsumer {
+    /// The function to run.
+    pub function: String,
+    /// Trigger settings.
+    pub trigger: ChangefeedTrigger,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// The table whose feed is read.
+    pub table: Arc<dyn Table>,
+    /// Where checkpoints are kept.
+    pub checkpoints: Arc<dyn KeyValue>,
+    /// Where changes go after the last failed attempt.
+    pub dead_letters: Arc<dyn Queue>,
+    /// Runs the function.
+    pub dispatcher: Arc<dyn Dispatcher>,
+}
+
+/// The CloudEvent a change becomes.
+pub fn change_event(table: &str, change: &Change, attempt: u32) -> Event {
+    let ty = match change.kind {
+        ChangeKind::Upsert => "gust.table.upserted",
+        ChangeKind::Delete => "gust.table.deleted",
+    };
+    let mut event = Event::new(
+        format!("/gust/table/{table}"),
+        ty,
+        change.body.clone().unwrap_or_default(),
+    );
+    event.id = format!("{table}:{}", change.sequence);
+    event.subject = Some(change.key.clone());
+    event.time = Some(rfc3339(change.at));
+    if change.body.is_some() {
+        event.datacontenttype = Some("application/json".into());
+    }
+    event.set_extension("sequence", change.sequence.to_string());
+    event.set_extension("operation", change.kind.as_str().to_string());
+    event.attempt = attempt;
+    event
+}
+
+impl ChangeFeedConsumer {
+    /// Delivers changes until `shutdown`; the change being handled then
+    /// settles first.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut after = match self.start().await {
+            Ok(after) => after,
+            Err(e) => {
+                tracing::error!(function = %self.function, "change feed cannot start: {e}");
+                return;
+            }
+        };
+        while !shutdown.is_requested() {
+            let changes = match self
+                .table
+                .changes(after, self.trigger.batch_size as usize)
+                .await
+            {
+                Ok(changes) => changes,
+                Err(e) => {
+                    tracing::warn!(function = %self.function, "reading the change feed failed: {e}");
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                    continue;
+                }
+            };
+            if changes.is_empty() {
+                self.table.wait_for_change(after, POLL).await;
+                continue;
+            }
+            for change in changes {
+                if shutdown.is_requested() {
+                    return;
+                }
+                self.deliver(&change, &shutdown).await;
+                after = change.sequence;
+                self.save_checkpoint(after).await;
+            }
+        }
+    }
+
+    /// The sequence to read after: the checkpoint, or where `start` says
+    /// (persisted at once, so "now" means the first start).
+    async fn start(&self) -> gust_backends::Result<u64> {
+        let key = checkpoint_key(&self.trigger.table, &self.function);
+        if let Some(bytes) = self.checkpoints.get(&key).await? {
+            if let Some(seq) = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                return Ok(seq);
+            }
+        }
+        let after = match self.trigger.start {
+            ChangefeedStart::Beginning => 0,
+            ChangefeedStart::Now => self.table.last_sequence().await?,
+        };
+        self.checkpoints
+            .set(&key, after.to_string().into_bytes())
+            .await?;
+        Ok(after)
+    }
+
+    async fn save_checkpoint(&self, sequence: u64) {
+        let key = checkpoint_key(&self.trigger.table, &self.function);
+        // A failed write only means the change may be delivered again.
+        while let Err(e) = self
+            .checkpoints
+            .set(&key, sequence.to_string().into_bytes())
+            .await
+        {
+            tracing::warn!(function = %self.function, "cannot save the change-feed checkpoint: {e}");
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+    }
+
+    /// Runs the function on `change` until it succeeds, fails for good or
+    /// runs out of attempts (then dead-letters it).
+    async fn deliver(&self, change: &Change, shutdown: &Shutdown) {
+        let mut attempt = 1;
+        loop {
+            let event = change_event(&self.trigger.table, change, attempt);
+            let reason = match self.dispatcher.dispatch(&self.function, event).await {
+                Outcome::Done => return,
+                Outcome::Retry(why) if attempt < self.retry.max_attempts => {
+                    // Shutting down mid-retry leaves the checkpoint before
+                    // this change: it is delivered again after the restart.
+                    let mut stop = shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(&self.retry, attempt)) => {}
+                        _ = stop.requested() => return,
+                    }
+                    attempt += 1;
+                    tracing::debug!(function = %self.function, sequence = change.sequence, "retrying: {why}");
+                    continue;
+                }
+                Outcome::Retry(why) => format!("gave up after {attempt} attempts: {why}"),
+                Outcome::Fail(why) => format!("not retryable: {why}"),
+            };
+            self.dead_letter(change, attempt, &reason).await;
+            return;
+        }
+    }
+
+    async fn dead_letter(&self, change: &Change, attempts: u32, reason: &str) {
+        tracing::warn!(function = %self.function, sequence = change.sequence, "change dead-lettered: {reason}");
+        let metadata = BTreeMap::from([
+            ("reason".to_string(), reason.to_string()),
+            ("attempts".to_string(), attempts.to_string()),
+            ("sequence".to_string(), change.sequence.to_string()),
+            ("operation".to_string(), change.kind.as_str().to_string()),
+            ("key".to_string(), change.key.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ]);
+        let body = change.body.clone().unwrap_or_default();
+        while let Err(e) = self.dead_letters.send(body.clone(), metadata.clone()).await {
+            tracing::warn!(function = %self.function, "cannot dead-letter change {}: {e}", change.sequence);
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Recorder;
+    use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues, EmbeddedTables};
+    use gust_backends::{KeyValueProvider, QueueProvider, TableProvider};
+    use gust_manifest::RetryStrategy;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        table: Arc<dyn Table>,
+        checkpoints: Arc<dyn KeyValue>,
+        dead: Arc<dyn Queue>,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let table = EmbeddedTables::open(&dir.path().join("t.redb"))
+            .unwrap()
+            .open("contacts")
+            .unwrap();
+        let checkpoints = EmbeddedKv::open(&dir.path().join("kv.redb"))
+            .unwrap()
+            .open("gust:changefeed")
+            .unwrap();
+        let dead = EmbeddedQueues::open(&dir.path().join("q.redb"))
+            .unwrap()
+            .queue("contacts--f-deadletter")
+            .await
+            .unwrap();
+        Fixture {
+            _dir: dir,
+            table,
+            checkpoints,
+            dead,
+        }
+    }
+
+    fn consumer(f: &Fixture, start: ChangefeedStart, recorder: Arc<Recorder>) -> ChangeFeedConsumer {
+        ChangeFeedConsumer {
+            function: "f".into(),
+            trigger: ChangefeedTrigger {
+                table: "contacts".into(),
+                start,
+                batch_size: 2,
+            },
+            retry: RetryPolicy {
+                strategy: RetryStrategy::Fixed,
+                max_attempts: 3,
+                min: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            table: f.table.clone(),
+            checkpoints: f.checkpoints.clone(),
+            dead_letters: f.dead.clone(),
+            dispatcher: recorder,
+        }
+    }
+
+    /// Runs `consumer` until `done` holds for the recorder, then stops it.
+    async fn run_until(c: ChangeFeedConsumer, recorder: &Recorder, done: impl Fn(&[Event]) -> bool) {
+        let (stop, shutdown) = Shutdown::new();
+        let task = tokio::spawn(c.run(shutdown));
+        for _ in 0..500 {
+            if done(&recorder.seen()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        assert!(done(&recorder.seen()), "{:?}", recorder.seen());
+    }
+
+    fn summary(events: &[Event]) -> Vec<(String, String, String)> {
+        events
+            .iter()
+            .map(|e| {
+                (
+                    e.subject.clone().unwrap_or_default(),
+                    e.ty.clone(),
+                    String::from_utf8_lossy(&e.data).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn delivers_inserts_updates_and_deletes_in_order_and_resumes_from_the_checkpoint() {
+        let f = fixture().await;
+        f.table.put("a", b"1".to_vec()).await.unwrap();
+        f.table.put("b", b"2".to_vec()).await.unwrap();
+        f.table.put("a", b"3".to_vec()).await.unwrap();
+        f.table.delete("b").await.unwrap();
+        let recorder = Arc::new(Recorder::new(|_| Outcome::Done));
+        let c = consumer(&f, ChangefeedStart::Beginning, recorder.clone());
+        run_until(c, &recorder, |e| e.len() == 4).await;
+        let up = "gust.table.upserted".to_string();
+        assert_eq!(
+            summary(&recorder.seen()),
+            vec![
+                ("a".into(), up.clone(), "1".into()),
+                ("b".into(), up.clone(), "2".into()),
+                ("a".into(), up.clone(), "3".into()),
+                ("b".into(), "gust.table.deleted".into(), String::new()),
+            ]
+        );
+        let first = &recorder.seen()[0];
+        assert_eq!(first.id, "contacts:1");
+        assert_eq!(first.extension("operation"), Some("upsert"));
+        assert!(first.extension("traceparent").is_some());
+
+        // A restarted consumer continues after the checkpoint.
+        f.table.put("c", b"4".to_vec()).await.unwrap();
+        let again = Arc::new(Recorder::new(|_| Outcome::Done));
+        let c = consumer(&f, ChangefeedStart::Beginning, again.clone());
+        run_until(c, &again, |e| !e.is_empty()).await;
+        assert_eq!(summary(&again.seen()), vec![("c".into(), up, "4".into())]);
+    }
+
+    #[tokio::test]
+    async fn start_now_skips_history_and_failures_end_in_the_dead_letter_queue() {
+        let f = fixture().await;
+        f.table.put("old", b"0".to_vec()).await.unwrap();
+        let recorder = Arc::new(Recorder::new(|e| {
+            if e.subject.as_deref() == Some("bad") {
+                Outcome::Retry("boom".into())
+            } else {
+                Outcome::Done
+            }
+        }));
+        let c = consumer(&f, ChangefeedStart::Now, recorder.clone());
+        let writer = f.table.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            writer.put("bad", b"{}".to_vec()).await.unwrap();
+            writer.put("good", b"{}".to_vec()).await.unwrap();
+        });
+        run_until(c, &recorder, |e| e.iter().any(|e| e.subject.as_deref() == Some("good"))).await;
+        let subjects: Vec<_> = recorder.seen().iter().map(|e| e.subject.clone().unwrap()).collect();
+        assert_eq!(subjects, ["bad", "bad", "bad", "good"]);
+        assert_eq!(recorder.seen()[2].attempt, 3);
+        let dead = f.dead.peek(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].metadata["key"], "bad");
+        assert_eq!(dead[0].metadata["attempts"], "3");
+        assert!(dead[0].metadata["reason"].contains("boom"));
+    }
+}
