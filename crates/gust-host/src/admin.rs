@@ -128,6 +128,15 @@ fn functions(host: &Host) -> Response<Body> {
                     "methods": h.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
                     "auth": h.auth.as_str(),
                 }),
+                Trigger::Changefeed(c) => json!({
+                    "kind": "changefeed",
+                    "table": c.table,
+                    "start": match c.start {
+                        gust_manifest::ChangefeedStart::Beginning => "beginning",
+                        gust_manifest::ChangefeedStart::Now => "now",
+                    },
+                    "deadletter_queue": gust_triggers::changefeed::dead_letter_queue(&c.table, &f.name),
+                }),
                 Trigger::Queue(q) => json!({
                     "kind": "queue",
                     "queue": q.queue,

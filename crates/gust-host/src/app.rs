@@ -10,12 +10,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use anyhow::{Context, Result, bail};
-use gust_backends::{KeyValueProvider, QueueProvider};
+use gust_backends::{KeyValueProvider, QueueProvider, SqlProvider, TableProvider};
 use gust_events::{Event, Outcome};
 use gust_manifest::QueueTrigger;
 use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
 use gust_triggers::blob::BlobWatcher;
+use gust_triggers::changefeed::{ChangeFeedConsumer, dead_letter_queue};
 use gust_triggers::http::{HttpRouter, Keys};
 use gust_triggers::queue::QueueConsumer;
 use gust_triggers::timer::TimerRunner;
@@ -130,8 +131,9 @@ pub struct LoadedApp {
     pub functions: HashMap<String, LoadedFunction>,
     /// Event functions by name.
     pub events: Arc<EventFunctions>,
-    /// Fans published events out to topic subscriptions (set by `start_triggers`).
-    pub publisher: std::sync::OnceLock<Publisher>,
+    /// Fans published events out to topic subscriptions (set by
+    /// `start_triggers`; functions with topic bindings share it).
+    pub publisher: Arc<std::sync::OnceLock<Publisher>>,
     triggers: std::sync::Mutex<RunningTriggers>,
 }
 
@@ -147,6 +149,10 @@ pub struct TriggerContext<'a> {
     pub blob_receipts: Arc<dyn gust_backends::KeyValue>,
     /// The folder holding the app's blob containers.
     pub blob_root: std::path::PathBuf,
+    /// Document tables (for change feeds).
+    pub tables: &'a dyn TableProvider,
+    /// Where change-feed consumers keep their checkpoints.
+    pub changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
 }
 
 /// What `load` needs from the host.
@@ -157,6 +163,10 @@ pub struct LoadContext<'a> {
     pub kv: &'a dyn KeyValueProvider,
     /// Queues of the app.
     pub queues: &'a dyn QueueProvider,
+    /// SQL databases of the app.
+    pub sql: &'a dyn SqlProvider,
+    /// Document tables of the app.
+    pub tables: &'a dyn TableProvider,
     /// Log destination.
     pub logs: Arc<dyn LogSink>,
     /// Counters by function name (kept across reloads).
@@ -180,6 +190,8 @@ impl LoadedApp {
             functions: HashMap::new(),
             logs: cx.logs.clone(),
         };
+        let publisher: Arc<std::sync::OnceLock<Publisher>> = Arc::default();
+        let topics: Arc<dyn gust_runtime::TopicPublisher> = Arc::new(AppTopics(publisher.clone()));
         for f in &app.functions {
             if let Trigger::Event { kind, .. } = &f.trigger {
                 cx.logs.log(
@@ -196,11 +208,9 @@ impl LoadedApp {
                 .runtime
                 .load_component(path)
                 .with_context(|| format!("function `{}`", f.name))?;
-            let env = function_env(f, variables.clone(), &cx)?;
+            let env = function_env(f, variables.clone(), &cx, &topics)?;
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
-            if let Trigger::Queue(_) | Trigger::Topic(_) | Trigger::Timer(_) | Trigger::Blob(_) =
-                &f.trigger
-            {
+            if !matches!(f.trigger, Trigger::Http(_)) {
                 let function = EventFunction::new(cx.runtime, &component, env)
                     .with_context(|| format!("function `{}` ({})", f.name, path.display()))?;
                 events.functions.insert(
@@ -230,7 +240,7 @@ impl LoadedApp {
             keys,
             functions,
             events: Arc::new(events),
-            publisher: std::sync::OnceLock::new(),
+            publisher,
             triggers: Default::default(),
         })
     }
@@ -264,6 +274,26 @@ impl LoadedApp {
                     max_size: f.limits.max_body,
                 };
                 tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
+                continue;
+            }
+            if let Trigger::Changefeed(feed) = &f.trigger {
+                let table = cx.tables.open(&feed.table).with_context(|| {
+                    format!("function `{}`: cannot open table `{}`", f.name, feed.table)
+                })?;
+                let dead = dead_letter_queue(&feed.table, &f.name);
+                let dead_letters = queues.queue(&dead).await.with_context(|| {
+                    format!("function `{}`: cannot open queue `{dead}`", f.name)
+                })?;
+                let consumer = ChangeFeedConsumer {
+                    function: f.name.clone(),
+                    trigger: feed.clone(),
+                    retry: f.retry.clone(),
+                    table,
+                    checkpoints: cx.changefeed_checkpoints.clone(),
+                    dead_letters,
+                    dispatcher: self.events.clone(),
+                };
+                tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
                 continue;
             }
             let trigger = match &f.trigger {
@@ -327,6 +357,7 @@ fn function_env(
     f: &Function,
     variables: Vec<(String, String)>,
     cx: &LoadContext<'_>,
+    topics: &Arc<dyn gust_runtime::TopicPublisher>,
 ) -> Result<FunctionEnv> {
     let mut env =
         FunctionEnv::new(f.name.clone(), f.limits, cx.logs.clone()).with_variables(variables);
@@ -347,6 +378,22 @@ fn function_env(
                     .with_context(|| format!("function `{}`: queue `{}`", f.name, b.resource))?;
                 env = env.with_queue(binding.clone(), queue);
             }
+            BindingKind::Sql => {
+                let db = cx.sql.open(&b.resource).with_context(|| {
+                    format!("function `{}`: sql database `{}`", f.name, b.resource)
+                })?;
+                env = env.with_sql(binding.clone(), db);
+            }
+            BindingKind::Table => {
+                let table = cx
+                    .tables
+                    .open(&b.resource)
+                    .with_context(|| format!("function `{}`: table `{}`", f.name, b.resource))?;
+                env = env.with_table(binding.clone(), table);
+            }
+            BindingKind::Topic => {
+                env = env.with_topic(binding.clone(), b.resource.clone(), topics.clone());
+            }
             other => cx.logs.log(
                 &f.name,
                 LogLevel::Warn,
@@ -359,6 +406,32 @@ fn function_env(
         }
     }
     Ok(env)
+}
+
+/// Lets functions publish to the app's topics, through the publisher the
+/// triggers set up (events published before that are refused, not lost).
+struct AppTopics(Arc<std::sync::OnceLock<Publisher>>);
+
+impl gust_runtime::TopicPublisher for AppTopics {
+    fn publish(
+        &self,
+        topic: &str,
+        event: Event,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
+        let topic = topic.to_string();
+        Box::pin(async move {
+            let publisher = self
+                .0
+                .get()
+                .ok_or_else(|| "the app's topics are not started yet; try again".to_string())?;
+            let id = event.id.clone();
+            publisher
+                .publish(&topic, vec![event])
+                .await
+                .map(|_| id)
+                .map_err(|e| format!("publishing to topic `{topic}` failed: {e}"))
+        })
+    }
 }
 
 /// Variable values: `GUST_VAR_<NAME>` from the environment, else the default.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues};
+use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues, EmbeddedSql, EmbeddedTables};
 use gust_backends::{KeyValueProvider, QueueProvider};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
@@ -23,6 +23,8 @@ const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 const TIMER_STORE: &str = "gust:timers";
 /// The internal kv store holding blob trigger receipts.
 const BLOB_RECEIPTS: &str = "gust:blob-receipts";
+/// Kv store holding each change-feed consumer's checkpoint.
+const CHANGEFEED_CHECKPOINTS: &str = "gust:changefeed-checkpoints";
 /// Most ids remembered for de-duplication.
 const DEDUPE_CAPACITY: usize = 100_000;
 use crate::builder::{QuietProgress, build_app};
@@ -56,6 +58,9 @@ pub struct Host {
     runtime: Runtime,
     logs: Arc<LogHub>,
     kv: EmbeddedKv,
+    sql: EmbeddedSql,
+    tables: EmbeddedTables,
+    changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
     queues: Arc<dyn QueueProvider>,
     dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     timer_status: Arc<dyn gust_backends::KeyValue>,
@@ -110,6 +115,12 @@ impl Host {
         let blob_receipts = kv
             .open(BLOB_RECEIPTS)
             .context("cannot open the blob receipt store")?;
+        let changefeed_checkpoints = kv
+            .open(CHANGEFEED_CHECKPOINTS)
+            .context("cannot open the change-feed checkpoint store")?;
+        let sql = EmbeddedSql::new(&state.join("data").join("sql"));
+        let tables = EmbeddedTables::open(&state.join("data").join("tables.redb"))
+            .context("cannot open the embedded table store")?;
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
         let loaded = LoadedApp::load(
@@ -120,6 +131,8 @@ impl Host {
                 runtime: &runtime,
                 kv: &kv,
                 queues: queues.as_ref(),
+                sql: &sql,
+                tables: &tables,
                 logs: logs.clone(),
                 stats: &mut stats,
                 reuse_instances: options.reuse_instances,
@@ -131,6 +144,9 @@ impl Host {
             runtime,
             logs,
             kv,
+            sql,
+            tables,
+            changefeed_checkpoints,
             queues,
             dedupe: Arc::new(std::sync::Mutex::new(DedupeWindow::new(
                 DEDUPE_WINDOW,
@@ -182,6 +198,8 @@ impl Host {
             timer_status: self.timer_status.clone(),
             blob_receipts: self.blob_receipts.clone(),
             blob_root: self.blob_root(),
+            tables: &self.tables,
+            changefeed_checkpoints: self.changefeed_checkpoints.clone(),
         }
     }
 
@@ -223,6 +241,8 @@ impl Host {
                     runtime: &self.runtime,
                     kv: &self.kv,
                     queues: self.queues.as_ref(),
+                    sql: &self.sql,
+                    tables: &self.tables,
                     logs: self.logs.clone(),
                     stats: &mut stats,
                     reuse_instances: self.options.reuse_instances,

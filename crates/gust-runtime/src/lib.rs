@@ -26,4 +26,4 @@ pub use error::InvokeError;
 pub use event::{Event, EventFunction, Outcome};
 pub use http::{HttpFunction, HttpResponse};
 pub use log::{LogLevel, LogSink};
-pub use state::FunctionEnv;
+pub use state::{FunctionEnv, TopicPublisher};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gust_backends::{KeyValue, Queue};
+use gust_backends::{KeyValue, Queue, Sql, Table};
 use gust_manifest::Limits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -30,6 +30,14 @@ pub struct FunctionEnv {
     pub kv: BTreeMap<String, Arc<dyn KeyValue>>,
     /// Queues the function may send to, by binding name.
     pub queues: BTreeMap<String, Arc<dyn Queue>>,
+    /// SQL databases by binding name.
+    pub sql: BTreeMap<String, Arc<dyn Sql>>,
+    /// Document tables by binding name.
+    pub tables: BTreeMap<String, Arc<dyn Table>>,
+    /// Topics the function may publish to: binding name -> topic name.
+    pub topics: BTreeMap<String, String>,
+    /// Delivers published events (set when the function has a topic binding).
+    pub publisher: Option<Arc<dyn TopicPublisher>>,
     /// Where log lines go.
     pub log: Arc<dyn LogSink>,
 }
@@ -43,6 +51,10 @@ impl FunctionEnv {
             variables: WasiConfigVariables::new(),
             kv: BTreeMap::new(),
             queues: BTreeMap::new(),
+            sql: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            publisher: None,
             log,
         }
     }
@@ -59,11 +71,57 @@ impl FunctionEnv {
         self
     }
 
+    /// Grants a SQL database under `binding`.
+    pub fn with_sql(mut self, binding: impl Into<String>, db: Arc<dyn Sql>) -> Self {
+        self.sql.insert(binding.into(), db);
+        self
+    }
+
+    /// Grants a document table under `binding`.
+    pub fn with_table(mut self, binding: impl Into<String>, table: Arc<dyn Table>) -> Self {
+        self.tables.insert(binding.into(), table);
+        self
+    }
+
+    /// Grants publishing to `topic` under `binding`, through `publisher`.
+    pub fn with_topic(
+        mut self,
+        binding: impl Into<String>,
+        topic: impl Into<String>,
+        publisher: Arc<dyn TopicPublisher>,
+    ) -> Self {
+        self.topics.insert(binding.into(), topic.into());
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// Logs that `binding` was refused and returns the reason for the guest.
+    pub(crate) fn refuse(&self, kind: &str, binding: &str) -> String {
+        let why = format!("`{binding}` is not a {kind} binding of this function");
+        self.log.log(
+            &self.name,
+            LogLevel::Warn,
+            &format!("{kind} access refused: {why}"),
+        );
+        why
+    }
+
     /// Grants a key-value store under `binding`.
     pub fn with_kv(mut self, binding: impl Into<String>, store: Arc<dyn KeyValue>) -> Self {
         self.kv.insert(binding.into(), store);
         self
     }
+}
+
+/// Publishes events to a topic's subscriptions (implemented by the host).
+pub trait TopicPublisher: Send + Sync {
+    /// Publishes `event` to `topic`; resolves to the event id once every
+    /// subscription stored it.
+    fn publish(
+        &self,
+        topic: &str,
+        event: gust_events::Event,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>;
 }
 
 /// The data of one wasmtime `Store`: WASI contexts, the resource table, the

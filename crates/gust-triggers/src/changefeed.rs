@@ -121,13 +121,12 @@ impl ChangeFeedConsumer {
     /// (persisted at once, so "now" means the first start).
     async fn start(&self) -> gust_backends::Result<u64> {
         let key = checkpoint_key(&self.trigger.table, &self.function);
-        if let Some(bytes) = self.checkpoints.get(&key).await? {
-            if let Some(seq) = std::str::from_utf8(&bytes)
+        if let Some(bytes) = self.checkpoints.get(&key).await?
+            && let Some(seq) = std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
-            {
-                return Ok(seq);
-            }
+        {
+            return Ok(seq);
         }
         let after = match self.trigger.start {
             ChangefeedStart::Beginning => 0,
@@ -236,7 +235,11 @@ mod tests {
         }
     }
 
-    fn consumer(f: &Fixture, start: ChangefeedStart, recorder: Arc<Recorder>) -> ChangeFeedConsumer {
+    fn consumer(
+        f: &Fixture,
+        start: ChangefeedStart,
+        recorder: Arc<Recorder>,
+    ) -> ChangeFeedConsumer {
         ChangeFeedConsumer {
             function: "f".into(),
             trigger: ChangefeedTrigger {
@@ -258,7 +261,11 @@ mod tests {
     }
 
     /// Runs `consumer` until `done` holds for the recorder, then stops it.
-    async fn run_until(c: ChangeFeedConsumer, recorder: &Recorder, done: impl Fn(&[Event]) -> bool) {
+    async fn run_until(
+        c: ChangeFeedConsumer,
+        recorder: &Recorder,
+        done: impl Fn(&[Event]) -> bool,
+    ) {
         let (stop, shutdown) = Shutdown::new();
         let task = tokio::spawn(c.run(shutdown));
         for _ in 0..500 {
@@ -336,8 +343,15 @@ mod tests {
             writer.put("bad", b"{}".to_vec()).await.unwrap();
             writer.put("good", b"{}".to_vec()).await.unwrap();
         });
-        run_until(c, &recorder, |e| e.iter().any(|e| e.subject.as_deref() == Some("good"))).await;
-        let subjects: Vec<_> = recorder.seen().iter().map(|e| e.subject.clone().unwrap()).collect();
+        run_until(c, &recorder, |e| {
+            e.iter().any(|e| e.subject.as_deref() == Some("good"))
+        })
+        .await;
+        let subjects: Vec<_> = recorder
+            .seen()
+            .iter()
+            .map(|e| e.subject.clone().unwrap())
+            .collect();
         assert_eq!(subjects, ["bad", "bad", "bad", "good"]);
         assert_eq!(recorder.seen()[2].attempt, 3);
         let dead = f.dead.peek(10).await.unwrap();

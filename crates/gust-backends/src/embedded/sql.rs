@@ -56,7 +56,10 @@ impl SqlProvider for EmbeddedSql {
             return Ok(db.clone());
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| {
-            BackendError::engine(BACKEND, format!("cannot create {}: {e}", self.dir.display()))
+            BackendError::engine(
+                BACKEND,
+                format!("cannot create {}: {e}", self.dir.display()),
+            )
         })?;
         let db = Arc::new(EmbeddedDatabase::open(&self.path(name))?);
         open.insert(name.to_string(), db.clone());
@@ -110,7 +113,9 @@ impl EmbeddedDatabase {
 /// A statement failed; names the statement (shortened) and SQLite's reason.
 fn failed(sql: &str, err: rusqlite::Error) -> BackendError {
     let reason = match &err {
-        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::OperationInterrupted => {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
             format!("interrupted after {}s", STATEMENT_TIMEOUT.as_secs())
         }
         _ => err.to_string(),
@@ -154,7 +159,7 @@ fn size(v: &SqlValue) -> usize {
 
 fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<SqlRows> {
     let mut stmt = conn.prepare(sql).map_err(|e| failed(sql, e))?;
-    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let columns: Vec<String> = stmt.column_names().map(String::from).collect();
     let bound: Vec<Param> = params.iter().map(Param).collect();
     let mut rows = stmt
         .query(rusqlite::params_from_iter(bound.iter()))
@@ -303,7 +308,10 @@ mod tests {
         let rows = db.query("SELECT count(*) FROM t", vec![]).await.unwrap();
         assert_eq!(rows.rows[0][0], SqlValue::Integer(0));
         let changed = db
-            .transaction(vec![stmt("INSERT INTO t VALUES (1)"), stmt("DELETE FROM t")])
+            .transaction(vec![
+                stmt("INSERT INTO t VALUES (1)"),
+                stmt("DELETE FROM t"),
+            ])
             .await
             .unwrap();
         assert_eq!(changed, vec![1, 1]);

@@ -91,7 +91,10 @@ pub struct EmbeddedTable {
 /// Change encoding in the feed: kind byte, millis since epoch (8 bytes),
 /// key length (4 bytes), key, body.
 fn encode(kind: ChangeKind, at: SystemTime, key: &str, body: &[u8]) -> Vec<u8> {
-    let millis = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let millis = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     let mut out = Vec::with_capacity(13 + key.len() + body.len());
     out.push(match kind {
         ChangeKind::Upsert => 1,
@@ -142,7 +145,11 @@ impl EmbeddedTable {
                 let mut docs = txn.open_table(DOCS).map_err(engine)?;
                 let mut feed = txn.open_table(FEED).map_err(engine)?;
                 let mut seqs = txn.open_table(SEQUENCES).map_err(engine)?;
-                let sequence = seqs.get(name.as_str()).map_err(engine)?.map_or(0, |v| v.value()) + 1;
+                let sequence = seqs
+                    .get(name.as_str())
+                    .map_err(engine)?
+                    .map_or(0, |v| v.value())
+                    + 1;
                 let now = SystemTime::now();
                 match &body {
                     Some(body) => {
@@ -153,7 +160,11 @@ impl EmbeddedTable {
                             .map_err(engine)?;
                     }
                     None => {
-                        if docs.remove((name.as_str(), key.as_str())).map_err(engine)?.is_none() {
+                        if docs
+                            .remove((name.as_str(), key.as_str()))
+                            .map_err(engine)?
+                            .is_none()
+                        {
                             return Ok(None);
                         }
                         let change = encode(ChangeKind::Delete, now, &key, &[]);
@@ -195,7 +206,10 @@ impl ChangeFeed for EmbeddedTable {
         self.read(move |txn, name| {
             let feed = txn.open_table(FEED).map_err(engine)?;
             let mut out = Vec::new();
-            for entry in feed.range((name, after + 1)..=(name, u64::MAX)).map_err(engine)? {
+            for entry in feed
+                .range((name, after + 1)..=(name, u64::MAX))
+                .map_err(engine)?
+            {
                 if out.len() >= max {
                     break;
                 }
@@ -236,7 +250,10 @@ impl Table for EmbeddedTable {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<u64> {
-        Ok(self.write(key, Some(body)).await?.expect("an upsert always writes"))
+        Ok(self
+            .write(key, Some(body))
+            .await?
+            .expect("an upsert always writes"))
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -325,8 +342,14 @@ mod tests {
         let t = EmbeddedTables::open(&path).unwrap().open("t").unwrap();
         assert_eq!(t.last_sequence().await.unwrap(), 4);
         let keys = |docs: Vec<Document>| docs.into_iter().map(|d| d.key).collect::<Vec<_>>();
-        assert_eq!(keys(t.scan("user/", None, 2).await.unwrap()), ["user/1", "user/2"]);
-        assert_eq!(keys(t.scan("user/", Some("user/2"), 10).await.unwrap()), ["user/3"]);
+        assert_eq!(
+            keys(t.scan("user/", None, 2).await.unwrap()),
+            ["user/1", "user/2"]
+        );
+        assert_eq!(
+            keys(t.scan("user/", Some("user/2"), 10).await.unwrap()),
+            ["user/3"]
+        );
         assert_eq!(keys(t.scan("", None, 10).await.unwrap()).len(), 4);
     }
 

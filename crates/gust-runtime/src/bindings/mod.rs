@@ -3,6 +3,9 @@
 mod keyvalue;
 mod logging;
 mod queue;
+mod sql;
+mod table;
+mod topic;
 
 use anyhow::Result;
 use wasmtime::Engine;

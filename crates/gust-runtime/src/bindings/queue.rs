@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use super::generated::gust::function::queue::Host;
-use crate::log::LogLevel;
 use crate::state::HostState;
 
 /// Largest message a function may send.
@@ -17,12 +16,7 @@ impl Host for HostState {
         content_type: Option<String>,
     ) -> wasmtime::Result<Result<String, String>> {
         let Some(queue) = self.env.queues.get(&binding).cloned() else {
-            let name = self.env.name.clone();
-            let why = format!("`{binding}` is not a queue binding of this function");
-            self.env
-                .log
-                .log(&name, LogLevel::Warn, &format!("queue send refused: {why}"));
-            return Ok(Err(why));
+            return Ok(Err(self.env.refuse("queue", &binding)));
         };
         if body.len() > MAX_MESSAGE {
             return Ok(Err(format!(

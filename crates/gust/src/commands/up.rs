@@ -98,6 +98,12 @@ fn announce(host: &Host) {
                     "topic", f.name, t.topic
                 ));
             }
+            Trigger::Changefeed(c) => {
+                details.push(format!(
+                    "  {:<12} {} <- changes of table `{}`",
+                    "changefeed", f.name, c.table
+                ));
+            }
             Trigger::Blob(b) => {
                 details.push(format!(
                     "  {:<12} {} <- files matching `{}` in {}",

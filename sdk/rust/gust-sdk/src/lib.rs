@@ -29,8 +29,10 @@
 //!   see [`http`](mod@http) for [`Request`](http::Request) and [`Response`](http::Response).
 //! * [`#[gust_sdk::event]`](macro@event) exports `gust:function/event-handler` for
 //!   every other trigger; see [`event`](mod@event).
-//! * Bindings declared in `gust.toml`: [`kv`] (key-value stores) and
-//!   [`variables`]; [`log`] writes to the host's log.
+//! * Bindings declared in `gust.toml`: [`kv`] (key-value stores),
+//!   [`sql`] (SQL databases), [`table`] (document tables with a change
+//!   feed), [`queue`] (send), [`topic`] (publish) and [`variables`];
+//!   [`log`] writes to the host's log.
 //!
 //! The native build of this crate (for unit tests of handlers) compiles, but any
 //! call that reaches the host panics outside a Wasm component.
@@ -44,6 +46,9 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod queue;
+pub mod sql;
+pub mod table;
+pub mod topic;
 pub mod variables;
 
 #[doc(hidden)]

@@ -7,15 +7,22 @@
 //! | `fatal` | non-retryable error (dead-lettered at once) |
 //! | `trap`  | panics (a trap: retried like a retryable error) |
 //! | other   | counts it in kv binding `seen` (key = the data) and logs `handled <data> #<n> attempt <a>` |
+//!
+//! A change-feed delete (type `gust.table.deleted`, no data) counts as
+//! `deleted:<subject>`.
 
 use gust_sdk::{Event, EventError, kv, log};
 
 #[gust_sdk::event]
 fn handle(event: Event) -> Result<(), EventError> {
-    let text = event
-        .text()
-        .map_err(|e| EventError::fatal(format!("not text: {e}")))?
-        .to_string();
+    let text = if event.ty() == "gust.table.deleted" {
+        format!("deleted:{}", event.subject().unwrap_or_default())
+    } else {
+        event
+            .text()
+            .map_err(|e| EventError::fatal(format!("not text: {e}")))?
+            .to_string()
+    };
     match text.as_str() {
         "fail" => Err(EventError::retryable("asked to fail")),
         "fatal" => Err(EventError::fatal("asked to fail for good")),
