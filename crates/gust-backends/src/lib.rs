@@ -12,12 +12,14 @@ mod kv;
 pub mod nats;
 pub mod queue;
 pub mod sql;
+pub mod stream;
 pub mod table;
 
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
 pub use sql::{Sql, SqlProvider, SqlRows, SqlStatement, SqlValue};
+pub use stream::{Stream, StreamProvider, StreamRecord};
 pub use table::{Change, ChangeFeed, ChangeKind, Document, Table, TableProvider};
 
 /// Result type of every backend call.

@@ -7,8 +7,11 @@ pub mod blob;
 pub mod changefeed;
 mod dispatch;
 pub mod http;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod queue;
 pub mod retry;
+pub mod stream;
 pub mod timer;
 pub mod topic;
 

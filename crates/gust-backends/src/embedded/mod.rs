@@ -4,9 +4,11 @@
 mod kv;
 mod queue;
 mod sql;
+mod stream;
 mod table;
 
 pub use kv::EmbeddedKv;
 pub use queue::{EmbeddedQueue, EmbeddedQueues};
 pub use sql::{EmbeddedDatabase, EmbeddedSql};
+pub use stream::{EmbeddedStream, EmbeddedStreams};
 pub use table::{EmbeddedTable, EmbeddedTables};
