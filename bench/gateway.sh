@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Gateway overhead: req/s, p50 and p99 of requests straight to an upstream
+# and through the gateway to the same upstream, in one run: once with one
+# connection (added latency) and once with many (throughput).
+#   bench/gateway.sh [duration=10s] [connections="1 32"] [wrk threads=1]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10s}
+CONNS_LIST=${2:-"1 32"}
+THREADS=${3:-1}
+
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+cargo build --release -q -p gust-gateway --example gateway_bench
+BIN="${CARGO_TARGET_DIR:-target}/release/examples/gateway_bench"
+
+OUT=$(mktemp)
+"$BIN" >"$OUT" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; rm -f "$OUT"' EXIT
+for _ in $(seq 50); do grep -q GATEWAY= "$OUT" && break; sleep 0.1; done
+UPSTREAM=$(sed -n 's/^UPSTREAM=//p' "$OUT")
+GATEWAY=$(sed -n 's/^GATEWAY=//p' "$OUT")
+
+run() { # url connections -> "req/s p50 p99"
+  local r
+  r=$(wrk -t"$THREADS" -c"$2" -d"$DURATION" --latency "$1")
+  echo "$r" >&2
+  printf '%s %s %s\n' \
+    "$(awk '/Requests\/sec/ {print $2}' <<<"$r")" \
+    "$(awk '$1=="50%" {print $2}' <<<"$r")" \
+    "$(awk '$1=="99%" {print $2}' <<<"$r")"
+}
+
+to_us() { # "165.00us" | "0.93ms" | "1.2s" -> microseconds
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) m = 1; else if (v ~ /ms$/) m = 1000; else m = 1000000; printf "%.0f", n * m }'
+}
+
+wrk -t1 -c4 -d1s "$GATEWAY" >/dev/null # warm the pools
+ROWS=()
+for C in $CONNS_LIST; do
+  read -r D_RPS D_P50 D_P99 < <(run "$UPSTREAM" "$C")
+  read -r G_RPS G_P50 G_P99 < <(run "$GATEWAY" "$C")
+  ADDED=$(( $(to_us "$G_P50") - $(to_us "$D_P50") ))
+  ROWS+=("$(printf '%-6s %14s %10s %10s %14s %10s %10s %12s' "$C" "$D_RPS" "$D_P50" "$D_P99" "$G_RPS" "$G_P50" "$G_P99" "${ADDED}us")")
+done
+
+echo
+echo "wrk -t$THREADS -d$DURATION --latency, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %14s %10s %10s %14s %10s %10s %12s\n' "conns" "direct req/s" "p50" "p99" "gateway req/s" "p50" "p99" "added p50"
+printf '%s\n' "${ROWS[@]}"

@@ -1,0 +1,1052 @@
+//! The gateway: matches a request to a route and runs it through auth,
+//! limits, the canary split and the target.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use tracing::Instrument;
+
+use crate::auth::{ConsumerKeys, KeyCheck};
+use crate::body::{self, Body, BodyFailure, BoxError, FailureSlot, GuardedBody};
+use crate::canary::Sticky;
+use crate::config::{ConfigError, GatewayConfig};
+use crate::headers::{header_bytes, strip_hop_by_hop, wants_upgrade};
+use crate::matcher::{Params, request_host};
+use crate::proxy::{self, Attempt, HttpClient, Upstream};
+use crate::ratelimit::Decision;
+use crate::route::{Builder, Route, Target, TargetKind};
+use crate::status::{GatewayStatus, GlobalCounters, bump};
+use crate::units::{parse_duration, parse_size};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How the gateway reaches the app's functions. The host implements it over
+/// its Wasm runtime; the response's status is passed to the client as is.
+pub trait FunctionTarget: Send + Sync + 'static {
+    /// Invokes `function` with the (already rewritten) request.
+    fn call(&self, function: &str, req: Request<Body>) -> BoxFuture<Response<Body>>;
+}
+
+impl<F> FunctionTarget for F
+where
+    F: Fn(&str, Request<Body>) -> BoxFuture<Response<Body>> + Send + Sync + 'static,
+{
+    fn call(&self, function: &str, req: Request<Body>) -> BoxFuture<Response<Body>> {
+        self(function, req)
+    }
+}
+
+/// A [`FunctionTarget`] for gateways that only proxy: every call gets 502.
+pub struct NoFunctions;
+
+impl FunctionTarget for NoFunctions {
+    fn call(&self, function: &str, _req: Request<Body>) -> BoxFuture<Response<Body>> {
+        let reason = format!("function `{function}` is not available");
+        Box::pin(async move { body::error(StatusCode::BAD_GATEWAY, "no_function", &reason, "") })
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const CONSUMER: HeaderName = HeaderName::from_static("x-gust-consumer");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const RL_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RL_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RL_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+struct Inner {
+    routes: Vec<Route>,
+    upstreams: Vec<Arc<Upstream>>,
+    consumers: ConsumerKeys,
+    functions: Arc<dyn FunctionTarget>,
+    key_check: OnceLock<Arc<dyn KeyCheck>>,
+    http1: HttpClient,
+    http2: HttpClient,
+    max_header_bytes: usize,
+    header_timeout: Duration,
+    trust_forwarded_for: bool,
+    counters: GlobalCounters,
+    id_seed: u64,
+    id_counter: AtomicU64,
+}
+
+/// The API gateway. Cheap to clone; all clones share routes, limits,
+/// breakers and counters.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.inner.routes.len())
+            .field("upstreams", &self.inner.upstreams.len())
+            .finish()
+    }
+}
+
+fn gw_dur(key: &str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    v.as_deref().map_or(Ok(default), |t| {
+        parse_duration(t)
+            .map_err(|e| ConfigError::gateway(key, e, "write a duration such as \"10s\""))
+    })
+}
+
+fn seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let local = 0u8;
+    crate::canary::stable_hash(&(t ^ (&local as *const u8 as u64)).to_le_bytes())
+}
+
+impl Gateway {
+    /// Validates the configuration and builds the gateway. Loads JWKS files
+    /// now; must be called inside a Tokio runtime.
+    pub fn new(
+        config: GatewayConfig,
+        functions: Arc<dyn FunctionTarget>,
+    ) -> Result<Self, ConfigError> {
+        let max_header_bytes = match &config.max_header_bytes {
+            None => 16 << 10,
+            Some(t) => parse_size(t).map_err(|e| {
+                ConfigError::gateway("max_header_bytes", e, "write a size such as \"16KiB\"")
+            })? as usize,
+        };
+        if max_header_bytes < 1024 {
+            return Err(ConfigError::gateway(
+                "max_header_bytes",
+                "is below 1KiB",
+                "use at least \"8KiB\"",
+            ));
+        }
+        let body_timeout = gw_dur(
+            "body_timeout",
+            &config.body_timeout,
+            Duration::from_secs(30),
+        )?;
+        let header_timeout = gw_dur(
+            "header_timeout",
+            &config.header_timeout,
+            Duration::from_secs(10),
+        )?;
+        let jwks_refresh = gw_dur(
+            "jwks_refresh",
+            &config.jwks_refresh,
+            Duration::from_secs(300),
+        )?;
+
+        let mut consumers = ConsumerKeys::default();
+        let mut names = std::collections::HashSet::new();
+        for c in &config.consumers {
+            let bad = |key: &str, problem: &str, fix: &str| ConfigError::Consumer {
+                consumer: c.name.clone(),
+                key: key.into(),
+                problem: problem.into(),
+                fix: fix.into(),
+            };
+            if c.name.trim().is_empty() {
+                return Err(bad("name", "is empty", "give every consumer a name"));
+            }
+            if !names.insert(c.name.clone()) {
+                return Err(bad(
+                    "name",
+                    "is used twice",
+                    "give every consumer a unique name",
+                ));
+            }
+            let keys: Vec<&String> = c.key.iter().chain(&c.keys).collect();
+            if keys.is_empty() {
+                return Err(bad(
+                    "key",
+                    "is missing",
+                    "add key = \"<a long random key>\"",
+                ));
+            }
+            let name: Arc<str> = Arc::from(c.name.as_str());
+            for k in keys {
+                if k.len() < 16 {
+                    return Err(bad(
+                        "key",
+                        "is shorter than 16 characters",
+                        "use a long random key",
+                    ));
+                }
+                if let Some(other) = consumers.insert(k.clone(), name.clone()) {
+                    return Err(bad(
+                        "key",
+                        &format!("is also a key of consumer `{other}`"),
+                        "give each consumer its own keys",
+                    ));
+                }
+            }
+        }
+
+        let http1 = proxy::client(false);
+        let http2 = proxy::client(true);
+        let id_seed = seed();
+        let mut builder = Builder::new(http1.clone(), jwks_refresh, body_timeout, id_seed);
+        for r in &config.routes {
+            builder.collect_breakers(r)?;
+        }
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut route_names = std::collections::HashSet::new();
+        for r in &config.routes {
+            if r.name.trim().is_empty() {
+                return Err(ConfigError::gateway(
+                    "route.name",
+                    "is empty",
+                    "give every route a unique name",
+                ));
+            }
+            if !route_names.insert(r.name.clone()) {
+                return Err(ConfigError::route(
+                    &r.name,
+                    "name",
+                    "is used by two routes",
+                    "give every route a unique name",
+                ));
+            }
+            routes.push(builder.route(r, &names)?);
+        }
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                routes,
+                upstreams: builder.upstreams,
+                consumers,
+                functions,
+                key_check: OnceLock::new(),
+                http1,
+                http2,
+                max_header_bytes,
+                header_timeout,
+                trust_forwarded_for: config.trust_forwarded_for,
+                counters: GlobalCounters::default(),
+                id_seed,
+                id_counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Installs the host's function-key check (once; later calls are ignored).
+    pub fn with_key_check(self, check: Arc<dyn KeyCheck>) -> Self {
+        let _ = self.inner.key_check.set(check);
+        self
+    }
+
+    /// Largest request head accepted, in bytes.
+    pub fn max_header_bytes(&self) -> usize {
+        self.inner.max_header_bytes
+    }
+
+    /// How long a client may take to send its request head.
+    pub fn header_timeout(&self) -> Duration {
+        self.inner.header_timeout
+    }
+
+    /// Counters and the state of every upstream's circuit breaker.
+    pub fn status(&self) -> GatewayStatus {
+        GatewayStatus {
+            gateway: self.inner.counters.snapshot(),
+            routes: self
+                .inner
+                .routes
+                .iter()
+                .map(|r| r.counters.snapshot(&r.name))
+                .collect(),
+            upstreams: self.inner.upstreams.iter().map(|u| u.status()).collect(),
+        }
+    }
+
+    /// A tower/hyper service for one client connection.
+    pub fn service(&self, client: SocketAddr) -> GatewayService {
+        GatewayService {
+            gateway: self.clone(),
+            client,
+        }
+    }
+
+    fn new_request_id(&self) -> String {
+        let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
+        let a = crate::canary::stable_hash(&(self.inner.id_seed ^ n).to_le_bytes());
+        let b = crate::canary::stable_hash(&a.wrapping_add(n).to_le_bytes());
+        format!("{a:016x}{b:016x}")
+    }
+
+    /// Handles one request from `client`. Never fails: every refusal is a
+    /// response with a JSON reason. The response carries `x-request-id`.
+    pub async fn handle<B>(&self, req: Request<B>, client: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut parts, body) = req.into_parts();
+        bump(&self.inner.counters.requests);
+        let id = parts
+            .headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_string)
+            .unwrap_or_else(|| self.new_request_id());
+        let id_value =
+            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        parts.headers.insert(REQUEST_ID, id_value.clone());
+        let span = tracing::info_span!("gateway", request_id = %id);
+        let mut resp = self
+            .route_request(parts, body::boxed(body), client, &id)
+            .instrument(span)
+            .await;
+        resp.headers_mut().insert(REQUEST_ID, id_value);
+        resp
+    }
+
+    async fn route_request(
+        &self,
+        parts: Parts,
+        body: Body,
+        client: SocketAddr,
+        id: &str,
+    ) -> Response<Body> {
+        let inner = &*self.inner;
+        if header_bytes(&parts.headers) > inner.max_header_bytes {
+            bump(&inner.counters.headers_too_large);
+            tracing::info!(decision = "headers_too_large", "request refused");
+            return body::error(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "request headers are too large",
+                id,
+            );
+        }
+        if let Err(why) = crate::rewrite::check_path(parts.uri.path()) {
+            bump(&inner.counters.bad_requests);
+            tracing::info!(
+                decision = "bad_path",
+                path = parts.uri.path(),
+                reason = why.reason(),
+                "request refused"
+            );
+            return body::error(StatusCode::BAD_REQUEST, "bad_path", why.reason(), id);
+        }
+        let preflight = crate::cors::is_preflight(&parts.method, &parts.headers);
+        let method = if preflight {
+            crate::cors::requested_method(&parts.headers).unwrap_or(Method::OPTIONS)
+        } else {
+            parts.method.clone()
+        };
+        let host = request_host(&parts.uri, &parts.headers);
+        let mut allow: Vec<Method> = Vec::new();
+        let mut found = None;
+        for r in &inner.routes {
+            if !r.cond.matches_host_and_headers(host, &parts.headers) {
+                continue;
+            }
+            let Some(params) = r.path.matches(parts.uri.path()) else {
+                continue;
+            };
+            if !r.cond.allows(&method) {
+                allow.extend(r.cond.methods.iter().cloned());
+                continue;
+            }
+            found = Some((r, params));
+            break;
+        }
+        let Some((route, params)) = found else {
+            if allow.is_empty() {
+                bump(&inner.counters.not_found);
+                tracing::debug!(
+                    decision = "no_route",
+                    path = parts.uri.path(),
+                    "no route matched"
+                );
+                return body::error(
+                    StatusCode::NOT_FOUND,
+                    "no_route",
+                    "no route matches this request",
+                    id,
+                );
+            }
+            bump(&inner.counters.method_not_allowed);
+            tracing::debug!(decision = "method_not_allowed", method = %method, "no route allows this method");
+            let mut r = body::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the route does not allow this method",
+                id,
+            );
+            allow.dedup();
+            let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
+            if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                r.headers_mut().insert(header::ALLOW, v);
+            }
+            return r;
+        };
+        let c = &route.counters;
+        bump(&c.requests);
+        tracing::debug!(decision = "route", route = %route.name, "route chosen");
+
+        if preflight && let Some(cors) = &route.cors {
+            bump(&c.cors_preflights);
+            let resp = cors.preflight(&parts.headers, id);
+            c.count_status(resp.status().as_u16());
+            return resp;
+        }
+        let origin = parts.headers.get(header::ORIGIN).cloned();
+        let mut resp = self.run_route(route, params, parts, body, client, id).await;
+        route.response_headers.apply(resp.headers_mut());
+        if let Some(cors) = &route.cors {
+            cors.apply(origin.as_ref(), resp.headers_mut());
+        }
+        c.count_status(resp.status().as_u16());
+        resp
+    }
+
+    fn client_ip(&self, parts: &Parts, client: SocketAddr) -> IpAddr {
+        if self.inner.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get(&X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse().ok())
+        {
+            return ip;
+        }
+        client.ip()
+    }
+
+    async fn run_route(
+        &self,
+        route: &Route,
+        params: Params,
+        mut parts: Parts,
+        body: Body,
+        client: SocketAddr,
+        id: &str,
+    ) -> Response<Body> {
+        let inner = &*self.inner;
+        let c = &route.counters;
+        let ip = self.client_ip(&parts, client);
+
+        // Auth.
+        let mut consumer = None;
+        if let Some(auth) = &route.auth {
+            match auth
+                .check(
+                    &route.name,
+                    route.primary.function(),
+                    &parts,
+                    &inner.consumers,
+                    inner.key_check.get(),
+                )
+                .await
+            {
+                Ok(who) => consumer = who,
+                Err(f) => {
+                    bump(&c.auth_failures);
+                    tracing::info!(decision = "auth_failed", route = %route.name, status = f.status.as_u16(), reason = %f.reason, "request refused");
+                    let mut r = body::error(f.status, f.code, &f.reason, id);
+                    if f.status == StatusCode::UNAUTHORIZED && auth.jwt.is_some() {
+                        r.headers_mut()
+                            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    }
+                    return r;
+                }
+            }
+        }
+
+        // Rate limits: the tightest bucket decides the headers.
+        let mut tightest: Option<Decision> = None;
+        let ip_text = ip.to_string();
+        let checks = [
+            route.limit_ip.as_ref().map(|l| (l, ip_text.as_str())),
+            route.limit_consumer.as_ref().zip(consumer.as_deref()),
+        ];
+        for (limiter, key) in checks.into_iter().flatten() {
+            let d = limiter.check(key);
+            let tighter = match &tightest {
+                None => true,
+                Some(t) => {
+                    (!d.allowed && t.allowed)
+                        || (d.allowed == t.allowed && d.remaining < t.remaining)
+                }
+            };
+            if tighter {
+                tightest = Some(d);
+            }
+        }
+        if let Some(d) = tightest.filter(|d| !d.allowed) {
+            bump(&c.rate_limited);
+            tracing::info!(decision = "rate_limited", route = %route.name, client = %ip, consumer = consumer.as_deref(), "request refused");
+            let mut r = body::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests",
+                id,
+            );
+            let retry = d.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+            rate_headers(r.headers_mut(), &d);
+            return r;
+        }
+
+        // Body limits.
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > route.max_body) {
+            bump(&c.body_rejected);
+            tracing::info!(decision = "body_too_large", route = %route.name, "request refused");
+            return body::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body is larger than allowed",
+                id,
+            );
+        }
+        let body_empty = body.is_end_stream_hint() || declared == Some(0);
+        let slot = FailureSlot::default();
+        let body = if body_empty {
+            body
+        } else {
+            body::boxed(GuardedBody::new(
+                body,
+                route.max_body,
+                route.body_timeout,
+                slot.clone(),
+            ))
+        };
+
+        // Target.
+        let target = match &route.canary {
+            Some((canary, split)) => {
+                let key: Option<Vec<u8>> = match &split.sticky {
+                    None => None,
+                    Some(Sticky::Header(h)) => parts.headers.get(h).map(|v| v.as_bytes().to_vec()),
+                    Some(Sticky::Query(q)) => {
+                        query_param(parts.uri.query(), q).map(String::into_bytes)
+                    }
+                    Some(Sticky::Consumer) => consumer.as_deref().map(|c| c.as_bytes().to_vec()),
+                    Some(Sticky::Ip) => Some(ip_text.clone().into_bytes()),
+                };
+                if split.choose_canary(key.as_deref()) {
+                    bump(&c.canary);
+                    canary
+                } else {
+                    bump(&c.primary);
+                    &route.primary
+                }
+            }
+            None => {
+                bump(&c.primary);
+                &route.primary
+            }
+        };
+        tracing::debug!(decision = "target", route = %route.name, target = %target.describe(), "target chosen");
+
+        let path = match &target.rewrite {
+            Some(t) => {
+                let p = crate::rewrite::fill(t, &params);
+                if let Err(why) = crate::rewrite::check_path(&p) {
+                    bump(&inner.counters.bad_requests);
+                    tracing::info!(decision = "bad_path", route = %route.name, reason = why.reason(), "rewritten path refused");
+                    return body::error(StatusCode::BAD_REQUEST, "bad_path", why.reason(), id);
+                }
+                p
+            }
+            None => parts.uri.path().to_string(),
+        };
+
+        // Request headers seen by the target.
+        let h = &mut parts.headers;
+        h.remove(&CONSUMER);
+        if let Some(who) = consumer
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            h.insert(CONSUMER, who);
+        }
+        let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if inner.trust_forwarded_for => format!("{prev}, {}", client.ip()),
+            _ => client.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            h.insert(X_FORWARDED_FOR, v);
+        }
+        if !(inner.trust_forwarded_for && h.contains_key(&X_FORWARDED_PROTO)) {
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        if let Some(host) = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                h.get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            })
+            && let Ok(v) = HeaderValue::from_str(&host)
+        {
+            h.insert(X_FORWARDED_HOST, v);
+        }
+        route.request_headers.apply(&mut parts.headers);
+
+        let resp = match &target.kind {
+            TargetKind::Function(f) => self.call_function(route, f, parts, body, &path, id).await,
+            TargetKind::Upstream(u) => {
+                self.call_upstream(route, target, u, parts, body, body_empty, &path, &slot, id)
+                    .await
+            }
+        };
+        let mut resp = match slot.get() {
+            Some(BodyFailure::TooLarge) => {
+                bump(&c.body_rejected);
+                tracing::info!(decision = "body_too_large", route = %route.name, "request refused");
+                body::error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body is larger than allowed",
+                    id,
+                )
+            }
+            Some(BodyFailure::Stalled) => {
+                bump(&c.body_rejected);
+                tracing::info!(decision = "body_timeout", route = %route.name, "request refused");
+                let mut r = body::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "request body was not received in time",
+                    id,
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            }
+            None => resp,
+        };
+        if let Some(d) = tightest {
+            rate_headers(resp.headers_mut(), &d);
+        }
+        resp
+    }
+
+    async fn call_function(
+        &self,
+        route: &Route,
+        function: &str,
+        mut parts: Parts,
+        body: Body,
+        path: &str,
+        id: &str,
+    ) -> Response<Body> {
+        let pq = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        if let Ok(uri) = pq.parse() {
+            parts.uri = uri;
+        }
+        let req = Request::from_parts(parts, body);
+        match tokio::time::timeout(route.timeout, self.inner.functions.call(function, req)).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                bump(&route.counters.timeouts);
+                tracing::warn!(decision = "timeout", route = %route.name, function, "function timed out");
+                body::error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    "the function did not answer in time",
+                    id,
+                )
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn call_upstream(
+        &self,
+        route: &Route,
+        target: &Target,
+        upstream: &Upstream,
+        mut parts: Parts,
+        body: Body,
+        body_empty: bool,
+        path: &str,
+        slot: &FailureSlot,
+        id: &str,
+    ) -> Response<Body> {
+        let c = &route.counters;
+        let upgrade = !upstream.http2 && wants_upgrade(&parts.headers);
+        strip_hop_by_hop(&mut parts.headers, upgrade);
+        parts.headers.remove(header::HOST);
+        let uri = match upstream.uri(path, parts.uri.query()) {
+            Ok(u) => u,
+            Err(_) => {
+                return body::error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_path",
+                    "path cannot be forwarded",
+                    id,
+                );
+            }
+        };
+        let downstream_upgrade = if upgrade {
+            parts.extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
+        let client = if upstream.http2 {
+            &self.inner.http2
+        } else {
+            &self.inner.http1
+        };
+        let retry = route
+            .retry
+            .filter(|_| body_empty && !upgrade && is_idempotent(&parts.method));
+        let tries = retry.map_or(1, |r| r.attempts + 1);
+        let mut once = Some(body);
+        let mut last = None;
+        for n in 0..tries {
+            if n > 0 {
+                bump(&c.retries);
+                let backoff =
+                    retry.map_or(Duration::ZERO, |r| r.backoff * 2u32.saturating_pow(n - 1));
+                tracing::info!(decision = "retry", route = %route.name, attempt = n + 1, "retrying upstream");
+                tokio::time::sleep(backoff).await;
+            }
+            let mut req = Request::new(once.take().unwrap_or_else(body::empty));
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = if n + 1 == tries {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
+            let outcome = proxy::attempt(client, upstream, req, route.timeout, || {
+                slot.get().is_some()
+            })
+            .await;
+            let retryable = n + 1 < tries;
+            match outcome {
+                Attempt::Response(r) if retryable && matches!(r.status().as_u16(), 502..=504) => {
+                    last = Some(body::error(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        "upstream failed",
+                        id,
+                    ));
+                }
+                Attempt::Response(r) => {
+                    return self.upstream_response(r, downstream_upgrade, id);
+                }
+                Attempt::BreakerOpen(wait) => {
+                    bump(&c.breaker_rejected);
+                    tracing::info!(decision = "breaker_open", route = %route.name, upstream = %target.describe(), "failing fast");
+                    let mut r = body::error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "breaker_open",
+                        "upstream is unavailable (circuit open)",
+                        id,
+                    );
+                    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                    return r;
+                }
+                Attempt::Timeout => {
+                    bump(&c.timeouts);
+                    tracing::warn!(decision = "timeout", route = %route.name, upstream = %target.describe(), "upstream timed out");
+                    last = Some(body::error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timeout",
+                        "the upstream did not answer in time",
+                        id,
+                    ));
+                }
+                Attempt::Failed(e) => {
+                    if slot.get().is_some() {
+                        return body::error(
+                            StatusCode::BAD_REQUEST,
+                            "body",
+                            "request body failed",
+                            id,
+                        );
+                    }
+                    bump(&c.upstream_errors);
+                    tracing::warn!(decision = "upstream_error", route = %route.name, upstream = %target.describe(), error = %e, connect = e.is_connect(), "upstream failed");
+                    last = Some(body::error(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        "the upstream could not be reached",
+                        id,
+                    ));
+                }
+            }
+        }
+        last.unwrap_or_else(|| {
+            body::error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream failed",
+                id,
+            )
+        })
+    }
+
+    fn upstream_response(
+        &self,
+        resp: Response<hyper::body::Incoming>,
+        downstream_upgrade: Option<OnUpgrade>,
+        id: &str,
+    ) -> Response<Body> {
+        let (mut parts, body) = resp.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        if switching
+            && let Some(down) = downstream_upgrade
+            && let Some(up) = parts.extensions.remove::<OnUpgrade>()
+        {
+            proxy::tunnel(down, up, id.to_string());
+        }
+        strip_hop_by_hop(&mut parts.headers, switching);
+        Response::from_parts(parts, body::boxed(body))
+    }
+}
+
+trait EndStreamHint {
+    fn is_end_stream_hint(&self) -> bool;
+}
+
+impl EndStreamHint for Body {
+    fn is_end_stream_hint(&self) -> bool {
+        http_body::Body::is_end_stream(self) || http_body::Body::size_hint(self).exact() == Some(0)
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn rate_headers(h: &mut HeaderMap, d: &Decision) {
+    h.insert(RL_LIMIT, HeaderValue::from(d.limit));
+    h.insert(RL_REMAINING, HeaderValue::from(d.remaining));
+    h.insert(
+        RL_RESET,
+        HeaderValue::from(d.reset.as_secs_f64().ceil() as u64),
+    );
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The gateway as a tower (and hyper) service for one client connection.
+#[derive(Clone, Debug)]
+pub struct GatewayService {
+    gateway: Gateway,
+    client: SocketAddr,
+}
+
+impl<B> tower_service::Service<Request<B>> for GatewayService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        hyper::service::Service::call(self, req)
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for GatewayService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let gateway = self.gateway.clone();
+        let client = self.client;
+        Box::pin(async move { Ok(gateway.handle(req, client).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(toml: &str) -> String {
+        let config = GatewayConfig::from_manifest(toml).expect("parses");
+        Gateway::new(config, Arc::new(NoFunctions))
+            .expect_err("should be refused")
+            .to_string()
+    }
+
+    fn route(body: &str) -> String {
+        format!("[[gateway.route]]\nname = \"r1\"\n{body}\n")
+    }
+
+    #[test]
+    fn config_errors_name_route_key_and_fix() {
+        let cases = [
+            (
+                route("path = \"/a\"\ntarget = {}"),
+                "`target` must name exactly one",
+            ),
+            (
+                route("path = \"/a/{*x}/b\"\ntarget = { function = \"f\" }"),
+                "`path`",
+            ),
+            (
+                route("path = \"/a\"\nprefix = \"/b\"\ntarget = { function = \"f\" }"),
+                "keep one",
+            ),
+            (
+                route(
+                    "path = \"/a/{id}\"\ntarget = { upstream = \"http://h:1\", rewrite = \"/x/{rest}\" }",
+                ),
+                "`target.rewrite` uses `{rest}`",
+            ),
+            (
+                route("target = { upstream = \"https://h\" }"),
+                "only http://",
+            ),
+            (
+                route("target = { function = \"f\" }\nrate_limit = { per_ip = \"lots\" }"),
+                "`rate_limit.per_ip`",
+            ),
+            (
+                route("target = { function = \"f\" }\ntimeout = \"soon\""),
+                "`timeout`",
+            ),
+            (
+                route("target = { function = \"f\" }\nmax_body = \"3 parsecs\""),
+                "`max_body`",
+            ),
+            (
+                route(
+                    "target = { function = \"f\" }\ncanary = { target = { function = \"g\" }, weight = 120.0 }",
+                ),
+                "`canary.weight`",
+            ),
+            (
+                route(
+                    "target = { function = \"f\" }\ncanary = { target = { function = \"g\" }, weight = 5, sticky = \"cookie:a\" }",
+                ),
+                "`canary.sticky`",
+            ),
+            (
+                route("target = { function = \"f\" }\nauth = { keys = true }"),
+                "no [[gateway.consumer]]",
+            ),
+            (
+                route("target = { function = \"f\" }\nauth = { jwt = { issuer = \"x\" } }"),
+                "set hs256_secret, jwks_file or jwks_url",
+            ),
+            (
+                route(
+                    "target = { function = \"f\" }\nauth = { jwt = { jwks_file = \"/no/such/jwks.json\" } }",
+                ),
+                "`auth.jwt.jwks_file` cannot read",
+            ),
+            (
+                route(
+                    "target = { function = \"f\" }\nauth = { jwt = { jwks_url = \"https://idp/jwks\" } }",
+                ),
+                "use jwks_file",
+            ),
+            (
+                route(
+                    "target = { function = \"f\" }\ncors = { origins = [\"*\"], credentials = true }",
+                ),
+                "`cors.credentials`",
+            ),
+            (
+                route("target = { function = \"f\" }\nbreaker = { failure_ratio = 0.5 }"),
+                "breakers guard upstreams only",
+            ),
+            (
+                route("target = { upstream = \"http://h:1\" }\nbreaker = { failure_ratio = 2.0 }"),
+                "`breaker.failure_ratio`",
+            ),
+            (
+                route(
+                    "target = { function = \"f\" }\nrequest_headers = { set = { \"bad name\" = \"x\" } }",
+                ),
+                "`request_headers.set.bad name`",
+            ),
+            (
+                route("target = { function = \"f\" }\nmethods = [\"GE T\"]"),
+                "`methods`",
+            ),
+        ];
+        for (toml, want) in cases {
+            let e = err(&toml);
+            assert!(e.contains("route `r1`"), "{e}");
+            assert!(e.contains(want), "want `{want}` in: {e}");
+            assert!(e.contains("; "), "has a fix: {e}");
+        }
+
+        let two = format!(
+            "{}{}",
+            route("target = { function = \"f\" }"),
+            route("target = { function = \"g\" }")
+        );
+        assert!(err(&two).contains("used by two routes"));
+
+        let conflict = "[[gateway.route]]\nname = \"a\"\ntarget = { upstream = \"http://h:1\" }\nbreaker = { min_calls = 5 }\n\
+                        [[gateway.route]]\nname = \"b\"\ntarget = { upstream = \"http://h:1/\" }\nbreaker = { min_calls = 6 }\n";
+        let e = err(conflict);
+        assert!(e.contains("route `b`") && e.contains("route `a`"), "{e}");
+
+        let consumer = "[[gateway.consumer]]\nname = \"m\"\nkey = \"short\"\n";
+        assert!(err(consumer).contains("gateway consumer `m`: `key` is shorter"));
+
+        let e = GatewayConfig::from_manifest("[gateway]\n[[gateway.route]]\nname = \"x\"\ntarget = { function = \"f\" }\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn a_manifest_without_gateway_is_empty() {
+        let c = GatewayConfig::from_manifest("[app]\nname = \"x\"\n").unwrap();
+        assert!(c.routes.is_empty());
+        assert!(Gateway::new(c, Arc::new(NoFunctions)).is_ok());
+    }
+}
