@@ -273,6 +273,24 @@ impl Gateway {
         }
     }
 
+    /// Whether any route matches the request's host, headers and path,
+    /// whatever its method. A host that serves other things next to the
+    /// gateway sends matching requests to [`Gateway::handle`] (which answers
+    /// 405 when only the method differs) and the rest elsewhere, instead of
+    /// the gateway's 404.
+    pub fn matches(&self, parts: &Parts) -> bool {
+        let host = request_host(&parts.uri, &parts.headers);
+        self.inner.routes.iter().any(|r| {
+            r.cond.matches_host_and_headers(host, &parts.headers)
+                && r.path.matches(parts.uri.path()).is_some()
+        })
+    }
+
+    /// Whether the gateway has no routes (an app without `[gateway]`).
+    pub fn is_empty(&self) -> bool {
+        self.inner.routes.is_empty()
+    }
+
     /// A tower/hyper service for one client connection.
     pub fn service(&self, client: SocketAddr) -> GatewayService {
         GatewayService {
@@ -457,7 +475,14 @@ impl Gateway {
                 )
                 .await
             {
-                Ok(who) => consumer = who,
+                Ok(who) => {
+                    consumer = who;
+                    if auth.function_keys {
+                        // The host's key grants more than this route: never
+                        // pass it on to an upstream.
+                        parts.headers.remove("x-gust-key");
+                    }
+                }
                 Err(f) => {
                     bump(&c.auth_failures);
                     tracing::info!(decision = "auth_failed", route = %route.name, status = f.status.as_u16(), reason = %f.reason, "request refused");

@@ -59,11 +59,15 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
     let segments: Vec<&str> = path.trim_start_matches("/_gust/").split('/').collect();
     match (&method, segments.as_slice()) {
         (&Method::GET, ["app"]) => app_info(&host),
+        (&Method::GET, ["gateway"]) => crate::gateway::status(&host),
         (&Method::GET, ["functions"]) => functions(&host),
         (&Method::POST, ["functions", name, "invoke"]) => invoke(&host, name, &query, req).await,
         (&Method::GET, ["logs"]) => logs(&host, &query),
         (_, ["queues", name, rest @ ..]) => {
             queues::handle(&host, &method, name, rest, &query, req).await
+        }
+        (_, ["streams", name, rest @ ..]) => {
+            crate::streams::handle(&host, &method, name, rest, &query, req).await
         }
         (&Method::POST, ["reload"]) => match host.reload().await {
             Ok(()) => body::json(StatusCode::OK, &json!({ "reloaded": true })),
@@ -205,6 +209,44 @@ fn functions(host: &Host) -> Response<Body> {
 /// Runs a function as if called over HTTP, without needing its key.
 /// Query: `method` (default: the route's first method, else POST with a body
 /// and GET without) and `path` (default: the route, with `{params}` left in).
+/// Runs event function `name` once on a `gust.invoke` CloudEvent carrying
+/// the request body as data (outside its trigger: no retries, no dead
+/// letter). Answers 200, or 500 with the function's error.
+async fn invoke_event_function(
+    app: &crate::app::LoadedApp,
+    name: &str,
+    kind: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let data = match http_body_util::Limited::new(req.into_body(), 16 << 20)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => return body::error(StatusCode::BAD_REQUEST, "bad-body", e),
+    };
+    let mut event = gust_events::Event::new("/gust/invoke", "gust.invoke", data.to_vec());
+    event.subject = Some(name.to_string());
+    event.datacontenttype = content_type;
+    let id = event.id.clone();
+    match gust_triggers::Dispatcher::dispatch(app.events.as_ref(), name, event).await {
+        gust_events::Outcome::Done => body::json(
+            StatusCode::OK,
+            &json!({ "function": name, "trigger": kind, "event": id, "outcome": "done" }),
+        ),
+        gust_events::Outcome::Retry(why) | gust_events::Outcome::Fail(why) => body::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "function-failed",
+            format!("`{name}` failed: {why}"),
+        ),
+    }
+}
+
 async fn invoke(host: &Host, name: &str, query: &str, req: Request<Incoming>) -> Response<Body> {
     let app = host.current();
     let Some(function) = app.app.function(name) else {
@@ -215,13 +257,7 @@ async fn invoke(host: &Host, name: &str, query: &str, req: Request<Incoming>) ->
         );
     };
     let Trigger::Http(http_trigger) = &function.trigger else {
-        return body::error(
-            StatusCode::NOT_IMPLEMENTED,
-            "not-http",
-            format!(
-                "`{name}` is not an HTTP function; invoking event functions is not supported yet"
-            ),
-        );
+        return invoke_event_function(&app, name, function.trigger.kind(), req).await;
     };
     let params: Vec<(String, String)> = form_pairs(query);
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());

@@ -10,15 +10,18 @@ use std::future::Future;
 use std::pin::Pin;
 
 use anyhow::{Context, Result, bail};
-use gust_backends::{KeyValueProvider, QueueProvider, SqlProvider, TableProvider};
+use gust_backends::{KeyValueProvider, QueueProvider, SqlProvider, StreamProvider, TableProvider};
 use gust_events::{Event, Outcome};
+use gust_manifest::EventTriggerKind;
 use gust_manifest::QueueTrigger;
 use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
 use gust_triggers::blob::BlobWatcher;
 use gust_triggers::changefeed::{ChangeFeedConsumer, dead_letter_queue};
 use gust_triggers::http::{HttpRouter, Keys};
+use gust_triggers::mqtt::{BrokerUrl, MqttTrigger, MqttTriggerSettings};
 use gust_triggers::queue::QueueConsumer;
+use gust_triggers::stream::{StreamConsumer, StreamTriggerSettings};
 use gust_triggers::timer::TimerRunner;
 use gust_triggers::topic::{DedupeWindow, Publisher, Subscription, subscription_queue};
 use gust_triggers::{Dispatcher, Shutdown};
@@ -44,7 +47,8 @@ impl FunctionStats {
     }
 }
 
-/// A function ready to run.
+/// A function ready to run (cheap to clone: clones share permits and stats).
+#[derive(Clone)]
 pub struct LoadedFunction {
     /// The pre-instantiated component.
     pub http: Arc<HttpFunction>,
@@ -134,6 +138,8 @@ pub struct LoadedApp {
     /// Fans published events out to topic subscriptions (set by
     /// `start_triggers`; functions with topic bindings share it).
     pub publisher: Arc<std::sync::OnceLock<Publisher>>,
+    /// The API gateway of `[gateway]`, if the manifest has one.
+    pub gateway: Option<gust_gateway::Gateway>,
     triggers: std::sync::Mutex<RunningTriggers>,
 }
 
@@ -153,6 +159,10 @@ pub struct TriggerContext<'a> {
     pub tables: &'a dyn TableProvider,
     /// Where change-feed consumers keep their checkpoints.
     pub changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
+    /// Streams (for stream triggers).
+    pub streams: &'a dyn StreamProvider,
+    /// The embedded MQTT broker, for mqtt triggers that name no other broker.
+    pub mqtt_broker: Option<BrokerUrl>,
 }
 
 /// What `load` needs from the host.
@@ -167,6 +177,8 @@ pub struct LoadContext<'a> {
     pub sql: &'a dyn SqlProvider,
     /// Document tables of the app.
     pub tables: &'a dyn TableProvider,
+    /// Streams of the app.
+    pub streams: &'a dyn StreamProvider,
     /// Log destination.
     pub logs: Arc<dyn LogSink>,
     /// Counters by function name (kept across reloads).
@@ -193,13 +205,8 @@ impl LoadedApp {
         let publisher: Arc<std::sync::OnceLock<Publisher>> = Arc::default();
         let topics: Arc<dyn gust_runtime::TopicPublisher> = Arc::new(AppTopics(publisher.clone()));
         for f in &app.functions {
-            if let Trigger::Event { kind, .. } = &f.trigger {
-                cx.logs.log(
-                    &f.name,
-                    LogLevel::Warn,
-                    &format!("{} triggers are not served by this version of gust; the function is loaded but inactive", kind.as_str()),
-                );
-                continue;
+            if let Trigger::Event { kind, settings } = &f.trigger {
+                check_event_trigger(&f.name, *kind, settings)?;
             }
             let path = components
                 .get(&f.name)
@@ -234,11 +241,13 @@ impl LoadedApp {
                 },
             );
         }
+        let gateway = crate::gateway::build(&app, &keys, &functions)?;
         Ok(Self {
             app,
             router,
             keys,
             functions,
+            gateway,
             events: Arc::new(events),
             publisher,
             triggers: Default::default(),
@@ -296,6 +305,26 @@ impl LoadedApp {
                 tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
                 continue;
             }
+            if let Trigger::Event { kind, settings } = &f.trigger {
+                match kind {
+                    EventTriggerKind::Stream => {
+                        let consumer = self.stream_consumer(f, settings, cx).await?;
+                        tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
+                    }
+                    EventTriggerKind::Mqtt => {
+                        let trigger = self.mqtt_trigger(f, settings, cx).await?;
+                        let function = f.name.clone();
+                        let stop = shutdown.clone();
+                        tasks.push(tokio::spawn(async move {
+                            if let Err(e) = trigger.run(stop).await {
+                                tracing::error!(function = %function, "mqtt trigger stopped: {e}");
+                            }
+                        }));
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             let trigger = match &f.trigger {
                 Trigger::Queue(trigger) => trigger.clone(),
                 Trigger::Topic(topic) => QueueTrigger {
@@ -335,6 +364,79 @@ impl LoadedApp {
         running.stop = Some(stop);
         running.tasks = tasks;
         Ok(())
+    }
+
+    /// The consumer of a stream-triggered function.
+    async fn stream_consumer(
+        &self,
+        f: &Function,
+        settings: &toml::Table,
+        cx: &TriggerContext<'_>,
+    ) -> Result<StreamConsumer> {
+        let settings = stream_settings(&f.name, settings)?;
+        let stream = match settings.stream_config() {
+            Some(config) => cx.streams.stream_with(&settings.stream, config).await,
+            None => cx.streams.stream(&settings.stream).await,
+        }
+        .with_context(|| {
+            format!(
+                "function `{}`: cannot open stream `{}`",
+                f.name, settings.stream
+            )
+        })?;
+        Ok(StreamConsumer {
+            function: f.name.clone(),
+            settings,
+            retry: f.retry.clone(),
+            stream,
+            dispatcher: self.events.clone(),
+        })
+    }
+
+    /// The subscriber of an mqtt-triggered function.
+    async fn mqtt_trigger(
+        &self,
+        f: &Function,
+        settings: &toml::Table,
+        cx: &TriggerContext<'_>,
+    ) -> Result<MqttTrigger> {
+        let settings = MqttTriggerSettings::from_table(&f.name, settings)?;
+        let broker = match (&settings.broker, &cx.mqtt_broker) {
+            (Some(url), _) => BrokerUrl::parse(url)?,
+            (None, Some(embedded)) => embedded.clone(),
+            (None, None) => bail!(
+                "function `{}`: the embedded MQTT broker is not running",
+                f.name
+            ),
+        };
+        let name = gust_triggers::mqtt::queue_name(&f.name);
+        let queue = cx
+            .queues
+            .queue(&name)
+            .await
+            .with_context(|| format!("function `{}`: cannot open queue `{name}`", f.name))?;
+        Ok(MqttTrigger {
+            app: self.app.name.clone(),
+            function: f.name.clone(),
+            settings,
+            broker,
+            retry: f.retry.clone(),
+            queue,
+            dispatcher: self.events.clone(),
+        })
+    }
+
+    /// Whether a function listens on the embedded MQTT broker.
+    pub fn needs_embedded_broker(&self) -> bool {
+        self.app.functions.iter().any(|f| match &f.trigger {
+            Trigger::Event {
+                kind: EventTriggerKind::Mqtt,
+                settings,
+            } => MqttTriggerSettings::from_table(&f.name, settings)
+                .map(|s| s.broker.is_none())
+                .unwrap_or(false),
+            _ => false,
+        })
     }
 
     /// Stops taking new events and waits for running ones to settle.
@@ -391,6 +493,13 @@ fn function_env(
                     .with_context(|| format!("function `{}`: table `{}`", f.name, b.resource))?;
                 env = env.with_table(binding.clone(), table);
             }
+            BindingKind::Stream => {
+                // Loading runs on a blocking thread (`block_in_place`).
+                let stream = tokio::runtime::Handle::current()
+                    .block_on(cx.streams.stream(&b.resource))
+                    .with_context(|| format!("function `{}`: stream `{}`", f.name, b.resource))?;
+                env = env.with_stream(binding.clone(), stream);
+            }
             BindingKind::Topic => {
                 env = env.with_topic(binding.clone(), b.resource.clone(), topics.clone());
             }
@@ -406,6 +515,37 @@ fn function_env(
         }
     }
     Ok(env)
+}
+
+/// The settings of a stream trigger, checked.
+fn stream_settings(function: &str, settings: &toml::Table) -> Result<StreamTriggerSettings> {
+    let parsed: StreamTriggerSettings = settings
+        .clone()
+        .try_into()
+        .with_context(|| format!("function `{function}`: invalid stream trigger settings"))?;
+    parsed
+        .validate()
+        .with_context(|| format!("function `{function}`: invalid stream trigger settings"))?;
+    Ok(parsed)
+}
+
+/// Checks the settings of the triggers the manifest keeps as written
+/// (stream, mqtt) when the app loads, so mistakes stop `gust up` early.
+fn check_event_trigger(
+    function: &str,
+    kind: EventTriggerKind,
+    settings: &toml::Table,
+) -> Result<()> {
+    match kind {
+        EventTriggerKind::Stream => stream_settings(function, settings).map(|_| ()),
+        EventTriggerKind::Mqtt => MqttTriggerSettings::from_table(function, settings)
+            .map(|_| ())
+            .map_err(Into::into),
+        other => bail!(
+            "function `{function}`: {} triggers are not served by this version of gust",
+            other.as_str()
+        ),
+    }
 }
 
 /// Lets functions publish to the app's topics, through the publisher the

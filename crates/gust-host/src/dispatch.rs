@@ -7,7 +7,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::app::{FunctionStats, LoadedApp};
+use crate::app::{FunctionStats, LoadedApp, LoadedFunction};
 use crate::body::{self, Body, Holding};
 use gust_triggers::http::{AuthFailure, RouteMatch, authorize, presented_key};
 
@@ -71,6 +71,22 @@ where
             format!("function `{function}` is not active"),
         );
     };
+    invoke_function(f, function, route, params, req).await
+}
+
+/// Runs the loaded HTTP function `f` (named `function`) on `req`, enforcing
+/// its concurrency and body limits.
+pub async fn invoke_function<B>(
+    f: &LoadedFunction,
+    function: &str,
+    route: &str,
+    params: &[(String, String)],
+    req: Request<B>,
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<body::BoxError>,
+{
     let Ok(permit) = f.permits.clone().try_acquire_owned() else {
         FunctionStats::bump(&f.stats.rejected);
         let mut r = body::error(

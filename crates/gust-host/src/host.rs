@@ -7,10 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues, EmbeddedSql, EmbeddedTables};
+use gust_backends::embedded::{
+    EmbeddedKv, EmbeddedQueues, EmbeddedSql, EmbeddedStreams, EmbeddedTables,
+};
 use gust_backends::{KeyValueProvider, QueueProvider};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
+use gust_triggers::mqtt::{EmbeddedBroker, EmbeddedBrokerConfig};
 
 use gust_triggers::topic::DedupeWindow;
 
@@ -49,6 +52,9 @@ pub struct HostOptions {
     pub echo_logs: bool,
     /// Put queues on NATS JetStream at this URL instead of the embedded store.
     pub nats_url: Option<String>,
+    /// Where the embedded MQTT broker listens (started only when a function
+    /// has an mqtt trigger on it).
+    pub mqtt_listen: SocketAddr,
 }
 
 /// The state of a running host, shared by every connection.
@@ -60,6 +66,8 @@ pub struct Host {
     kv: EmbeddedKv,
     sql: EmbeddedSql,
     tables: EmbeddedTables,
+    streams: EmbeddedStreams,
+    mqtt: std::sync::Mutex<Option<EmbeddedBroker>>,
     changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
     queues: Arc<dyn QueueProvider>,
     dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
@@ -121,6 +129,8 @@ impl Host {
         let sql = EmbeddedSql::new(&state.join("data").join("sql"));
         let tables = EmbeddedTables::open(&state.join("data").join("tables.redb"))
             .context("cannot open the embedded table store")?;
+        let streams = EmbeddedStreams::open(&state.join("data").join("streams.redb"))
+            .context("cannot open the embedded stream store")?;
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
         let loaded = LoadedApp::load(
@@ -133,6 +143,7 @@ impl Host {
                 queues: queues.as_ref(),
                 sql: &sql,
                 tables: &tables,
+                streams: &streams,
                 logs: logs.clone(),
                 stats: &mut stats,
                 reuse_instances: options.reuse_instances,
@@ -146,6 +157,8 @@ impl Host {
             kv,
             sql,
             tables,
+            streams,
+            mqtt: std::sync::Mutex::new(None),
             changefeed_checkpoints,
             queues,
             dedupe: Arc::new(std::sync::Mutex::new(DedupeWindow::new(
@@ -188,11 +201,39 @@ impl Host {
 
     /// Starts the triggers of the loaded app (after `start`).
     pub async fn start_triggers(&self) -> Result<()> {
-        self.current().start_triggers(&self.trigger_context()).await
+        let app = self.current();
+        let cx = self.trigger_context(&app)?;
+        app.start_triggers(&cx).await
     }
 
-    fn trigger_context(&self) -> TriggerContext<'_> {
-        TriggerContext {
+    /// The embedded MQTT broker's address, if it runs.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        let broker = self.mqtt.lock().expect("mqtt lock");
+        broker.as_ref().map(EmbeddedBroker::local_addr)
+    }
+
+    /// Starts the embedded MQTT broker if `app` needs it and it is not
+    /// running; returns the URL Gust's own subscribers use.
+    fn mqtt_broker(&self, app: &LoadedApp) -> Result<Option<gust_triggers::mqtt::BrokerUrl>> {
+        let mut broker = self.mqtt.lock().expect("mqtt lock");
+        if broker.is_none() && app.needs_embedded_broker() {
+            let started = EmbeddedBroker::start(EmbeddedBrokerConfig {
+                listen: self.options.mqtt_listen,
+                ..EmbeddedBrokerConfig::default()
+            })
+            .with_context(|| {
+                format!(
+                    "cannot start the embedded MQTT broker on {} (choose another address with --mqtt-listen)",
+                    self.options.mqtt_listen
+                )
+            })?;
+            *broker = Some(started);
+        }
+        Ok(broker.as_ref().map(EmbeddedBroker::client_url))
+    }
+
+    fn trigger_context(&self, app: &LoadedApp) -> Result<TriggerContext<'_>> {
+        Ok(TriggerContext {
             queues: self.queues.as_ref(),
             dedupe: self.dedupe.clone(),
             timer_status: self.timer_status.clone(),
@@ -200,7 +241,9 @@ impl Host {
             blob_root: self.blob_root(),
             tables: &self.tables,
             changefeed_checkpoints: self.changefeed_checkpoints.clone(),
-        }
+            streams: &self.streams,
+            mqtt_broker: self.mqtt_broker(app)?,
+        })
     }
 
     /// The folder holding the app's blob containers (`.gust/blobs/`).
@@ -211,6 +254,11 @@ impl Host {
     /// Stops the triggers, letting running invocations settle.
     pub async fn stop_triggers(&self) {
         self.current().stop_triggers().await;
+    }
+
+    /// The streams of this host's app.
+    pub fn streams(&self) -> &dyn gust_backends::StreamProvider {
+        &self.streams
     }
 
     /// The queues of this host's app.
@@ -243,6 +291,7 @@ impl Host {
                     queues: self.queues.as_ref(),
                     sql: &self.sql,
                     tables: &self.tables,
+                    streams: &self.streams,
                     logs: self.logs.clone(),
                     stats: &mut stats,
                     reuse_instances: self.options.reuse_instances,
@@ -250,10 +299,10 @@ impl Host {
             )
         });
         let result = match result {
-            Ok(loaded) => loaded
-                .start_triggers(&self.trigger_context())
-                .await
-                .map(|()| loaded),
+            Ok(loaded) => match self.trigger_context(&loaded) {
+                Ok(cx) => loaded.start_triggers(&cx).await.map(|()| loaded),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match result {

@@ -6,12 +6,14 @@ pub mod app;
 pub mod body;
 pub mod builder;
 pub mod dispatch;
+pub mod gateway;
 pub mod host;
 pub mod keys;
 pub mod logs;
 pub mod queues;
 pub mod server;
 pub mod state_file;
+pub mod streams;
 pub mod topics;
 pub mod watch;
 

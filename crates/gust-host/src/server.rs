@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::body::Body;
 use crate::host::Host;
-use crate::{admin, dispatch};
+use crate::{admin, dispatch, gateway};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -30,8 +31,8 @@ pub async fn serve(listener: TcpListener, host: Arc<Host>, shutdown: impl Future
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, client) = match accepted {
+                    Ok(pair) => pair,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -42,7 +43,7 @@ pub async fn serve(listener: TcpListener, host: Arc<Host>, shutdown: impl Future
                 let host = host.clone();
                 let service = service_fn(move |req| {
                     let host = host.clone();
-                    async move { Ok::<_, Infallible>(route(host, req).await) }
+                    async move { Ok::<_, Infallible>(route(host, req, client).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
@@ -60,12 +61,15 @@ pub async fn serve(listener: TcpListener, host: Arc<Host>, shutdown: impl Future
     }
 }
 
-async fn route(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
+async fn route(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if path == "/_gust" || path.starts_with("/_gust/") {
-        admin::handle(host, req).await
-    } else {
-        dispatch::handle(host.current(), req).await
+        return admin::handle(host, req).await;
+    }
+    let app = host.current();
+    match gateway::handle(&app, req, client).await {
+        Ok(response) => response,
+        Err(req) => dispatch::handle(app, req).await,
     }
 }
 

@@ -17,6 +17,10 @@ pub struct App {
     pub variables: BTreeMap<String, Variable>,
     /// `[[function]]` entries in file order.
     pub functions: Vec<Function>,
+    /// The `[gateway]` table as written, if any. Its shape and values are
+    /// checked by the gateway (`gust_gateway::GatewayConfig`) when the host
+    /// loads the app.
+    pub gateway: Option<toml::Table>,
 }
 
 impl App {

@@ -30,6 +30,13 @@ pub struct NodeConfig {
     /// Keep queues on NATS JetStream at this URL instead of the embedded store.
     #[serde(default)]
     pub nats_url: Option<String>,
+    /// Where the embedded MQTT broker listens (when a function needs it).
+    #[serde(default = "default_mqtt_listen")]
+    pub mqtt_listen: SocketAddr,
+}
+
+fn default_mqtt_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1884))
 }
 
 fn default_listen() -> SocketAddr {
@@ -60,7 +67,7 @@ impl NodeConfig {
                 e.span(),
                 "",
                 e.message().trim(),
-                "keys: listen = \"127.0.0.1:7070\", app = \"path\", reuse_instances, pooling, watch, nats_url",
+                "keys: listen = \"127.0.0.1:7070\", app = \"path\", reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\"",
             )
         })?;
         if config.app.is_relative() {

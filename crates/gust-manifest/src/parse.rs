@@ -52,10 +52,9 @@ struct RawManifest {
     variables: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     #[serde(default, rename = "function")]
     functions: Vec<Spanned<RawFunction>>,
-    /// Interpreted by the gateway; kept here so manifests using it still load.
+    /// Interpreted by the gateway (`gust-gateway`); kept as written.
     #[serde(default)]
-    #[allow(dead_code)]
-    gateway: Option<toml::Value>,
+    gateway: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +191,7 @@ impl Parser<'_> {
             name: name.into_inner(),
             variables,
             functions: functions.into_iter().map(|(f, _)| f).collect(),
+            gateway: raw.gateway,
         })
     }
 
@@ -1202,5 +1202,25 @@ trigger = { queue = { queue = "jobs" } }
             "{HEAD}trigger = {{ http = {{ route = \"/x\", auth = \"root\" }} }}\n"
         ));
         assert!(e.fix.contains("anonymous"), "{e}");
+    }
+
+    #[test]
+    fn gateway_table_is_kept_as_written() {
+        let dir = app_dir();
+        let text = format!(
+            "{HEAD}trigger = {{ http = {{ route = \"/x\" }} }}\n[gateway]\nbody_timeout = \"5s\"\n\
+             [[gateway.route]]\nname = \"v1\"\nprefix = \"/v1\"\ntarget = {{ function = \"f\" }}\n"
+        );
+        let app = parse(dir.path(), &text).unwrap();
+        let gateway = app.gateway.expect("kept");
+        assert_eq!(gateway["body_timeout"].as_str(), Some("5s"));
+        let routes = gateway["route"].as_array().unwrap();
+        assert_eq!(routes[0]["name"].as_str(), Some("v1"));
+
+        let app = parse(dir.path(), GOOD).unwrap();
+        assert!(app.gateway.is_none());
+
+        let e = error_of("[app]\nname = \"a\"\ngateway = 1\n");
+        assert_eq!(e.line, 3, "{e}");
     }
 }

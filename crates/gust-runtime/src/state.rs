@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gust_backends::{KeyValue, Queue, Sql, Table};
+use gust_backends::{KeyValue, Queue, Sql, Stream, Table};
 use gust_manifest::Limits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -34,6 +34,8 @@ pub struct FunctionEnv {
     pub sql: BTreeMap<String, Arc<dyn Sql>>,
     /// Document tables by binding name.
     pub tables: BTreeMap<String, Arc<dyn Table>>,
+    /// Streams the function may append to, by binding name.
+    pub streams: BTreeMap<String, Arc<dyn Stream>>,
     /// Topics the function may publish to: binding name -> topic name.
     pub topics: BTreeMap<String, String>,
     /// Delivers published events (set when the function has a topic binding).
@@ -53,6 +55,7 @@ impl FunctionEnv {
             queues: BTreeMap::new(),
             sql: BTreeMap::new(),
             tables: BTreeMap::new(),
+            streams: BTreeMap::new(),
             topics: BTreeMap::new(),
             publisher: None,
             log,
@@ -74,6 +77,12 @@ impl FunctionEnv {
     /// Grants a SQL database under `binding`.
     pub fn with_sql(mut self, binding: impl Into<String>, db: Arc<dyn Sql>) -> Self {
         self.sql.insert(binding.into(), db);
+        self
+    }
+
+    /// Grants appending to `stream` under `binding`.
+    pub fn with_stream(mut self, binding: impl Into<String>, stream: Arc<dyn Stream>) -> Self {
+        self.streams.insert(binding.into(), stream);
         self
     }
 

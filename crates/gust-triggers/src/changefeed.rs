@@ -4,9 +4,10 @@
 //!
 //! Changes are delivered one at a time in the order the table recorded
 //! them, so the changes of one key arrive in the order they happened. The
-//! checkpoint (the last settled sequence) is written after each change
-//! settles: a crash between a function's success and that write delivers
-//! the change again after a restart (at-least-once), never skips it.
+//! checkpoint (the last settled sequence) is written after each batch
+//! (`batch_size` changes at most) and when the consumer stops: a crash
+//! before that write delivers the batch's settled changes again after a
+//! restart (at-least-once), never skips one.
 //! A change that keeps failing is retried with the function's retry
 //! policy, then sent to the queue `<table>--<function>-deadletter` with its
 //! reason and attempt count, and the feed moves on.
@@ -106,12 +107,17 @@ impl ChangeFeedConsumer {
                 self.table.wait_for_change(after, POLL).await;
                 continue;
             }
+            let before = after;
             for change in changes {
                 if shutdown.is_requested() {
-                    return;
+                    break;
                 }
-                self.deliver(&change, &shutdown).await;
+                if !self.deliver(&change, &shutdown).await {
+                    break;
+                }
                 after = change.sequence;
+            }
+            if after != before {
                 self.save_checkpoint(after).await;
             }
         }
@@ -152,20 +158,21 @@ impl ChangeFeedConsumer {
     }
 
     /// Runs the function on `change` until it succeeds, fails for good or
-    /// runs out of attempts (then dead-letters it).
-    async fn deliver(&self, change: &Change, shutdown: &Shutdown) {
+    /// runs out of attempts (then dead-letters it). `false` when shutdown
+    /// interrupted the retries: the change is not settled.
+    async fn deliver(&self, change: &Change, shutdown: &Shutdown) -> bool {
         let mut attempt = 1;
         loop {
             let event = change_event(&self.trigger.table, change, attempt);
             let reason = match self.dispatcher.dispatch(&self.function, event).await {
-                Outcome::Done => return,
+                Outcome::Done => return true,
                 Outcome::Retry(why) if attempt < self.retry.max_attempts => {
                     // Shutting down mid-retry leaves the checkpoint before
                     // this change: it is delivered again after the restart.
                     let mut stop = shutdown.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(backoff(&self.retry, attempt)) => {}
-                        _ = stop.requested() => return,
+                        _ = stop.requested() => return false,
                     }
                     attempt += 1;
                     tracing::debug!(function = %self.function, sequence = change.sequence, "retrying: {why}");
@@ -175,7 +182,7 @@ impl ChangeFeedConsumer {
                 Outcome::Fail(why) => format!("not retryable: {why}"),
             };
             self.dead_letter(change, attempt, &reason).await;
-            return;
+            return true;
         }
     }
 

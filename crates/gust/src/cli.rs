@@ -75,10 +75,24 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Append to and read streams of the running host.
+    Stream {
+        #[command(subcommand)]
+        command: StreamCommand,
+        #[command(flatten)]
+        target: StreamTarget,
+    },
     /// Publish events to topics of the running host.
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Inspect the API gateway (`[gateway]` in gust.toml) of the running host.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
         #[command(flatten)]
         target: Target,
     },
@@ -134,6 +148,10 @@ pub struct UpArgs {
     /// instead of the embedded store.
     #[arg(long, env = "GUST_NATS_URL")]
     pub nats: Option<String>,
+    /// Where the embedded MQTT broker listens (MQTT 3.1.1 and 5; started
+    /// only when a function has an mqtt trigger; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:1884", env = "GUST_MQTT_LISTEN")]
+    pub mqtt_listen: SocketAddr,
 }
 
 /// Which running host a command talks to.
@@ -148,6 +166,31 @@ pub struct Target {
     /// Admin key (overrides the app folder's keys).
     #[arg(long, env = "GUST_KEY", hide_env_values = true, global = true)]
     pub key: Option<String>,
+}
+
+/// [`Target`] for `gust stream`, where `--key` is a record's partition key:
+/// the admin key is `--admin-key` (or `GUST_KEY`).
+#[derive(Debug, Args)]
+pub struct StreamTarget {
+    /// App folder whose running host to use (reads .gust/host.json and .gust/keys.json).
+    #[arg(long, default_value = ".", global = true)]
+    pub app: PathBuf,
+    /// Host URL (overrides the app folder's record).
+    #[arg(long, env = "GUST_URL", global = true)]
+    pub url: Option<String>,
+    /// Admin key (overrides the app folder's keys).
+    #[arg(long, env = "GUST_KEY", hide_env_values = true, global = true)]
+    pub admin_key: Option<String>,
+}
+
+impl From<StreamTarget> for Target {
+    fn from(t: StreamTarget) -> Self {
+        Self {
+            app: t.app,
+            url: t.url,
+            key: t.admin_key,
+        }
+    }
 }
 
 /// `gust queue ...`.
@@ -197,6 +240,39 @@ pub enum DlqCommand {
     },
 }
 
+/// `gust stream ...`.
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Append one record (prints its partition and offset).
+    Append {
+        /// Stream name.
+        stream: String,
+        /// Partition key: records with one key keep their order.
+        #[arg(long = "key", short)]
+        key: String,
+        /// The record (use @file to send a file's contents).
+        #[arg(long, short)]
+        data: String,
+        /// Its media type.
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
+    },
+    /// Show the partitions and their offsets, or read records of one partition.
+    Show {
+        /// Stream name.
+        stream: String,
+        /// Read records of this partition.
+        #[arg(long)]
+        partition: Option<u32>,
+        /// From this offset.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// How many at most.
+        #[arg(long, default_value_t = 20)]
+        max: usize,
+    },
+}
+
 /// `gust events ...`.
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
@@ -219,5 +295,17 @@ pub enum EventsCommand {
         /// CloudEvents `id` (default: random); reusing one is dropped as a duplicate.
         #[arg(long)]
         id: Option<String>,
+    },
+}
+
+/// `gust gateway ...`.
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Show each upstream's circuit breaker, calls and failures, and each
+    /// route's counters.
+    Status {
+        /// Print the raw JSON of `GET /_gust/gateway`.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -25,8 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use gust_backends::KeyValueProvider;
-use gust_backends::embedded::EmbeddedKv;
 
 /// Messages sent.
 const MESSAGES: usize = 10_000;
@@ -71,12 +69,6 @@ fn body(i: usize) -> String {
     format!("m{i:05}")
 }
 
-fn admin_key(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join(".gust/keys.json")).expect("keys.json");
-    let keys: serde_json::Value = serde_json::from_str(&text).unwrap();
-    keys["admin"].as_str().expect("admin key").to_string()
-}
-
 /// Sends every message through the admin API from [`SENDERS`] threads, each
 /// on its own keep-alive connection. Returns when every send was accepted.
 fn send_all(url: &str, key: &str) -> Duration {
@@ -117,21 +109,9 @@ fn send_all(url: &str, key: &str) -> Duration {
     start.elapsed()
 }
 
-/// What the function logged so far (`.gust/logs/functions.log`, appended by
-/// both hosts): handled lines, and the distinct bodies among them.
+/// What `worker` logged so far: handled lines and distinct bodies.
 fn handled(dir: &Path) -> (usize, HashSet<String>) {
-    let text = std::fs::read_to_string(dir.join(".gust/logs/functions.log")).unwrap_or_default();
-    let mut lines = 0;
-    let mut bodies = HashSet::new();
-    for line in text.lines() {
-        if let Some(rest) = line.split_once("[worker] handled ").map(|(_, r)| r) {
-            lines += 1;
-            if let Some(body) = rest.split_whitespace().next() {
-                bodies.insert(body.to_string());
-            }
-        }
-    }
-    (lines, bodies)
+    logged_bodies(dir, "worker")
 }
 
 /// Messages waiting in the queue (not counting leased ones).
@@ -143,27 +123,7 @@ fn depth(url: &str, key: &str) -> u64 {
 
 /// Every count in kv store `seen`, read from the file after the host stopped.
 fn counts(dir: &Path) -> Vec<(String, u64)> {
-    let path = dir.join(".gust/data/kv.redb");
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let kv = EmbeddedKv::open(&path).expect("open kv.redb");
-        let store = kv.open("seen").unwrap();
-        let mut keys = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = store.list_keys(cursor, 1000).await.unwrap();
-            keys.extend(page.keys);
-            match page.cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        for (key, value) in store.get_many(keys).await.unwrap().into_iter().flatten() {
-            let n = std::str::from_utf8(&value).unwrap().trim().parse().unwrap();
-            out.push((key, n));
-        }
-        out
-    })
+    kv_counts(dir, "seen")
 }
 
 /// The whole scenario for app `name`; `extra` are more `gust up` arguments.

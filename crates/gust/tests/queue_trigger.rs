@@ -181,3 +181,22 @@ bindings = { seen = { kv = "seen" } }
         "denied"
     );
 }
+
+#[test]
+fn gust_invoke_runs_an_event_function_once_on_demand() {
+    let app = app("invoke-event");
+    let _host = up(app.path(), &["--quiet", "--no-watch"]);
+    let out = cli(app.path(), &["invoke", "worker", "--data", "by-hand"]);
+    assert!(out.contains("\"outcome\": \"done\""), "{out}");
+    let logs = cli(app.path(), &["logs", "worker"]);
+    assert!(
+        logs.contains("handled by-hand #1 attempt 1 source /gust/invoke"),
+        "{logs}"
+    );
+    let mut all = vec!["invoke", "worker", "--data", "fatal", "--app"];
+    all.push(app.path().to_str().unwrap());
+    let (code, out, err) = gust(&all, app.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("HTTP 500"), "{err}");
+    assert!(out.contains("asked to fail for good"), "{out}");
+}

@@ -4,6 +4,7 @@ mod keyvalue;
 mod logging;
 mod queue;
 mod sql;
+mod stream;
 mod table;
 mod topic;
 

@@ -80,4 +80,15 @@ impl Host for HostState {
             .collect();
         Ok(db.transaction(statements).await.map_err(|e| e.to_string()))
     }
+
+    async fn execute_script(
+        &mut self,
+        binding: String,
+        script: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let Some(db) = self.env.sql.get(&binding).cloned() else {
+            return Ok(Err(self.env.refuse("sql", &binding)));
+        };
+        Ok(db.execute_script(&script).await.map_err(|e| e.to_string()))
+    }
 }

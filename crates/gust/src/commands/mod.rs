@@ -3,9 +3,11 @@
 mod admin;
 mod build;
 mod events;
+mod gateway;
 mod keys;
 mod new;
 mod queue;
+mod stream;
 mod up;
 
 use std::process::ExitCode;
@@ -37,6 +39,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls { target } => admin::ls(&target),
         Command::Queue { command, target } => queue::run(&target, command),
         Command::Events { command, target } => events::run(&target, command),
+        Command::Gateway { command, target } => gateway::run(&target, command),
+        Command::Stream { command, target } => stream::run(&target.into(), command),
         Command::Keys {
             dir,
             host,

@@ -80,11 +80,11 @@ pub fn run(target: &Target, command: QueueCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(value: &Value) -> &[Value] {
+pub(crate) fn list(value: &Value) -> &[Value] {
     value.as_array().map_or(&[], Vec::as_slice)
 }
 
 /// Keeps one record per output line.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }

@@ -21,6 +21,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         pooling: !args.no_pooling,
         echo_logs: !args.quiet,
         nats_url: args.nats,
+        mqtt_listen: args.mqtt_listen,
     })
 }
 
@@ -35,6 +36,7 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
         pooling: node.pooling,
         echo_logs: true,
         nats_url: node.nats_url,
+        mqtt_listen: node.mqtt_listen,
     })
 }
 
@@ -119,11 +121,16 @@ fn announce(host: &Host) {
                     "timer", f.name, t.schedule, t.time_zone
                 ));
             }
-            Trigger::Event { kind, .. } => {
+            Trigger::Event { kind, settings } => {
+                let source = ["stream", "topic"]
+                    .iter()
+                    .find_map(|k| settings.get(*k).and_then(|v| v.as_str()))
+                    .unwrap_or("?");
                 details.push(format!(
-                    "  {:<12} {} (inactive in this version)",
+                    "  {:<12} {} <- {} `{source}`",
                     kind.as_str(),
-                    f.name
+                    f.name,
+                    kind.as_str()
                 ));
             }
         }
@@ -135,5 +142,8 @@ fn announce(host: &Host) {
     );
     for line in details {
         println!("{line}");
+    }
+    if let Some(addr) = host.mqtt_addr() {
+        println!("  mqtt broker  mqtt://{addr} (MQTT 3.1.1 and 5)");
     }
 }

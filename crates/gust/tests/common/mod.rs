@@ -339,3 +339,79 @@ pub fn function_logs(dir: &Path, function: &str) -> String {
     assert_eq!(code, 0, "gust logs {function}: {err}");
     out
 }
+
+/// What `function` logged as `handled <body>` so far, read from
+/// `.gust/logs/functions.log` (appended by every host run on the folder):
+/// the number of such lines, and the distinct bodies among them.
+pub fn logged_bodies(dir: &Path, function: &str) -> (usize, std::collections::HashSet<String>) {
+    let text = std::fs::read_to_string(dir.join(".gust/logs/functions.log")).unwrap_or_default();
+    let marker = format!("[{function}] handled ");
+    let mut lines = 0;
+    let mut bodies = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.split_once(marker.as_str()).map(|(_, r)| r) {
+            lines += 1;
+            if let Some(body) = rest.split_whitespace().next() {
+                bodies.insert(body.to_string());
+            }
+        }
+    }
+    (lines, bodies)
+}
+
+/// Every `(key, count)` in embedded kv store `store` of the app at `dir`,
+/// read from `.gust/data/kv.redb` (only while no host runs on it).
+pub fn kv_counts(dir: &Path, store: &str) -> Vec<(String, u64)> {
+    use gust_backends::KeyValueProvider;
+    let path = dir.join(".gust/data/kv.redb");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let kv = gust_backends::embedded::EmbeddedKv::open(&path).expect("open kv.redb");
+        let store = kv.open(store).unwrap();
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.list_keys(cursor, 1000).await.unwrap();
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, value) in store.get_many(keys).await.unwrap().into_iter().flatten() {
+            let n = std::str::from_utf8(&value).unwrap().trim().parse().unwrap();
+            out.push((key, n));
+        }
+        out
+    })
+}
+
+/// The admin key of the app at `dir`, from `.gust/keys.json`.
+pub fn admin_key(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join(".gust/keys.json")).expect("keys.json");
+    let keys: serde_json::Value = serde_json::from_str(&text).unwrap();
+    keys["admin"].as_str().expect("admin key").to_string()
+}
+
+/// Runs `send(i)` for every `i` in `0..count` from `threads` threads.
+pub fn in_parallel(count: usize, threads: usize, send: impl Fn(usize) + Send + Sync + 'static) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let send = Arc::new(send);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (next, send) = (next.clone(), send.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    send(i);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("sender thread");
+    }
+}

@@ -30,7 +30,7 @@
 //! * [`#[gust_sdk::event]`](macro@event) exports `gust:function/event-handler` for
 //!   every other trigger; see [`event`](mod@event).
 //! * Bindings declared in `gust.toml`: [`kv`] (key-value stores),
-//!   [`sql`] (SQL databases), [`table`] (document tables with a change
+//!   [`sql`] (SQL databases), [`stream`] (append), [`table`] (document tables with a change
 //!   feed), [`queue`] (send), [`topic`] (publish) and [`variables`];
 //!   [`log`] writes to the host's log.
 //!
@@ -47,6 +47,7 @@ pub mod kv;
 pub mod log;
 pub mod queue;
 pub mod sql;
+pub mod stream;
 pub mod table;
 pub mod topic;
 pub mod variables;

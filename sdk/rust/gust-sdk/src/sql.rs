@@ -186,14 +186,9 @@ impl Database {
     }
 
     /// Runs `;`-separated statements without parameters in one transaction
-    /// (e.g. `CREATE TABLE IF NOT EXISTS ...`).
+    /// (e.g. `CREATE TABLE IF NOT EXISTS ...`); SQLite parses the script, so
+    /// `;` inside strings and trigger bodies is fine.
     pub fn execute_script(&self, script: &str) -> Result<(), Error> {
-        let statements: Vec<(&str, Vec<Value>)> = script
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| (s, Vec::new()))
-            .collect();
-        self.transaction(&statements).map(|_| ())
+        wit::execute_script(&self.binding, script).map_err(Error)
     }
 }

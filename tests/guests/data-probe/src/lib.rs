@@ -9,6 +9,7 @@
 //! | `GET /data/docs/{key}` | the body, or 404 |
 //! | `DELETE /data/docs/{key}` | `{"deleted": bool}` |
 //! | `POST /data/publish/{type}` (body) | `{"id": "..."}` |
+//! | `POST /data/append/{key}` (body) | appends to stream binding `out`: `{"partition": p, "offset": o}` |
 //! | `POST /data/undeclared` | uses sql binding `nope`: the host refuses |
 //!
 //! Binding errors answer 400 with `{"error": "..."}`.
@@ -79,6 +80,10 @@ fn handle(req: Request) -> Response {
                 Err(e) => error(e),
             }
         }
+        ("POST", ["append", key]) => match gust_sdk::stream::append("out", key, req.body(), Some("text/plain")) {
+            Ok(at) => Response::json(&json!({ "partition": at.partition, "offset": at.offset })),
+            Err(e) => error(e),
+        },
         ("POST", ["undeclared"]) => match Database::open("nope").query("SELECT 1", &[]) {
             Ok(_) => Response::ok("unexpectedly allowed"),
             Err(e) => error(e),
