@@ -14,7 +14,6 @@ pub const TYPE_PREFIX: &str = "com.example.task.";
 
 /// One fact about one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TaskEvent {
     /// The task (`t-` and 16 hex digits); also the stream key.
     pub task: String,
@@ -29,7 +28,7 @@ pub struct TaskEvent {
 
 /// What happened to the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// The task was opened.
     Created {
