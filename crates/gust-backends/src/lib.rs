@@ -5,6 +5,7 @@
 //! everything on disk in the app's `.gust/` folder with no service to install;
 //! `nats` (feature `nats`) puts queues on NATS JetStream.
 
+pub mod blob;
 pub mod embedded;
 mod error;
 mod kv;
@@ -15,6 +16,7 @@ pub mod sql;
 pub mod stream;
 pub mod table;
 
+pub use blob::{BlobContainer, BlobProvider};
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};

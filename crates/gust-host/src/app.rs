@@ -10,7 +10,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use anyhow::{Context, Result, bail};
-use gust_backends::{KeyValueProvider, QueueProvider, SqlProvider, StreamProvider, TableProvider};
+use gust_backends::{
+    BlobProvider, KeyValueProvider, QueueProvider, SqlProvider, StreamProvider, TableProvider,
+};
 use gust_events::{Event, Outcome};
 use gust_manifest::EventTriggerKind;
 use gust_manifest::QueueTrigger;
@@ -179,6 +181,8 @@ pub struct LoadContext<'a> {
     pub tables: &'a dyn TableProvider,
     /// Streams of the app.
     pub streams: &'a dyn StreamProvider,
+    /// Blob containers of the app.
+    pub blobs: &'a dyn BlobProvider,
     /// Log destination.
     pub logs: Arc<dyn LogSink>,
     /// Counters by function name (kept across reloads).
@@ -500,18 +504,15 @@ fn function_env(
                     .with_context(|| format!("function `{}`: stream `{}`", f.name, b.resource))?;
                 env = env.with_stream(binding.clone(), stream);
             }
+            BindingKind::Blob => {
+                let container = cx.blobs.container(&b.resource).with_context(|| {
+                    format!("function `{}`: blob container `{}`", f.name, b.resource)
+                })?;
+                env = env.with_blob(binding.clone(), container);
+            }
             BindingKind::Topic => {
                 env = env.with_topic(binding.clone(), b.resource.clone(), topics.clone());
             }
-            other => cx.logs.log(
-                &f.name,
-                LogLevel::Warn,
-                &format!(
-                    "binding `{binding}` ({} `{}`) is not served by this version of gust",
-                    other.as_str(),
-                    b.resource
-                ),
-            ),
         }
     }
     Ok(env)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use gust_backends::embedded::{
-    EmbeddedKv, EmbeddedQueues, EmbeddedSql, EmbeddedStreams, EmbeddedTables,
+    EmbeddedBlobs, EmbeddedKv, EmbeddedQueues, EmbeddedSql, EmbeddedStreams, EmbeddedTables,
 };
 use gust_backends::{KeyValueProvider, QueueProvider};
 use gust_manifest::App;
@@ -144,6 +144,7 @@ impl Host {
                 sql: &sql,
                 tables: &tables,
                 streams: &streams,
+                blobs: &EmbeddedBlobs::new(&state.join("blobs")),
                 logs: logs.clone(),
                 stats: &mut stats,
                 reuse_instances: options.reuse_instances,
@@ -292,6 +293,7 @@ impl Host {
                     sql: &self.sql,
                     tables: &self.tables,
                     streams: &self.streams,
+                    blobs: &EmbeddedBlobs::new(&self.blob_root()),
                     logs: self.logs.clone(),
                     stats: &mut stats,
                     reuse_instances: self.options.reuse_instances,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gust_backends::{KeyValue, Queue, Sql, Stream, Table};
+use gust_backends::{BlobContainer, KeyValue, Queue, Sql, Stream, Table};
 use gust_manifest::Limits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -34,6 +34,8 @@ pub struct FunctionEnv {
     pub sql: BTreeMap<String, Arc<dyn Sql>>,
     /// Document tables by binding name.
     pub tables: BTreeMap<String, Arc<dyn Table>>,
+    /// Blob containers by binding name.
+    pub blobs: BTreeMap<String, Arc<dyn BlobContainer>>,
     /// Streams the function may append to, by binding name.
     pub streams: BTreeMap<String, Arc<dyn Stream>>,
     /// Topics the function may publish to: binding name -> topic name.
@@ -55,6 +57,7 @@ impl FunctionEnv {
             queues: BTreeMap::new(),
             sql: BTreeMap::new(),
             tables: BTreeMap::new(),
+            blobs: BTreeMap::new(),
             streams: BTreeMap::new(),
             topics: BTreeMap::new(),
             publisher: None,
@@ -77,6 +80,16 @@ impl FunctionEnv {
     /// Grants a SQL database under `binding`.
     pub fn with_sql(mut self, binding: impl Into<String>, db: Arc<dyn Sql>) -> Self {
         self.sql.insert(binding.into(), db);
+        self
+    }
+
+    /// Grants a blob container under `binding`.
+    pub fn with_blob(
+        mut self,
+        binding: impl Into<String>,
+        container: Arc<dyn BlobContainer>,
+    ) -> Self {
+        self.blobs.insert(binding.into(), container);
         self
     }
 

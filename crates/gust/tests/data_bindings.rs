@@ -18,12 +18,17 @@ name = "data-bindings"
 name = "data"
 source = "data.wasm"
 trigger = { http = { route = "/data/{*rest}", auth = "anonymous" } }
-bindings = { db = { sql = "main" }, docs = { table = "contacts" }, events = { topic = "news" } }
+bindings = { db = { sql = "main" }, docs = { table = "contacts" }, events = { topic = "news" }, files = { blob = "drop" } }
 [[function]]
 name = "projector"
 source = "probe.wasm"
 trigger = { changefeed = { table = "contacts", start = "beginning" } }
 bindings = { seen = { kv = "projected" } }
+[[function]]
+name = "watcher"
+source = "probe.wasm"
+trigger = { blob = { container = "drop", path = "{name}.txt" } }
+bindings = { seen = { kv = "watched" } }
 [[function]]
 name = "listener"
 source = "probe.wasm"
@@ -185,4 +190,27 @@ fn functions_publish_to_topics_they_declared() {
     );
     let log = function_logs(app.path(), "listener");
     assert!(log.contains("source /gust/function/data"), "{log}");
+}
+
+#[test]
+fn blobs_written_by_a_function_are_files_that_start_blob_triggers() {
+    let app = app();
+    let host = up(app.path(), &["--quiet", "--no-watch"]);
+    let blob = |name: &str| format!("{}/data/blob/{name}", host.url);
+    let r = send("PUT", &blob("greeting.txt"), &[], b"hi-blob");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(get(&blob("greeting.txt"), &[]).body, "hi-blob");
+    assert_eq!(get(&blob("missing.txt"), &[]).status, 404);
+    let file = app.path().join(".gust/blobs/drop/greeting.txt");
+    assert_eq!(std::fs::read(&file).unwrap(), b"hi-blob");
+    // Names cannot leave the container.
+    let r = send("PUT", &blob("..%2Fescape.txt"), &[], b"x");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(!app.path().join(".gust/blobs/escape.txt").exists());
+    assert!(
+        eventually(Duration::from_secs(20), || handled(&app, "watcher")
+            == ["hi-blob"]),
+        "watcher saw {:?}",
+        handled(&app, "watcher")
+    );
 }

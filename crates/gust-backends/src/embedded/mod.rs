@@ -1,12 +1,14 @@
 //! The `embedded` backend: in-process, durable on disk under the app's
 //! `.gust/data/`, nothing to install.
 
+mod blob;
 mod kv;
 mod queue;
 mod sql;
 mod stream;
 mod table;
 
+pub use blob::{EmbeddedBlobs, EmbeddedContainer};
 pub use kv::EmbeddedKv;
 pub use queue::{EmbeddedQueue, EmbeddedQueues};
 pub use sql::{EmbeddedDatabase, EmbeddedSql};

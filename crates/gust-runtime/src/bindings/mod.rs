@@ -1,5 +1,6 @@
 //! The host side of every import a function may use, in one linker.
 
+mod blob;
 mod keyvalue;
 mod logging;
 mod queue;

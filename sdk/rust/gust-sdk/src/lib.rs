@@ -30,7 +30,7 @@
 //! * [`#[gust_sdk::event]`](macro@event) exports `gust:function/event-handler` for
 //!   every other trigger; see [`event`](mod@event).
 //! * Bindings declared in `gust.toml`: [`kv`] (key-value stores),
-//!   [`sql`] (SQL databases), [`stream`] (append), [`table`] (document tables with a change
+//!   [`sql`] (SQL databases), [`blob`] (containers), [`stream`] (append), [`table`] (document tables with a change
 //!   feed), [`queue`] (send), [`topic`] (publish) and [`variables`];
 //!   [`log`] writes to the host's log.
 //!
@@ -41,6 +41,7 @@
 
 mod form;
 
+pub mod blob;
 pub mod event;
 pub mod http;
 pub mod kv;

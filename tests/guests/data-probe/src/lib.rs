@@ -10,6 +10,8 @@
 //! | `DELETE /data/docs/{key}` | `{"deleted": bool}` |
 //! | `POST /data/publish/{type}` (body) | `{"id": "..."}` |
 //! | `POST /data/append/{key}` (body) | appends to stream binding `out`: `{"partition": p, "offset": o}` |
+//! | `PUT /data/blob/{name}` (body) | writes blob `name` (percent-decoded) to container binding `files` |
+//! | `GET /data/blob/{name}` | reads it (404 when missing) |
 //! | `POST /data/undeclared` | uses sql binding `nope`: the host refuses |
 //!
 //! Binding errors answer 400 with `{"error": "..."}`.
@@ -82,6 +84,15 @@ fn handle(req: Request) -> Response {
         }
         ("POST", ["append", key]) => match gust_sdk::stream::append("out", key, req.body(), Some("text/plain")) {
             Ok(at) => Response::json(&json!({ "partition": at.partition, "offset": at.offset })),
+            Err(e) => error(e),
+        },
+        ("PUT", ["blob", name]) => match gust_sdk::blob::Container::open("files").write(&gust_sdk::url_decode(name), req.body()) {
+            Ok(()) => Response::json(&json!({ "written": name })),
+            Err(e) => error(e),
+        },
+        ("GET", ["blob", name]) => match gust_sdk::blob::Container::open("files").read(&gust_sdk::url_decode(name)) {
+            Ok(Some(data)) => Response::ok("").with_body(data),
+            Ok(None) => Response::not_found(),
             Err(e) => error(e),
         },
         ("POST", ["undeclared"]) => match Database::open("nope").query("SELECT 1", &[]) {
