@@ -9,6 +9,7 @@ pub mod blob;
 pub mod embedded;
 mod error;
 mod kv;
+pub mod lease;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod queue;
@@ -19,6 +20,7 @@ pub mod table;
 pub use blob::{BlobContainer, BlobProvider};
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
+pub use lease::{KvLeases, Lease};
 pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
 pub use sql::{Sql, SqlProvider, SqlRows, SqlStatement, SqlValue};
 pub use stream::{Stream, StreamProvider, StreamRecord};

@@ -163,6 +163,10 @@ pub struct TriggerContext<'a> {
     pub changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
     /// Streams (for stream triggers).
     pub streams: &'a dyn StreamProvider,
+    /// Claims shared by the nodes serving this app (timer slots).
+    pub leases: Arc<dyn gust_backends::Lease>,
+    /// This node's name in leases.
+    pub node: String,
     /// The embedded MQTT broker, for mqtt triggers that name no other broker.
     pub mqtt_broker: Option<BrokerUrl>,
 }
@@ -272,6 +276,7 @@ impl LoadedApp {
                     trigger: timer.clone(),
                     status: cx.timer_status.clone(),
                     dispatcher: self.events.clone(),
+                    lease: Some((cx.leases.clone(), cx.node.clone())),
                 };
                 tasks.push(tokio::spawn(runner.run(shutdown.clone())));
                 continue;

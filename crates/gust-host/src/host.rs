@@ -26,6 +26,8 @@ const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 const TIMER_STORE: &str = "gust:timers";
 /// The internal kv store holding blob trigger receipts.
 const BLOB_RECEIPTS: &str = "gust:blob-receipts";
+/// Kv store holding leases (timer slot claims).
+const LEASES: &str = "gust:leases";
 /// Kv store holding each change-feed consumer's checkpoint.
 const CHANGEFEED_CHECKPOINTS: &str = "gust:changefeed-checkpoints";
 /// Most ids remembered for de-duplication.
@@ -67,6 +69,8 @@ pub struct Host {
     sql: EmbeddedSql,
     tables: EmbeddedTables,
     streams: EmbeddedStreams,
+    leases: Arc<dyn gust_backends::Lease>,
+    node: String,
     mqtt: std::sync::Mutex<Option<EmbeddedBroker>>,
     changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
     queues: Arc<dyn QueueProvider>,
@@ -131,6 +135,10 @@ impl Host {
             .context("cannot open the embedded table store")?;
         let streams = EmbeddedStreams::open(&state.join("data").join("streams.redb"))
             .context("cannot open the embedded stream store")?;
+        let leases: Arc<dyn gust_backends::Lease> = Arc::new(gust_backends::KvLeases::new(
+            kv.open(LEASES).context("cannot open the lease store")?,
+        ));
+        let node = format!("{}-{}", hostname(), std::process::id());
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
         let loaded = LoadedApp::load(
@@ -159,6 +167,8 @@ impl Host {
             sql,
             tables,
             streams,
+            leases,
+            node,
             mqtt: std::sync::Mutex::new(None),
             changefeed_checkpoints,
             queues,
@@ -243,6 +253,8 @@ impl Host {
             tables: &self.tables,
             changefeed_checkpoints: self.changefeed_checkpoints.clone(),
             streams: &self.streams,
+            leases: self.leases.clone(),
+            node: self.node.clone(),
             mqtt_broker: self.mqtt_broker(app)?,
         })
     }
@@ -334,4 +346,13 @@ impl Host {
 /// Stream name prefix for an app's queues on NATS (`GUST_<APP>`).
 fn nats_prefix(app: &str) -> String {
     format!("gust_{}", app.replace('-', "_"))
+}
+
+/// This machine's name, for lease holders (`localhost` if unknown).
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

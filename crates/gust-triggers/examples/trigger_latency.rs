@@ -85,6 +85,7 @@ async fn timer(seconds: u64, dir: &std::path::Path) {
         },
         status: kv.open("gust:timers").unwrap(),
         dispatcher: stamps.clone(),
+        lease: None,
     };
     let (stop, shutdown) = Shutdown::new();
     let task = tokio::spawn(runner.run(shutdown));

@@ -4,7 +4,9 @@
 //! Its status (last fired slot, next slot) is persisted in a key-value store,
 //! so a restart that finds the next slot already past fires once with
 //! `past_due = true`. A slot is recorded as fired *before* the function runs,
-//! so no slot ever fires twice.
+//! so no slot ever fires twice; with a [`Lease`] store, a slot also fires
+//! on one node only when several run the same app (the node that claims
+//! `timer:<function>@<slot>` first fires it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
-use gust_backends::KeyValue;
+use gust_backends::{KeyValue, Lease};
 use gust_events::{Event, Outcome};
 use gust_manifest::TimerTrigger;
 use serde_json::json;
@@ -87,7 +89,13 @@ pub struct TimerRunner {
     pub status: Arc<dyn KeyValue>,
     /// Runs the function.
     pub dispatcher: Arc<dyn Dispatcher>,
+    /// Claims of schedule slots shared by the nodes running this app, and
+    /// this node's name in them (none: this process alone fires).
+    pub lease: Option<(Arc<dyn Lease>, String)>,
 }
+
+/// How long a slot's claim is kept (longer than any clock skew between nodes).
+const SLOT_CLAIM: Duration = Duration::from_secs(600);
 
 impl TimerRunner {
     /// Fires on schedule until `shutdown`.
@@ -138,6 +146,20 @@ impl TimerRunner {
         // Recorded before running: a crash now skips this slot rather than
         // firing it twice.
         self.save(status).await;
+        if let Some((lease, node)) = &self.lease {
+            let claim = format!("timer:{}@{}", self.function, slot.to_rfc3339());
+            match lease.acquire(&claim, node, SLOT_CLAIM).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(function = %self.function, slot = %slot, "slot fired by another node");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(function = %self.function, slot = %slot, "cannot claim the slot, skipping it: {e}");
+                    return;
+                }
+            }
+        }
         let data = json!({
             "scheduled_time": slot.to_rfc3339(),
             "fired_at": Utc::now().to_rfc3339(),
@@ -211,6 +233,36 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_sharing_a_lease_fire_each_slot_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
+        let leases: Arc<dyn Lease> =
+            Arc::new(gust_backends::KvLeases::new(kv.open("leases").unwrap()));
+        let recorder = Arc::new(Recorder::new(|_| Outcome::Done));
+        let (stop, shutdown) = Shutdown::new();
+        let mut tasks = Vec::new();
+        for node in ["node-a", "node-b"] {
+            let runner = TimerRunner {
+                function: "tick".into(),
+                trigger: trigger("* * * * * *", "UTC", false),
+                status: kv.open(&format!("timers-{node}")).unwrap(),
+                dispatcher: recorder.clone(),
+                lease: Some((leases.clone(), node.to_string())),
+            };
+            tasks.push(tokio::spawn(runner.run(shutdown.clone())));
+        }
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        stop.send(true).unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let fired = recorder.seen();
+        assert!(fired.len() >= 2, "two slots passed, got {}", fired.len());
+        let ids: std::collections::HashSet<_> = fired.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.len(), fired.len(), "a slot fired on both nodes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fires_on_schedule_and_detects_a_missed_slot_after_restart() {
         let dir = tempfile::tempdir().unwrap();
         let kv = EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
@@ -221,6 +273,7 @@ mod tests {
             trigger: trigger("* * * * * *", "UTC", true),
             status: store.clone(),
             dispatcher: recorder.clone(),
+            lease: None,
         };
         let (stop, shutdown) = Shutdown::new();
         let task = tokio::spawn(runner.run(shutdown));
@@ -246,6 +299,7 @@ mod tests {
             trigger: trigger("0 0 1 1 *", "UTC", false),
             status: store.clone(),
             dispatcher: recorder.clone(),
+            lease: None,
         };
         let (stop, shutdown) = Shutdown::new();
         let task = tokio::spawn(runner.run(shutdown));
