@@ -95,3 +95,31 @@ pub async fn drain<B: hyper::body::Body>(body: B) {
         }
     }
 }
+
+/// Reads an admin API upload: its content type (default
+/// `application/json`) and at most `max` bytes of body; a larger body is a
+/// 413 answer naming `what` ("message", "record", ...).
+pub async fn read_upload(
+    req: http::Request<hyper::body::Incoming>,
+    max: usize,
+    what: &str,
+) -> Result<(String, Bytes), Response<Body>> {
+    use http_body_util::BodyExt;
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    match http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok((content_type, c.to_bytes())),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{what}-too-large"),
+            format!("a {what} is at most {max} bytes"),
+        )),
+    }
+}

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 
 use gust_backends::{DeadLetter, Message};
 use gust_events::rfc3339;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
@@ -51,24 +50,9 @@ pub async fn handle(
     };
     let result = match (method, rest) {
         (&Method::POST, ["messages"]) => {
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/json")
-                .to_string();
-            let data = match http_body_util::Limited::new(req.into_body(), MAX_MESSAGE)
-                .collect()
-                .await
-            {
-                Ok(c) => c.to_bytes(),
-                Err(_) => {
-                    return body::error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "message-too-large",
-                        format!("a message is at most {MAX_MESSAGE} bytes"),
-                    );
-                }
+            let (content_type, data) = match body::read_upload(req, MAX_MESSAGE, "message").await {
+                Ok(upload) => upload,
+                Err(response) => return response,
             };
             let metadata = BTreeMap::from([("content-type".to_string(), content_type)]);
             queue

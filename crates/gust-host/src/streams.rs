@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use gust_backends::StreamRecord;
 use gust_events::rfc3339;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
@@ -56,24 +55,9 @@ pub async fn handle(
                     "give the record's partition key as ?key=...",
                 );
             };
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/json")
-                .to_string();
-            let data = match http_body_util::Limited::new(req.into_body(), MAX_RECORD)
-                .collect()
-                .await
-            {
-                Ok(c) => c.to_bytes(),
-                Err(_) => {
-                    return body::error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "record-too-large",
-                        format!("a record is at most {MAX_RECORD} bytes"),
-                    );
-                }
+            let (content_type, data) = match body::read_upload(req, MAX_RECORD, "record").await {
+                Ok(upload) => upload,
+                Err(response) => return response,
             };
             let metadata = BTreeMap::from([("content-type".to_string(), content_type)]);
             stream.append(&key, data.to_vec(), metadata).await.map(|p| {
