@@ -74,16 +74,20 @@ echo "raw preloaded double-ack: $out" >&2
 
 # ---- gust --------------------------------------------------------------------
 port=18200
-for backend in embedded nats; do
-  name="qbench$$$backend"
-  app=$WORK/queue-$backend
+# Each backend with a fresh instance per message (the default) and with
+# `--reuse-instances` (instances kept warm between messages).
+for run in embedded nats embedded+reuse nats+reuse; do
+  backend=${run%+reuse}
+  name="qbench$$${run/+/}"
+  app=$WORK/queue-${run/+/-}
   rm -rf "$app" && mkdir -p "$app"
   cp "$COMPONENT" "$app/noop.wasm"
   manifest "$name" parked > "$app/gust.toml"
   extra=()
   [ $backend = nats ] && extra=(--nats "$NATS")
+  [ "$run" != "$backend" ] && extra+=(--reuse-instances)
   port=$((port + 1))
-  log=$WORK/queue-$backend.log
+  log=$WORK/queue-${run/+/-}.log
   "$GUST" up "$app" --listen 127.0.0.1:$port --quiet --no-watch "${extra[@]}" > "$log" 2>&1 & pid=$!
   pids+=($pid)
   until grep -q ready "$log" 2>/dev/null; do sleep 0.1; kill -0 $pid || { cat "$log"; exit 1; }; done
@@ -92,20 +96,20 @@ for backend in embedded nats; do
 
   # Pre-loaded: fill `jobs` while `noop` consumes `parked`, then point it at `jobs`.
   out=$("$RAW" send --url "$url" --key "$key" --queue jobs --n "$N" --conns "$CONNS")
-  echo "gust $backend fill: $out" >&2
+  echo "gust $run fill: $out" >&2
   manifest "$name" jobs > "$app/gust.toml"
   out=$("$RAW" drain --url "$url" --key "$key" --queue jobs --reload)
-  echo "gust $backend pre-loaded drain: $out" >&2
-  rows+=("gust $backend|pre-loaded drain (reload .. depth 0)|$(field secs "$out")|$(field rate "$out")|-|preloaded")
+  echo "gust $run pre-loaded drain: $out" >&2
+  rows+=("gust $run|pre-loaded drain (reload .. depth 0)|$(field secs "$out")|$(field rate "$out")|-|preloaded")
 
   # Send + drain, the function consuming all along.
   sleep 1
   out=$("$RAW" send --url "$url" --key "$key" --queue jobs --n "$N" --conns "$CONNS" --wait-drained)
-  echo "gust $backend send + drain: $out" >&2
-  rows+=("gust $backend|send + drain (first send .. depth 0)|$(field secs "$out")|$(field rate "$out")|$(field send_rate "$out")|concurrent")
+  echo "gust $run send + drain: $out" >&2
+  rows+=("gust $run|send + drain (first send .. depth 0)|$(field secs "$out")|$(field rate "$out")|$(field send_rate "$out")|concurrent")
 
   rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
-  echo "gust $backend peak RSS $((rss / 1024)) MiB" >&2
+  echo "gust $run peak RSS $((rss / 1024)) MiB" >&2
   kill $pid; wait $pid 2>/dev/null || true
   if [ $backend = nats ]; then
     "$RAW" delete-streams --nats "$NATS" --containing "$(tr a-z A-Z <<<"$name")" >&2

@@ -226,7 +226,7 @@ impl LoadedApp {
             let env = function_env(f, variables.clone(), &cx, &topics)?;
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
             if !matches!(f.trigger, Trigger::Http(_)) {
-                let function = EventFunction::new(cx.runtime, &component, env)
+                let function = EventFunction::new(cx.runtime, &component, env, cx.reuse_instances)
                     .with_context(|| format!("function `{}` ({})", f.name, path.display()))?;
                 events.functions.insert(
                     f.name.clone(),

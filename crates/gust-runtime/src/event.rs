@@ -1,8 +1,9 @@
 //! Event functions: components exporting `gust:function/event-handler`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
+use wasmtime::Store;
 use wasmtime::component::Component;
 
 use crate::engine::Runtime;
@@ -19,21 +20,40 @@ pub(crate) mod generated {
     });
 }
 
-use generated::EventHostPre;
 use generated::exports::gust::function::event_handler;
+use generated::{EventHost, EventHostPre};
 
 pub use gust_events::{Event, Outcome};
 
-/// One event function, pre-instantiated; a fresh instance per event.
+/// Events after which a reused instance is replaced.
+const REUSE_LIMIT: u32 = 10_000;
+
+/// One event function, pre-instantiated. A fresh instance per event by
+/// default; with instance reuse (opt-in, as for HTTP functions) an
+/// instance whose handler returned serves later events too, and one that
+/// trapped or timed out is discarded.
 pub struct EventFunction {
     pre: EventHostPre<HostState>,
     env: Arc<FunctionEnv>,
+    warm: Option<Mutex<Vec<Warm>>>,
+}
+
+/// An instance kept for reuse.
+struct Warm {
+    store: Store<HostState>,
+    instance: EventHost,
+    uses: u32,
 }
 
 impl EventFunction {
     /// Pre-instantiates `component`; fails when it does not export
     /// `gust:function/event-handler` or imports what Gust lacks.
-    pub fn new(runtime: &Runtime, component: &Component, env: FunctionEnv) -> Result<Self> {
+    pub fn new(
+        runtime: &Runtime,
+        component: &Component,
+        env: FunctionEnv,
+        reuse_instances: bool,
+    ) -> Result<Self> {
         let instance_pre = runtime
             .linker()
             .instantiate_pre(component)
@@ -44,6 +64,7 @@ impl EventFunction {
         Ok(Self {
             pre,
             env: Arc::new(env),
+            warm: reuse_instances.then(|| Mutex::new(Vec::new())),
         })
     }
 
@@ -61,7 +82,11 @@ impl EventFunction {
     /// an `Err` (and logged); an error the function returned is
     /// `Ok(Retry)` or `Ok(Fail)` as it asked.
     pub async fn handle(&self, event: Event) -> Result<Outcome, InvokeError> {
-        let mut store = HostState::store(self.pre.engine(), self.env.clone());
+        let warm = self.warm.as_ref().and_then(|w| w.lock().ok()?.pop());
+        let (mut store, reused) = match warm {
+            Some(w) => (w.store, Some((w.instance, w.uses))),
+            None => (HostState::store(self.pre.engine(), self.env.clone()), None),
+        };
         HostState::start_invocation(&mut store);
         let wit_event = event_handler::Event {
             id: event.id,
@@ -74,29 +99,51 @@ impl EventFunction {
             extensions: event.extensions,
             attempt: event.attempt,
         };
-        let result = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance
-                .gust_function_event_handler()
-                .call_handle(&mut store, &wit_event)
-                .await
-        }
-        .await;
+        let (instance, uses) = match reused {
+            Some(r) => r,
+            None => match self.pre.instantiate_async(&mut store).await {
+                Ok(instance) => (instance, 0),
+                Err(e) => return Err(self.failed(e, &store)),
+            },
+        };
+        let result = instance
+            .gust_function_event_handler()
+            .call_handle(&mut store, &wit_event)
+            .await;
         store.data_mut().flush_output();
-        match result {
-            Ok(Ok(())) => Ok(Outcome::Done),
-            Ok(Err(e)) if e.retryable => Ok(Outcome::Retry(e.message)),
-            Ok(Err(e)) => Ok(Outcome::Fail(e.message)),
-            Err(e) => {
-                let refused = store.data().limiter.refused;
-                let err = crate::http::classify(e, refused, &self.env);
-                self.env.log.log(
-                    &self.env.name,
-                    LogLevel::Error,
-                    &format!("invocation failed: {err}"),
-                );
-                Err(err)
-            }
+        let outcome = match result {
+            Ok(Ok(())) => Outcome::Done,
+            Ok(Err(e)) if e.retryable => Outcome::Retry(e.message),
+            Ok(Err(e)) => Outcome::Fail(e.message),
+            Err(e) => return Err(self.failed(e, &store)),
+        };
+        self.keep_warm(store, instance, uses + 1);
+        Ok(outcome)
+    }
+
+    /// Keeps an instance whose handler returned for the next event (with
+    /// reuse on, up to the function's concurrency and [`REUSE_LIMIT`] uses).
+    fn keep_warm(&self, store: Store<HostState>, instance: EventHost, uses: u32) {
+        if uses < REUSE_LIMIT
+            && let Some(Ok(mut idle)) = self.warm.as_ref().map(|w| w.lock())
+            && idle.len() < self.env.limits.concurrency as usize
+        {
+            idle.push(Warm {
+                store,
+                instance,
+                uses,
+            });
         }
+    }
+
+    /// Classifies and logs a trap, timeout or instantiation failure.
+    fn failed(&self, e: wasmtime::Error, store: &Store<HostState>) -> InvokeError {
+        let err = crate::http::classify(e, store.data().limiter.refused, &self.env);
+        self.env.log.log(
+            &self.env.name,
+            LogLevel::Error,
+            &format!("invocation failed: {err}"),
+        );
+        err
     }
 }

@@ -124,6 +124,14 @@ fn queue_trigger_on_the_embedded_store() {
 }
 
 #[test]
+fn queue_trigger_with_reused_instances() {
+    // Same outcomes when instances serve several events; the trap discards one.
+    let app = app("queue-reuse");
+    let host = up(app.path(), &["--quiet", "--reuse-instances"]);
+    exercise(&app, &host);
+}
+
+#[test]
 fn queue_trigger_on_nats_jetstream() {
     let name = format!("queue-nats-{}", std::process::id());
     let app = app(&name);
