@@ -9,6 +9,7 @@ mod new;
 mod queue;
 mod stream;
 mod up;
+mod up_many;
 
 use std::process::ExitCode;
 

@@ -1,4 +1,5 @@
-//! `gust up` and `gust serve`: run a host in the foreground.
+//! `gust up` and `gust serve`: run a host in the foreground. A folder of
+//! apps (no `gust.toml` of its own) is handed to [`super::up_many`].
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,6 +14,9 @@ use crate::progress::BuildBar;
 
 /// Builds the app, serves it and hot-reloads on change until Ctrl-C.
 pub fn up(args: UpArgs) -> Result<ExitCode> {
+    if let Some(apps) = super::up_many::app_folders(&args.dir)? {
+        return super::up_many::up_many(args, apps);
+    }
     start(HostOptions {
         app_dir: std::path::absolute(&args.dir).unwrap_or(args.dir),
         listen: args.listen,
@@ -64,8 +68,23 @@ fn start(options: HostOptions) -> Result<ExitCode> {
 
 /// Prints one line with `ready` and every route's URL, then a line per route.
 fn announce(host: &Host) {
-    let app = host.current();
     let url = host.url();
+    let (routes, details) = describe(host, &url);
+    println!(
+        "gust: app `{}` ready on {url} (admin API {url}/_gust/, keys: gust keys) routes: {}",
+        host.current().app.name,
+        routes.join(" ")
+    );
+    for line in details {
+        println!("{line}");
+    }
+}
+
+/// What `host` serves, with HTTP routes under `url` (the host's own URL, or
+/// its prefix on a multi-app front): every route's URL, and one indented
+/// line per function (plus the MQTT broker, if it runs).
+pub(super) fn describe(host: &Host, url: &str) -> (Vec<String>, Vec<String>) {
+    let app = host.current();
     let mut routes = Vec::new();
     let mut details = Vec::new();
     for f in &app.app.functions {
@@ -135,15 +154,8 @@ fn announce(host: &Host) {
             }
         }
     }
-    println!(
-        "gust: app `{}` ready on {url} (admin API {url}/_gust/, keys: gust keys) routes: {}",
-        app.app.name,
-        routes.join(" ")
-    );
-    for line in details {
-        println!("{line}");
-    }
     if let Some(addr) = host.mqtt_addr() {
-        println!("  mqtt broker  mqtt://{addr} (MQTT 3.1.1 and 5)");
+        details.push(format!("  mqtt broker  mqtt://{addr} (MQTT 3.1.1 and 5)"));
     }
+    (routes, details)
 }
