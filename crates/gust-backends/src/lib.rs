@@ -3,7 +3,7 @@
 //! Triggers and the runtime see only the traits in this crate ([`KeyValue`],
 //! [`KeyValueProvider`], ...). Each backend is a module: [`embedded`] keeps
 //! everything on disk in the app's `.gust/` folder with no service to install;
-//! `nats` (feature `nats`) puts queues on NATS JetStream.
+//! `nats` (feature `nats`) puts queues and topics on NATS JetStream.
 
 pub mod blob;
 pub mod embedded;
@@ -16,6 +16,7 @@ pub mod queue;
 pub mod sql;
 pub mod stream;
 pub mod table;
+pub mod topic;
 
 pub use blob::{BlobContainer, BlobProvider};
 pub use error::BackendError;
@@ -25,6 +26,7 @@ pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
 pub use sql::{Sql, SqlProvider, SqlRows, SqlStatement, SqlValue};
 pub use stream::{Stream, StreamProvider, StreamRecord};
 pub use table::{Change, ChangeFeed, ChangeKind, Document, Table, TableProvider};
+pub use topic::{Topic, TopicProvider};
 
 /// Result type of every backend call.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;

@@ -1,4 +1,5 @@
-//! The `nats` backend: queues on [NATS JetStream](https://docs.nats.io/nats-concepts/jetstream).
+//! The `nats` backend: queues and topics on [NATS JetStream](https://docs.nats.io/nats-concepts/jetstream)
+//! (topics: see [`NatsQueues`]).
 //!
 //! Each queue is a work-queue stream `<PREFIX>_Q_<name>` capturing the subject
 //! `<prefix>.q.<name>` (the name escaped so any text is safe: letters, digits
@@ -17,11 +18,15 @@
 //!   `visibility` (clamped to 100 ms ..= 12 h); a receive with a different
 //!   visibility updates the consumer, which changes the lease of everything
 //!   already delivered too.
-//! - `ack` / `nack(delay)` / `extend` / `dead_letter`: `+ACK`, `-NAK` with
-//!   the delay, `+WPI` (which renews the lease for the consumer's `ack_wait`,
-//!   whatever `visibility` says) and `+TERM`, each sent as a request so the
-//!   server has processed it when the call returns. The receipt is the
-//!   delivery's ack subject.
+//! - `ack`: `+ACK` published without waiting for the server's reply (the
+//!   connection delivers it before anything sent later, and an ack lost
+//!   with the connection only means one more delivery); waiting for each
+//!   reply made a consumer ack-bound (see `bench/BENCHMARKS.md`).
+//! - `nack(delay)` / `extend` / `dead_letter`: `-NAK` with the delay, `+WPI`
+//!   (which renews the lease for the consumer's `ack_wait`, whatever
+//!   `visibility` says) and `+TERM`, each sent as a request so the server
+//!   has processed it when the call returns. The receipt is the delivery's
+//!   ack subject.
 //! - `attempt` is the consumer's delivery count for the message.
 //! - `dead_letter` publishes the message to the dead-letter stream with the
 //!   reason, attempts and time in headers, then terminates the delivery.
@@ -68,6 +73,7 @@ use crate::queue::{
     DEAD_LETTER_ATTEMPTS_KEY, DEAD_LETTER_REASON_KEY, RESERVED_METADATA_PREFIX, check_metadata,
     dead_letter_name,
 };
+use crate::topic::{Topic, TopicProvider, subscription_queue};
 use crate::{BackendError, DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt, Result};
 
 const BACKEND: &str = "nats queue";
@@ -112,7 +118,36 @@ fn escape(name: &str) -> String {
     out
 }
 
-/// Queues on a NATS JetStream server: a [`QueueProvider`].
+/// Reverses [`escape`]; `None` for text `escape` never makes.
+fn unescape(escaped: &str) -> Option<String> {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' {
+            let hex = escaped.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Queues and topics on a NATS JetStream server: a [`QueueProvider`] and a
+/// [`TopicProvider`].
+///
+/// A topic is the stream `<PREFIX>_T_<topic>` capturing
+/// `<prefix>.t.<topic>.>` with interest retention (a message stays until
+/// every subscription has settled it; one published while the topic has no
+/// subscription is dropped). Publishing goes to `<prefix>.t.<topic>.all`.
+/// A subscription is a durable pull consumer of that stream named after it,
+/// starting with messages published after it was made; `send` on it
+/// publishes to `<prefix>.t.<topic>.to.<subscription>`, which every other
+/// subscription skips (acks unseen), so a redrive reaches only its own.
+/// A subscription's `depth` counts those skipped messages too.
 ///
 /// Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -172,6 +207,94 @@ impl NatsQueues {
         format!("{}.q.{}", self.subject_prefix, escape(name))
     }
 
+    /// The stream that holds topic `name`.
+    pub fn topic_stream_name(&self, name: &str) -> String {
+        format!("{}_T_{}", self.stream_prefix, escape(name))
+    }
+
+    /// The subjects of topic `name` start with this.
+    fn topic_subject(&self, name: &str) -> String {
+        format!("{}.t.{}", self.subject_prefix, escape(name))
+    }
+
+    fn topic_stream_config(&self, topic: &str) -> stream::Config {
+        stream::Config {
+            name: self.topic_stream_name(topic),
+            subjects: vec![format!("{}.>", self.topic_subject(topic))],
+            retention: RetentionPolicy::Interest,
+            storage: StorageType::File,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    /// The consumer behind subscription `subscription` of `topic`.
+    fn subscription_target(&self, topic: &str, subscription: &str) -> Arc<Target> {
+        let key = format!("\0{topic}\0{subscription}");
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues
+            .entry(key)
+            .or_insert_with(|| {
+                let base = self.topic_subject(topic);
+                Arc::new(Target {
+                    stream_name: self.topic_stream_name(topic),
+                    stream_subject: format!("{base}.>"),
+                    retention: RetentionPolicy::Interest,
+                    subject: format!("{base}.to.{}", escape(subscription)),
+                    consumer_name: escape(subscription),
+                    broadcast: Some(format!("{base}.all")),
+                    stream: OnceCell::new(),
+                    consumer: OnceCell::new(),
+                    ack_wait: Mutex::new(DEFAULT_ACK_WAIT),
+                })
+            })
+            .clone()
+    }
+
+    /// Subscription `subscription` of `topic` as a queue, its consumer
+    /// created when missing.
+    pub async fn open_subscription(&self, topic: &str, subscription: &str) -> Result<NatsQueue> {
+        if topic.is_empty() || subscription.is_empty() {
+            return Err(BackendError::NoSuchResource(String::new()));
+        }
+        let name = subscription_queue(topic, subscription);
+        let queue = NatsQueue {
+            provider: self.clone(),
+            main: self.subscription_target(topic, subscription),
+            dead: self.target(&dead_letter_name(&name)),
+            name,
+        };
+        queue.consumer().await?;
+        Ok(queue)
+    }
+
+    /// Topic `name` (same as [`TopicProvider::topic`], without the boxing).
+    pub fn open_topic(&self, name: &str) -> Result<NatsTopic> {
+        if name.is_empty() {
+            return Err(BackendError::NoSuchResource(String::new()));
+        }
+        Ok(NatsTopic {
+            provider: self.clone(),
+            name: name.to_string(),
+            stream: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// Deletes topic `name`'s stream with its subscriptions. Their
+    /// dead-letter queues stay. Deleting a topic that does not exist is fine.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let key = format!("\0{name}\0");
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| !k.starts_with(&key));
+        match self.js.delete_stream(self.topic_stream_name(name)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e.to_string()) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
     /// Deletes the streams of queue `name` and of its dead-letter queue, with
     /// every message in them. Deleting a queue that does not exist is fine.
     pub async fn delete_queue(&self, name: &str) -> Result<()> {
@@ -197,7 +320,11 @@ impl NatsQueues {
             .or_insert_with(|| {
                 Arc::new(Target {
                     stream_name: self.stream_name(name),
+                    stream_subject: self.subject(name),
+                    retention: RetentionPolicy::WorkQueue,
                     subject: self.subject(name),
+                    consumer_name: CONSUMER.into(),
+                    broadcast: None,
                     stream: OnceCell::new(),
                     consumer: OnceCell::new(),
                     ack_wait: Mutex::new(DEFAULT_ACK_WAIT),
@@ -235,10 +362,140 @@ impl QueueProvider for NatsQueues {
     }
 }
 
-/// One queue's stream and consumer.
+#[async_trait]
+impl TopicProvider for NatsQueues {
+    async fn topic(&self, name: &str) -> Result<Arc<dyn Topic>> {
+        Ok(Arc::new(self.open_topic(name)?))
+    }
+
+    async fn topics(&self) -> Result<Vec<String>> {
+        let start = format!("{}_T_", self.stream_prefix);
+        let names: Vec<String> = self
+            .js
+            .stream_names()
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(engine)?;
+        let mut topics = Vec::new();
+        for name in names {
+            let Some(topic) = name.strip_prefix(&start).and_then(unescape) else {
+                continue;
+            };
+            let has_subscriptions = self
+                .open_topic(&topic)?
+                .subscriptions()
+                .await
+                .is_ok_and(|s| !s.is_empty());
+            if has_subscriptions {
+                topics.push(topic);
+            }
+        }
+        topics.sort();
+        Ok(topics)
+    }
+}
+
+/// One topic on a [`NatsQueues`] server.
+pub struct NatsTopic {
+    provider: NatsQueues,
+    name: String,
+    stream: Arc<OnceCell<stream::Stream>>,
+}
+
+impl std::fmt::Debug for NatsTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTopic")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsTopic {
+    async fn stream(&self) -> Result<&stream::Stream> {
+        self.stream
+            .get_or_try_init(|| async {
+                self.provider
+                    .js
+                    .get_or_create_stream(self.provider.topic_stream_config(&self.name))
+                    .await
+                    .map_err(engine)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Topic for NatsTopic {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn publish(&self, messages: Vec<(Vec<u8>, BTreeMap<String, String>)>) -> Result<()> {
+        self.stream().await?;
+        let now = now_ms();
+        let mut prepared = Vec::with_capacity(messages.len());
+        for (body, metadata) in messages {
+            check_metadata(&metadata)?;
+            prepared.push((headers_for(&new_id(), now, &metadata)?, Bytes::from(body)));
+        }
+        let subject = format!("{}.all", self.provider.topic_subject(&self.name));
+        publish_all(&self.provider.js, &subject, prepared).await
+    }
+
+    async fn subscribe(&self, name: &str) -> Result<Arc<dyn Queue>> {
+        self.stream().await?;
+        Ok(Arc::new(
+            self.provider.open_subscription(&self.name, name).await?,
+        ))
+    }
+
+    async fn unsubscribe(&self, name: &str) -> Result<()> {
+        let key = format!("\0{}\0{name}", self.name);
+        self.provider
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        let stream = self.stream().await?;
+        match stream.delete_consumer(&escape(name)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e.to_string()) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<String>> {
+        let stream = self.stream().await?;
+        let names: Vec<String> = stream
+            .consumer_names()
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(engine)?;
+        let mut out: Vec<String> = names.iter().filter_map(|n| unescape(n)).collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// One queue's stream and consumer: a work queue, or one subscription of a
+/// topic (a durable consumer of the topic's stream).
 struct Target {
     stream_name: String,
+    /// What the stream captures.
+    stream_subject: String,
+    retention: RetentionPolicy,
+    /// Where `send` publishes.
     subject: String,
+    /// The durable pull consumer that receives.
+    consumer_name: String,
+    /// For a subscription: the topic's broadcast subject, taken besides
+    /// `subject` (every other subject of the stream is another
+    /// subscription's and is skipped).
+    broadcast: Option<String>,
     stream: OnceCell<stream::Stream>,
     consumer: OnceCell<consumer::PullConsumer>,
     /// The consumer's current `ack_wait`.
@@ -249,17 +506,31 @@ impl Target {
     fn stream_config(&self) -> stream::Config {
         stream::Config {
             name: self.stream_name.clone(),
-            subjects: vec![self.subject.clone()],
-            retention: RetentionPolicy::WorkQueue,
+            subjects: vec![self.stream_subject.clone()],
+            retention: self.retention,
             storage: StorageType::File,
             allow_direct: true,
             ..Default::default()
         }
     }
 
-    fn consumer_config(ack_wait: Duration) -> consumer::pull::Config {
+    /// Whether a message the consumer delivered on `subject` is this
+    /// queue's (for a subscription: published to the topic, or sent to this
+    /// subscription).
+    fn takes(&self, subject: &str) -> bool {
+        subject == self.subject || self.broadcast.as_deref().is_none_or(|b| b == subject)
+    }
+
+    fn consumer_config(&self, ack_wait: Duration) -> consumer::pull::Config {
+        // A subscription starts with what is published after it is made.
+        let deliver_policy = if self.broadcast.is_some() {
+            consumer::DeliverPolicy::New
+        } else {
+            consumer::DeliverPolicy::All
+        };
         consumer::pull::Config {
-            durable_name: Some(CONSUMER.into()),
+            durable_name: Some(self.consumer_name.clone()),
+            deliver_policy,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait,
             max_deliver: -1,
@@ -466,7 +737,10 @@ impl NatsQueue {
             .consumer
             .get_or_try_init(|| async {
                 let consumer = stream
-                    .get_or_create_consumer(CONSUMER, Target::consumer_config(DEFAULT_ACK_WAIT))
+                    .get_or_create_consumer(
+                        &self.main.consumer_name,
+                        self.main.consumer_config(DEFAULT_ACK_WAIT),
+                    )
                     .await
                     .map_err(engine)?;
                 *self.main.ack_wait.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -484,7 +758,7 @@ impl NatsQueue {
         if current != wanted {
             let stream = self.main.stream(self.js()).await?;
             stream
-                .create_consumer(Target::consumer_config(wanted))
+                .create_consumer(self.main.consumer_config(wanted))
                 .await
                 .map_err(engine)?;
             *self.main.ack_wait.lock().unwrap_or_else(|e| e.into_inner()) = wanted;
@@ -503,6 +777,19 @@ impl NatsQueue {
             .await
             .map_err(engine)?;
         Ok(())
+    }
+
+    /// Sends `+ACK` for `receipt` without waiting for the server's reply:
+    /// the connection carries it ahead of anything this process sends
+    /// later, and a lost ack only means one more delivery.
+    async fn ack_now(&self, receipt: &Receipt) -> Result<()> {
+        parse_receipt(receipt)?;
+        let payload: Bytes = AckKind::Ack.into();
+        self.provider
+            .client
+            .publish(receipt.0.clone(), payload)
+            .await
+            .map_err(engine)
     }
 
     /// Everything available now, up to `max`, without waiting.
@@ -526,20 +813,28 @@ impl NatsQueue {
 
     /// Publishes prepared messages to `subject` and awaits every ack.
     async fn publish_all(&self, subject: &str, messages: Vec<(HeaderMap, Bytes)>) -> Result<()> {
-        let mut acks = Vec::with_capacity(messages.len());
-        for (headers, payload) in messages {
-            acks.push(
-                self.js()
-                    .publish_with_headers(subject.to_string(), headers, payload)
-                    .await
-                    .map_err(engine)?,
-            );
-        }
-        for ack in acks {
-            ack.await.map_err(engine)?;
-        }
-        Ok(())
+        publish_all(self.js(), subject, messages).await
     }
+}
+
+/// Publishes prepared messages to `subject` and awaits every ack.
+async fn publish_all(
+    js: &jetstream::Context,
+    subject: &str,
+    messages: Vec<(HeaderMap, Bytes)>,
+) -> Result<()> {
+    let mut acks = Vec::with_capacity(messages.len());
+    for (headers, payload) in messages {
+        acks.push(
+            js.publish_with_headers(subject.to_string(), headers, payload)
+                .await
+                .map_err(engine)?,
+        );
+    }
+    for ack in acks {
+        ack.await.map_err(engine)?;
+    }
+    Ok(())
 }
 
 fn to_delivery(m: jetstream::Message) -> Result<Delivery> {
@@ -627,11 +922,20 @@ impl Queue for NatsQueue {
                 self.fetch_now(consumer, max - 1, &mut got).await?;
             }
         }
-        got.into_iter().map(to_delivery).collect()
+        let mut deliveries = Vec::with_capacity(got.len());
+        for m in got {
+            if self.main.takes(&m.message.subject) {
+                deliveries.push(to_delivery(m)?);
+            } else {
+                // Sent to another subscription of the topic.
+                m.ack().await.map_err(engine)?;
+            }
+        }
+        Ok(deliveries)
     }
 
     async fn ack(&self, receipt: &Receipt) -> Result<()> {
-        self.settle(receipt, AckKind::Ack).await
+        self.ack_now(receipt).await
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
@@ -676,10 +980,12 @@ impl Queue for NatsQueue {
         let mut seq = info.delivered.stream_sequence + 1;
         let mut out = Vec::new();
         while out.len() < max {
-            match next_stored(stream, &self.main.subject, seq).await? {
+            match next_stored(stream, &self.main.stream_subject, seq).await? {
                 Some(m) => {
                     seq = m.sequence + 1;
-                    out.push(stored_message(&m, 0, true));
+                    if self.main.takes(&m.subject) {
+                        out.push(stored_message(&m, 0, true));
+                    }
                 }
                 None => break,
             }
@@ -787,6 +1093,10 @@ mod tests {
         assert_eq!(escape("a_b"), "a_5fb");
         assert_ne!(escape("a.b"), escape("a_2eb"));
         assert_eq!(escape("ü"), "_c3_bc");
+        for name in ["orders-1", "a.b", "a_b", "ü", "x_2e"] {
+            assert_eq!(unescape(&escape(name)).as_deref(), Some(name));
+        }
+        assert_eq!(unescape("a_zz"), None);
     }
 
     #[test]

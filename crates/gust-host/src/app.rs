@@ -12,6 +12,7 @@ use std::pin::Pin;
 use anyhow::{Context, Result, bail};
 use gust_backends::{
     BlobProvider, KeyValueProvider, QueueProvider, SqlProvider, StreamProvider, TableProvider,
+    TopicProvider,
 };
 use gust_events::{Event, Outcome};
 use gust_manifest::EventTriggerKind;
@@ -22,10 +23,10 @@ use gust_triggers::blob::BlobWatcher;
 use gust_triggers::changefeed::{ChangeFeedConsumer, dead_letter_queue};
 use gust_triggers::http::{HttpRouter, Keys};
 use gust_triggers::mqtt::{BrokerUrl, MqttTrigger, MqttTriggerSettings};
-use gust_triggers::queue::QueueConsumer;
+use gust_triggers::queue::{EventFilter, QueueConsumer};
 use gust_triggers::stream::{StreamConsumer, StreamTriggerSettings};
 use gust_triggers::timer::TimerRunner;
-use gust_triggers::topic::{DedupeWindow, Publisher, Subscription, subscription_queue};
+use gust_triggers::topic::{DedupeWindow, Publisher, subscription_queue};
 use gust_triggers::{Dispatcher, Shutdown};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -147,8 +148,10 @@ pub struct LoadedApp {
 
 /// What starting triggers needs from the host.
 pub struct TriggerContext<'a> {
-    /// Queues (work queues and topic subscriptions).
+    /// Work queues.
     pub queues: &'a dyn QueueProvider,
+    /// Topics (subscriptions of topic-triggered functions).
+    pub topics: Arc<dyn TopicProvider>,
     /// Published-event de-duplication, shared across reloads.
     pub dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     /// Where timer schedules keep their status.
@@ -263,11 +266,13 @@ impl LoadedApp {
     }
 
     /// Starts a consumer for every queue-triggered function and every topic
-    /// subscription (each has its own queue), and the topic publisher.
+    /// subscription, and the topic publisher. Subscriptions that no function
+    /// of this app version has any more are removed.
     pub async fn start_triggers(&self, cx: &TriggerContext<'_>) -> Result<()> {
         let (stop, shutdown) = Shutdown::new();
         let mut tasks = Vec::new();
         let mut subscriptions = Vec::new();
+        self.remove_stale_subscriptions(cx.topics.as_ref()).await?;
         let queues = cx.queues;
         for f in &self.app.functions {
             if let Trigger::Timer(timer) = &f.trigger {
@@ -344,34 +349,83 @@ impl LoadedApp {
                 },
                 _ => continue,
             };
-            let queue = queues.queue(&trigger.queue).await.with_context(|| {
-                format!(
-                    "function `{}`: cannot open queue `{}`",
-                    f.name, trigger.queue
-                )
-            })?;
-            if let Trigger::Topic(topic) = &f.trigger {
-                subscriptions.push(Subscription {
-                    function: f.name.clone(),
-                    trigger: topic.clone(),
-                    queue: queue.clone(),
-                });
-            }
+            let (queue, filter) = match &f.trigger {
+                Trigger::Topic(topic) => {
+                    let queue = async {
+                        cx.topics
+                            .topic(&topic.topic)
+                            .await?
+                            .subscribe(&f.name)
+                            .await
+                    }
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "function `{}`: cannot subscribe to topic `{}`",
+                            f.name, topic.topic
+                        )
+                    })?;
+                    subscriptions.push(topic.clone());
+                    let wanted = topic.clone();
+                    let filter: EventFilter =
+                        Arc::new(move |e| gust_triggers::topic::matches(&wanted, e));
+                    (queue, Some(filter))
+                }
+                _ => {
+                    let queue = queues.queue(&trigger.queue).await.with_context(|| {
+                        format!(
+                            "function `{}`: cannot open queue `{}`",
+                            f.name, trigger.queue
+                        )
+                    })?;
+                    (queue, None)
+                }
+            };
             let consumer = QueueConsumer {
                 function: f.name.clone(),
                 trigger,
                 retry: f.retry.clone(),
                 queue,
                 dispatcher: self.events.clone(),
+                filter,
             };
             tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
         }
-        let _ = self
-            .publisher
-            .set(Publisher::new(subscriptions, cx.dedupe.clone()));
+        let _ = self.publisher.set(Publisher::new(
+            cx.topics.clone(),
+            subscriptions,
+            cx.dedupe.clone(),
+        ));
         let mut running = self.triggers.lock().expect("triggers lock");
         running.stop = Some(stop);
         running.tasks = tasks;
+        Ok(())
+    }
+
+    /// Unsubscribes every subscription of the backend's topics that no
+    /// topic-triggered function of this app version owns (a function that
+    /// was removed or renamed, or whose trigger changed topic).
+    async fn remove_stale_subscriptions(&self, topics: &dyn TopicProvider) -> Result<()> {
+        let wanted: std::collections::BTreeSet<(String, String)> = self
+            .app
+            .functions
+            .iter()
+            .filter_map(|f| match &f.trigger {
+                Trigger::Topic(t) => Some((t.topic.clone(), f.name.clone())),
+                _ => None,
+            })
+            .collect();
+        for name in topics.topics().await.context("cannot list topics")? {
+            let topic = topics.topic(&name).await?;
+            for subscription in topic.subscriptions().await? {
+                if !wanted.contains(&(name.clone(), subscription.clone())) {
+                    tracing::info!(topic = %name, %subscription, "removing a subscription no function has any more");
+                    topic.unsubscribe(&subscription).await.with_context(|| {
+                        format!("cannot remove subscription `{subscription}` of topic `{name}`")
+                    })?;
+                }
+            }
+        }
         Ok(())
     }
 

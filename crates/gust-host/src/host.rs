@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use gust_backends::embedded::{
     EmbeddedBlobs, EmbeddedKv, EmbeddedQueues, EmbeddedSql, EmbeddedStreams, EmbeddedTables,
+    EmbeddedTopics,
 };
-use gust_backends::{KeyValueProvider, QueueProvider};
+use gust_backends::{KeyValueProvider, Queue, QueueProvider, TopicProvider};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 use gust_triggers::mqtt::{EmbeddedBroker, EmbeddedBrokerConfig};
@@ -74,6 +75,7 @@ pub struct Host {
     mqtt: std::sync::Mutex<Option<EmbeddedBroker>>,
     changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
     queues: Arc<dyn QueueProvider>,
+    topics: Arc<dyn TopicProvider>,
     dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     timer_status: Arc<dyn gust_backends::KeyValue>,
     blob_receipts: Arc<dyn gust_backends::KeyValue>,
@@ -92,18 +94,27 @@ impl Host {
         components: &BTreeMap<String, PathBuf>,
     ) -> Result<Arc<Self>> {
         let state = app.state_dir();
-        let queues: Arc<dyn QueueProvider> = match &options.nats_url {
-            Some(url) => Arc::new(
-                gust_backends::nats::NatsQueues::connect(url, &nats_prefix(&app.name))
-                    .await
-                    .with_context(|| format!("cannot use NATS at {url} for queues"))?,
-            ),
-            None => Arc::new(
-                EmbeddedQueues::open(&state.join("data").join("queues.redb"))
-                    .context("cannot open the embedded queue store")?,
-            ),
-        };
-        tokio::task::block_in_place(|| Self::build(options, addr, app, components, queues))
+        let (queues, topics): (Arc<dyn QueueProvider>, Arc<dyn TopicProvider>) =
+            match &options.nats_url {
+                Some(url) => {
+                    let nats = Arc::new(
+                        gust_backends::nats::NatsQueues::connect(url, &nats_prefix(&app.name))
+                            .await
+                            .with_context(|| {
+                                format!("cannot use NATS at {url} for queues and topics")
+                            })?,
+                    );
+                    (nats.clone(), nats)
+                }
+                None => {
+                    let queues = EmbeddedQueues::open(&state.join("data").join("queues.redb"))
+                        .context("cannot open the embedded queue store")?;
+                    let topics = EmbeddedTopics::new(queues.clone())
+                        .context("cannot open the embedded topic registry")?;
+                    (Arc::new(queues), Arc::new(topics))
+                }
+            };
+        tokio::task::block_in_place(|| Self::build(options, addr, app, components, queues, topics))
     }
 
     fn build(
@@ -112,6 +123,7 @@ impl Host {
         app: App,
         components: &BTreeMap<String, PathBuf>,
         queues: Arc<dyn QueueProvider>,
+        topics: Arc<dyn TopicProvider>,
     ) -> Result<Arc<Self>> {
         let state = app.state_dir();
         let runtime = Runtime::new(RuntimeOptions {
@@ -172,6 +184,7 @@ impl Host {
             mqtt: std::sync::Mutex::new(None),
             changefeed_checkpoints,
             queues,
+            topics,
             dedupe: Arc::new(std::sync::Mutex::new(DedupeWindow::new(
                 DEDUPE_WINDOW,
                 DEDUPE_CAPACITY,
@@ -246,6 +259,7 @@ impl Host {
     fn trigger_context(&self, app: &LoadedApp) -> Result<TriggerContext<'_>> {
         Ok(TriggerContext {
             queues: self.queues.as_ref(),
+            topics: self.topics.clone(),
             dedupe: self.dedupe.clone(),
             timer_status: self.timer_status.clone(),
             blob_receipts: self.blob_receipts.clone(),
@@ -277,6 +291,21 @@ impl Host {
     /// The queues of this host's app.
     pub fn queues(&self) -> &dyn QueueProvider {
         self.queues.as_ref()
+    }
+
+    /// Queue `name` of this host's app, where the name of a topic
+    /// subscription of the current app (`<topic>--<function>`) opens that
+    /// subscription (on engines where it is not a plain queue).
+    pub async fn open_queue(&self, name: &str) -> gust_backends::Result<Arc<dyn Queue>> {
+        let app = self.current();
+        for f in &app.app.functions {
+            if let gust_manifest::Trigger::Topic(t) = &f.trigger
+                && gust_backends::topic::subscription_queue(&t.topic, &f.name) == name
+            {
+                return self.topics.topic(&t.topic).await?.subscribe(&f.name).await;
+            }
+        }
+        self.queues.queue(name).await
     }
 
     /// The options the host runs with.

@@ -44,7 +44,7 @@ pub async fn handle(
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(100usize)
         .min(10_000);
-    let queue = match host.queues().queue(name).await {
+    let queue = match host.open_queue(name).await {
         Ok(q) => q,
         Err(e) => return body::error(StatusCode::SERVICE_UNAVAILABLE, "backend", e),
     };

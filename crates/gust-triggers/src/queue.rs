@@ -28,7 +28,13 @@ pub struct QueueConsumer {
     pub queue: Arc<dyn Queue>,
     /// Runs the function.
     pub dispatcher: Arc<dyn Dispatcher>,
+    /// Events this function wants (a topic subscription's filter); others
+    /// are acknowledged without running it. `None` takes everything.
+    pub filter: Option<EventFilter>,
 }
+
+/// Decides whether a function runs on an event.
+pub type EventFilter = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
 
 /// The CloudEvent a queue message becomes: the event it carries (topic
 /// deliveries), or a `gust.queue.message` event around its body.
@@ -111,6 +117,12 @@ impl QueueConsumer {
 
     async fn handle(&self, delivery: Delivery) {
         let event = message_event(&self.trigger.queue, &delivery);
+        if self.filter.as_ref().is_some_and(|wanted| !wanted(&event)) {
+            if let Err(e) = self.queue.ack(&delivery.receipt).await {
+                tracing::warn!(queue = %self.trigger.queue, error = %e, "could not skip a filtered-out event");
+            }
+            return;
+        }
         let attempt = event.attempt;
         let renew = self.renew_lease(&delivery);
         let outcome = self.dispatcher.dispatch(&self.function, event).await;
@@ -228,6 +240,7 @@ mod tests {
             },
             queue: queue.clone(),
             dispatcher: function.clone(),
+            filter: None,
         };
         let (stop, shutdown) = Shutdown::new();
         let running = tokio::spawn(consumer.run(shutdown));

@@ -1,20 +1,19 @@
-//! Topics: publish/subscribe of CloudEvents. Each subscription (a function
-//! with a topic trigger) owns a durable queue, `<topic>--<function>`, so it
-//! has its own cursor, retries and dead letters; publishing fans an event out
-//! to every subscription whose filter matches.
+//! Topics: publish/subscribe of CloudEvents over a [`TopicProvider`]. Each
+//! subscription (a function with a topic trigger) is a durable subscription
+//! of the backend's topic, `<topic>--<function>`, with its own cursor,
+//! retries and dead letters; every subscription receives every event and
+//! its consumer skips (acknowledges without running the function) the ones
+//! its filter rejects.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gust_backends::{Queue, Result};
+use gust_backends::{Result, Topic, TopicProvider};
 use gust_events::{Event, to_metadata};
 use gust_manifest::TopicTrigger;
 
-/// The queue behind `function`'s subscription to `topic`.
-pub fn subscription_queue(topic: &str, function: &str) -> String {
-    format!("{topic}--{function}")
-}
+pub use gust_backends::topic::subscription_queue;
 
 /// Whether `event` passes every filter of `trigger`.
 pub fn matches(trigger: &TopicTrigger, event: &Event) -> bool {
@@ -32,16 +31,6 @@ pub fn matches(trigger: &TopicTrigger, event: &Event) -> bool {
             .attributes
             .iter()
             .all(|(k, v)| event.extension(k) == Some(v.as_str()))
-}
-
-/// One subscriber of a topic.
-pub struct Subscription {
-    /// The subscribing function.
-    pub function: String,
-    /// Its trigger (topic and filters).
-    pub trigger: TopicTrigger,
-    /// Its queue.
-    pub queue: Arc<dyn Queue>,
 }
 
 /// Drops events whose `source` + `id` was seen within a time window.
@@ -91,32 +80,64 @@ pub struct PublishReport {
     pub accepted: usize,
     /// Events dropped as duplicates (same source and id within the window).
     pub duplicates: usize,
-    /// Deliveries stored across subscriptions.
+    /// Function runs the accepted events lead to: the subscriptions of this
+    /// app whose filter each event passes.
     pub deliveries: usize,
 }
 
-/// Fans events out to the subscriptions of an app's topics.
+/// Publishes events to an app's topics.
 pub struct Publisher {
-    topics: HashMap<String, Vec<Subscription>>,
+    provider: Arc<dyn TopicProvider>,
+    /// The app's subscriptions' filters by topic (to report how many
+    /// function runs a publish leads to).
+    filters: HashMap<String, Vec<TopicTrigger>>,
+    opened: Mutex<HashMap<String, Arc<dyn Topic>>>,
     dedupe: Arc<Mutex<DedupeWindow>>,
 }
 
 impl Publisher {
-    /// A publisher over `subscriptions`, sharing `dedupe` across reloads.
-    pub fn new(subscriptions: Vec<Subscription>, dedupe: Arc<Mutex<DedupeWindow>>) -> Self {
-        let mut topics: HashMap<String, Vec<Subscription>> = HashMap::new();
-        for s in subscriptions {
-            topics.entry(s.trigger.topic.clone()).or_default().push(s);
+    /// A publisher to `provider`'s topics, whose app subscribes with
+    /// `triggers`, sharing `dedupe` across reloads.
+    pub fn new(
+        provider: Arc<dyn TopicProvider>,
+        triggers: Vec<TopicTrigger>,
+        dedupe: Arc<Mutex<DedupeWindow>>,
+    ) -> Self {
+        let mut filters: HashMap<String, Vec<TopicTrigger>> = HashMap::new();
+        for t in triggers {
+            filters.entry(t.topic.clone()).or_default().push(t);
         }
-        Self { topics, dedupe }
+        Self {
+            provider,
+            filters,
+            opened: Mutex::default(),
+            dedupe,
+        }
     }
 
-    /// Subscriptions of `topic`.
-    pub fn subscriptions(&self, topic: &str) -> &[Subscription] {
-        self.topics.get(topic).map_or(&[], Vec::as_slice)
+    /// The app's subscriptions of `topic` (their triggers).
+    pub fn subscriptions(&self, topic: &str) -> &[TopicTrigger] {
+        self.filters.get(topic).map_or(&[], Vec::as_slice)
     }
 
-    /// Stores each new event durably for every matching subscription.
+    async fn topic(&self, name: &str) -> Result<Arc<dyn Topic>> {
+        if let Some(t) = self
+            .opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(t.clone());
+        }
+        let topic = self.provider.topic(name).await?;
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Stores each new event durably for every subscription of `topic`.
     /// Returns once all are stored; an error means some may not be, and the
     /// publisher should retry (duplicates are then dropped by id).
     pub async fn publish(&self, topic: &str, events: Vec<Event>) -> Result<PublishReport> {
@@ -135,27 +156,36 @@ impl Publisher {
                 })
                 .collect()
         };
-        for sub in self.subscriptions(topic) {
-            let batch: Vec<(Vec<u8>, _)> = fresh
-                .iter()
-                .filter(|e| matches(&sub.trigger, e))
-                .map(|e| (e.data.clone(), to_metadata(e)))
-                .collect();
-            if batch.is_empty() {
-                continue;
-            }
-            report.deliveries += batch.len();
-            if let Err(e) = sub.queue.send_batch(batch).await {
-                // Let a retried publish through again.
-                let mut dedupe = self.dedupe.lock().expect("dedupe lock");
-                for event in &fresh {
-                    dedupe
-                        .seen
-                        .remove(&(event.source.clone(), event.id.clone()));
-                }
-                return Err(e);
-            }
+        if fresh.is_empty() {
+            return Ok(report);
         }
+        let batch = fresh
+            .iter()
+            .map(|e| (e.data.clone(), to_metadata(e)))
+            .collect();
+        let stored = match self.topic(topic).await {
+            Ok(t) => t.publish(batch).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            // Let a retried publish through again.
+            let mut dedupe = self.dedupe.lock().expect("dedupe lock");
+            for event in &fresh {
+                dedupe
+                    .seen
+                    .remove(&(event.source.clone(), event.id.clone()));
+            }
+            return Err(e);
+        }
+        report.deliveries = fresh
+            .iter()
+            .map(|e| {
+                self.subscriptions(topic)
+                    .iter()
+                    .filter(|t| matches(t, e))
+                    .count()
+            })
+            .sum();
         report.accepted = fresh.len();
         Ok(report)
     }
@@ -163,8 +193,7 @@ impl Publisher {
 
 #[cfg(test)]
 mod tests {
-    use gust_backends::QueueProvider;
-    use gust_backends::embedded::EmbeddedQueues;
+    use gust_backends::embedded::{EmbeddedQueues, EmbeddedTopics};
 
     use super::*;
 
@@ -223,32 +252,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fans_out_to_matching_subscriptions_once() {
+    async fn publishes_new_events_to_every_subscription_once() {
         let dir = tempfile::tempdir().unwrap();
         let queues = EmbeddedQueues::open(&dir.path().join("q.redb")).unwrap();
-        let all = queues.queue("orders--all").await.unwrap();
-        let paid = queues.queue("orders--paid").await.unwrap();
-        let subs = vec![
-            Subscription {
-                function: "all".into(),
-                trigger: TopicTrigger {
-                    topic: "orders".into(),
-                    ..TopicTrigger::default()
-                },
-                queue: all.clone(),
+        let provider = Arc::new(EmbeddedTopics::new(queues).unwrap());
+        let orders = provider.topic("orders").await.unwrap();
+        let all = orders.subscribe("all").await.unwrap();
+        let paid = orders.subscribe("paid").await.unwrap();
+        let triggers = vec![
+            TopicTrigger {
+                topic: "orders".into(),
+                ..TopicTrigger::default()
             },
-            Subscription {
-                function: "paid".into(),
-                trigger: TopicTrigger {
-                    topic: "orders".into(),
-                    event_type: Some("order.paid".into()),
-                    ..TopicTrigger::default()
-                },
-                queue: paid.clone(),
+            TopicTrigger {
+                topic: "orders".into(),
+                event_type: Some("order.paid".into()),
+                ..TopicTrigger::default()
             },
         ];
         let publisher = Publisher::new(
-            subs,
+            provider,
+            triggers,
             Arc::new(Mutex::new(DedupeWindow::new(Duration::from_secs(60), 1000))),
         );
         let created = event("order.created", None, &[]);
@@ -264,9 +288,10 @@ mod tests {
             (report.accepted, report.duplicates, report.deliveries),
             (2, 1, 3)
         );
+        // Every subscription stores every event; consumers filter.
         assert_eq!(all.depth().await.unwrap(), 2);
-        assert_eq!(paid.depth().await.unwrap(), 1);
-        let stored = paid.peek(1).await.unwrap().remove(0);
+        assert_eq!(paid.depth().await.unwrap(), 2);
+        let stored = paid.peek(2).await.unwrap().remove(1);
         let back = gust_events::from_metadata(&stored.metadata, stored.body, 1).unwrap();
         assert_eq!(back.id, paid_event.id);
         assert_eq!(back.ty, "order.paid");
@@ -274,6 +299,6 @@ mod tests {
             .publish("nobody", vec![event("x", None, &[])])
             .await
             .unwrap();
-        assert_eq!(again.deliveries, 0);
+        assert_eq!((again.accepted, again.deliveries), (1, 0));
     }
 }

@@ -9,28 +9,32 @@ use std::time::Duration;
 use common::*;
 
 fn app() -> TestApp {
-    let app = TestApp::new(
+    app_named("topics")
+}
+
+fn app_named(name: &str) -> TestApp {
+    let app = TestApp::new(&format!(
         r#"
 [app]
-name = "topics"
+name = "{name}"
 [[function]]
 name = "all"
 source = "probe.wasm"
-trigger = { topic = { topic = "orders" } }
-bindings = { seen = { kv = "seen-all" } }
-retry = { strategy = "fixed", max_attempts = 2, min = "100ms", max = "100ms" }
+trigger = {{ topic = {{ topic = "orders" }} }}
+bindings = {{ seen = {{ kv = "seen-all" }} }}
+retry = {{ strategy = "fixed", max_attempts = 2, min = "100ms", max = "100ms" }}
 [[function]]
 name = "paid"
 source = "probe.wasm"
-trigger = { topic = { topic = "orders", type = "order.paid", attributes = { tenant = "acme" } } }
-bindings = { seen = { kv = "seen-paid" } }
+trigger = {{ topic = {{ topic = "orders", type = "order.paid", attributes = {{ tenant = "acme" }} }} }}
+bindings = {{ seen = {{ kv = "seen-paid" }} }}
 [[function]]
 name = "eu"
 source = "probe.wasm"
-trigger = { topic = { topic = "orders", subject_prefix = "eu/" } }
-bindings = { seen = { kv = "seen-eu" } }
-"#,
-    );
+trigger = {{ topic = {{ topic = "orders", subject_prefix = "eu/" }} }}
+bindings = {{ seen = {{ kv = "seen-eu" }} }}
+"#
+    ));
     app.add_component("probe.wasm", &guest("event-probe"));
     app
 }
@@ -54,6 +58,37 @@ fn handled(app: &TestApp, function: &str) -> Vec<String> {
 fn topics_filter_fan_out_and_deduplicate() {
     let app = app();
     let host = up(app.path(), &["--quiet"]);
+    fan_out(&app, &host);
+
+    // A function that no longer subscribes loses its subscription: events
+    // published after the reload are not kept for it.
+    let manifest = std::fs::read_to_string(app.path().join("gust.toml")).unwrap();
+    let without_eu = &manifest[..manifest.find("[[function]]\nname = \"eu\"").unwrap()];
+    std::fs::write(app.path().join("gust.toml"), without_eu).unwrap();
+    let dir = app.path().to_str().unwrap();
+    let reloaded = eventually(Duration::from_secs(60), || {
+        let (_, out, _) = gust(&["ls", "--app", dir], app.path());
+        !out.contains(" eu ") && !out.contains("\neu")
+    });
+    assert!(reloaded, "the app did not reload without `eu`");
+    let key = keys(app.path())["host"].as_str().unwrap().to_string();
+    let r = send(
+        "POST",
+        &format!("{}/_gust/topics/orders", host.url),
+        &[
+            ("x-gust-key", key.as_str()),
+            ("content-type", "application/cloudevents+json"),
+        ],
+        structured("9", "order.paid", "eu/9", "acme", "o9").as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(r.json()["subscriptions"], 2, "{r:?}");
+    let (_, peek, _) = gust(&["queue", "peek", "orders--eu", "--app", dir], app.path());
+    assert!(!peek.contains("o9"), "{peek}");
+}
+
+/// Publishes in every mode and checks who handled what.
+fn fan_out(app: &TestApp, host: &Running) {
     let key = keys(app.path())["host"].as_str().unwrap().to_string();
     let url = format!("{}/_gust/topics/orders", host.url);
     let auth = ("x-gust-key", key.as_str());
@@ -120,26 +155,72 @@ fn topics_filter_fan_out_and_deduplicate() {
     assert!(out.contains("1 accepted"), "{out}");
 
     let done = eventually(Duration::from_secs(30), || {
-        handled(&app, "all").len() >= 5 && handled(&app, "eu").len() >= 2
+        handled(app, "all").len() >= 5 && handled(app, "eu").len() >= 2
     });
     assert!(
         done,
         "all: {:?} eu: {:?}",
-        handled(&app, "all"),
-        handled(&app, "eu")
+        handled(app, "all"),
+        handled(app, "eu")
     );
     std::thread::sleep(Duration::from_millis(500));
-    let mut all = handled(&app, "all");
+    let mut all = handled(app, "all");
     all.sort();
     assert_eq!(all, ["o1", "o2", "o3", "o4", "o5"]);
-    assert_eq!(handled(&app, "paid"), ["o1", "o4"]);
-    assert_eq!(handled(&app, "eu"), ["o1", "o4"]);
+    assert_eq!(handled(app, "paid"), ["o1", "o4"]);
+    assert_eq!(handled(app, "eu"), ["o1", "o4"]);
 }
 
 #[test]
 fn bad_publishes_get_clear_errors_and_failures_dead_letter_per_subscription() {
     let app = app();
     let host = up(app.path(), &["--quiet"]);
+    bad_publishes_and_dead_letters(&app, &host);
+}
+
+#[test]
+fn topics_on_nats_jetstream() {
+    let name = format!("topics-nats-{}", std::process::id());
+    let app = app_named(&name);
+    let nats = "nats://127.0.0.1:4222";
+    {
+        let host = up(app.path(), &["--quiet", "--nats", nats]);
+        fan_out(&app, &host);
+        bad_publishes_and_dead_letters(&app, &host);
+        // Redrive reaches the subscription (not a plain queue of that name).
+        let dir = app.path().to_str().unwrap();
+        let (code, out, err) = gust(
+            &["queue", "dlq", "redrive", "orders--all", "--app", dir],
+            app.path(),
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        let redelivered = eventually(Duration::from_secs(30), || {
+            let (_, all, _) = gust(
+                &["queue", "dlq", "list", "orders--all", "--app", dir],
+                app.path(),
+            );
+            all.contains("not retryable")
+                && function_logs(app.path(), "all")
+                    .matches("asked to fail for good")
+                    .count()
+                    >= 2
+        });
+        assert!(redelivered, "{}", function_logs(app.path(), "all"));
+    }
+    let prefix = format!("gust_{}", name.replace('-', "_"));
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let nats = gust_backends::nats::NatsQueues::connect(nats, &prefix)
+            .await
+            .unwrap();
+        nats.delete_topic("orders").await.unwrap();
+        for f in ["all", "paid", "eu"] {
+            nats.delete_queue(&format!("orders--{f}")).await.unwrap();
+        }
+    });
+}
+
+/// Bad input gets clear errors; a fatal event dead-letters per subscription.
+fn bad_publishes_and_dead_letters(app: &TestApp, host: &Running) {
     let key = keys(app.path())["host"].as_str().unwrap().to_string();
     let url = format!("{}/_gust/topics/orders", host.url);
     let auth = ("x-gust-key", key.as_str());

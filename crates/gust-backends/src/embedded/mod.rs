@@ -7,6 +7,7 @@ mod queue;
 mod sql;
 mod stream;
 mod table;
+mod topic;
 
 pub use blob::{EmbeddedBlobs, EmbeddedContainer};
 pub use kv::EmbeddedKv;
@@ -14,3 +15,4 @@ pub use queue::{EmbeddedQueue, EmbeddedQueues};
 pub use sql::{EmbeddedDatabase, EmbeddedSql};
 pub use stream::{EmbeddedStream, EmbeddedStreams};
 pub use table::{EmbeddedTable, EmbeddedTables};
+pub use topic::{EmbeddedTopic, EmbeddedTopics};

@@ -746,6 +746,12 @@ impl EmbeddedQueues {
         })
     }
 
+    /// The database file, for tables that live beside the queues (topic
+    /// subscriptions).
+    pub(crate) fn database(&self) -> Arc<Database> {
+        self.inner.db.clone()
+    }
+
     /// The queue called `name` (same as [`QueueProvider::queue`], without
     /// the boxing).
     pub fn open_queue(&self, name: &str) -> Result<EmbeddedQueue> {
@@ -829,6 +835,28 @@ impl std::fmt::Debug for EmbeddedQueue {
 }
 
 impl EmbeddedQueue {
+    /// Removes every message of the queue, leased or waiting (its dead
+    /// letters stay), and returns how many went.
+    pub(crate) async fn purge(&self) -> Result<u64> {
+        let seqs: Vec<u64> = {
+            let mut idx = self.shared.lock();
+            let seqs: Vec<u64> = idx.entries.keys().copied().collect();
+            for seq in &seqs {
+                idx.remove(*seq);
+            }
+            seqs
+        };
+        let n = seqs.len() as u64;
+        if n > 0 {
+            let done = self.inner.enqueue(Op::Remove {
+                queue: self.shared.name.clone(),
+                seqs,
+            })?;
+            wait(done).await?;
+        }
+        Ok(n)
+    }
+
     /// After a settle whose commit failed: the message is still stored, so
     /// make it deliverable again rather than lose track of it.
     fn make_ready_again(&self, seq: u64, attempt: u32) {

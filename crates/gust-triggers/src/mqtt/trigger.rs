@@ -316,6 +316,7 @@ impl MqttTrigger {
             retry: self.retry.clone(),
             queue: self.queue.clone(),
             dispatcher: self.dispatcher.clone(),
+            filter: None,
         };
         let consuming = tokio::spawn(consumer.run(shutdown.clone()));
         let subscriber = Subscriber {
