@@ -27,7 +27,7 @@ pub struct NodeConfig {
     /// Watch the app and hot-reload.
     #[serde(default)]
     pub watch: bool,
-    /// Keep queues on NATS JetStream at this URL instead of the embedded store.
+    /// Keep queues and topics on NATS JetStream at this URL instead of the embedded store.
     #[serde(default)]
     pub nats_url: Option<String>,
     /// Where the embedded MQTT broker listens (when a function needs it).

@@ -144,7 +144,7 @@ pub struct UpArgs {
     /// Do not print function log lines to the terminal.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Keep queues on NATS JetStream at this URL (e.g. nats://127.0.0.1:4222)
+    /// Keep queues and topics on NATS JetStream at this URL (e.g. nats://127.0.0.1:4222)
     /// instead of the embedded store.
     #[arg(long, env = "GUST_NATS_URL")]
     pub nats: Option<String>,
