@@ -12,6 +12,9 @@
 #     - "pre-loaded drain": the same N sent while the function consumes
 #       another queue, then gust.toml points it at `jobs` and POST
 #       /_gust/reload starts it; timed from the reload to the queue drained
+#     - nats only, "NATS-native publish + drain": N published straight to the
+#       queue's JetStream subject (as another service on the same NATS would)
+#       while the function consumes; timed from the first publish to drained
 # "Drained" = the admin API's queue depth is 0 (polled every 5 ms).
 # The client (and nats-server) share the machine's cores with gust.
 #
@@ -108,6 +111,16 @@ for run in embedded nats embedded+reuse nats+reuse; do
   echo "gust $run send + drain: $out" >&2
   rows+=("gust $run|send + drain (first send .. depth 0)|$(field secs "$out")|$(field rate "$out")|$(field send_rate "$out")|concurrent")
 
+  # NATS only: a NATS-native producer publishes straight to the queue's
+  # stream while the function consumes (compare: raw publish + consume).
+  if [ $backend = nats ]; then
+    sleep 1
+    out=$("$RAW" publish --nats "$NATS" --stream-containing "$(tr a-z A-Z <<<"$name")" --queue jobs \
+      --n "$N" --url "$url" --key "$key" --wait-drained)
+    echo "gust $run native publish + drain: $out" >&2
+    rows+=("gust $run|NATS-native publish + drain (first publish .. depth 0)|$(field secs "$out")|$(field rate "$out")|$(field send_rate "$out")|concurrent")
+  fi
+
   rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   echo "gust $run peak RSS $((rss / 1024)) MiB" >&2
   kill $pid; wait $pid 2>/dev/null || true
@@ -121,7 +134,7 @@ echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); nats-server $(nats-server --version 2>/dev/null | awk '{print $NF}')"
 echo "N=$N messages of 7 bytes; gust queue trigger batch_size=$BATCH concurrency=$CONC; admin API sends on $CONNS connections; raw fetch batch $RAW_BATCH"
 echo
-echo "| run | timed | seconds | msg/s | admin API send msg/s | vs raw ceiling |"
+echo "| run | timed | seconds | msg/s | send/publish msg/s | vs raw ceiling |"
 echo "|---|---|---:|---:|---:|---:|"
 for r in "${rows[@]}"; do
   IFS='|' read -r label timed secs rate send which <<<"$r"

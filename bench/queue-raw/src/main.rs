@@ -16,6 +16,13 @@
 //!     With --wait-drained, also waits until the queue is drained and reports
 //!     first send .. drained.
 //!
+//! queue-raw publish --nats URL --stream-containing TEXT --n N [--url URL --key KEY --queue Q --wait-drained]
+//!     Publishes N messages straight to the subject of the work-queue stream
+//!     whose name contains TEXT and ends in `_Q_<Q>` (Gust's queue on NATS),
+//!     as a NATS-native producer would, keeping up to 1,024 publish acks in
+//!     flight. With --wait-drained, also waits until Gust's admin API reports
+//!     the queue drained and reports first publish .. drained.
+//!
 //! queue-raw delete-streams --nats URL --containing TEXT
 //!     Deletes every stream whose name contains TEXT (a benchmark app's).
 //!
@@ -78,6 +85,25 @@ fn main() -> Result<(), Error> {
             let secs = rt.block_on(raw(&get("nats")?, n, batch, mode == "preloaded", ack == "double"))?;
             println!("secs={secs:.4} rate={:.0}", n as f64 / secs);
         }
+        "publish" => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let n = num("n", 20_000)?;
+            let queue = get("queue")?;
+            let start = Instant::now();
+            rt.block_on(publish_native(&get("nats")?, &get("stream-containing")?, &queue, n))?;
+            let sent = start.elapsed().as_secs_f64();
+            if opts.contains_key("wait-drained") {
+                Gust::new(&get("url")?, &get("key")?, &queue).wait_drained()?;
+                let total = start.elapsed().as_secs_f64();
+                println!(
+                    "send_secs={sent:.4} send_rate={:.0} secs={total:.4} rate={:.0}",
+                    n as f64 / sent,
+                    n as f64 / total
+                );
+            } else {
+                println!("send_secs={sent:.4} send_rate={:.0}", n as f64 / sent);
+            }
+        }
         "delete-streams" => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let deleted = rt.block_on(delete_streams(&get("nats")?, &get("containing")?))?;
@@ -112,7 +138,7 @@ fn main() -> Result<(), Error> {
             let secs = start.elapsed().as_secs_f64();
             println!("n={n} secs={secs:.4} rate={:.0}", n as f64 / secs);
         }
-        _ => return Err("usage: queue-raw raw|send|drain [options] (see src/main.rs)".into()),
+        _ => return Err("usage: queue-raw raw|send|publish|drain|delete-streams [options] (see src/main.rs)".into()),
     }
     Ok(())
 }
@@ -205,6 +231,36 @@ async fn raw(url: &str, n: usize, batch: usize, preloaded: bool, double_ack: boo
     }
     js.delete_stream(&name).await?;
     Ok(secs)
+}
+
+/// Publishes `n` messages to Gust's queue `queue` on NATS (the stream whose
+/// name contains `containing` and ends in `_Q_<queue>`), 1,024 acks in flight.
+async fn publish_native(url: &str, containing: &str, queue: &str, n: usize) -> Result<(), Error> {
+    let js = jetstream::new(async_nats::connect(url).await?);
+    let suffix = format!("_Q_{queue}");
+    let names: Vec<String> = js
+        .stream_names()
+        .filter_map(|n| async move { n.ok() })
+        .collect()
+        .await;
+    let name = names
+        .into_iter()
+        .find(|n| n.contains(containing) && n.ends_with(&suffix))
+        .ok_or_else(|| format!("no stream containing {containing} for queue {queue}"))?;
+    let mut stream = js.get_stream(&name).await?;
+    let subject = stream.info().await?.config.subjects[0].clone();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..n {
+        let body = format!("m{i:06}").into_bytes();
+        pending.push_back(js.publish(subject.clone(), body.into()).await?);
+        if pending.len() >= 1024 {
+            pending.pop_front().expect("non-empty").await?;
+        }
+    }
+    for ack in pending {
+        ack.await?;
+    }
+    Ok(())
 }
 
 async fn delete_streams(url: &str, containing: &str) -> Result<usize, Error> {

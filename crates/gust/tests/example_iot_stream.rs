@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -33,14 +32,6 @@ fn app() -> TestApp {
     let manifest = std::fs::read_to_string(example.join("gust.toml")).unwrap();
     let functions = format!("source = \"{}/functions/", example.display());
     TestApp::new(&manifest.replace("source = \"functions/", &functions))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use common::*;
@@ -18,14 +17,6 @@ fn handled(app: &TestApp, function: &str) -> Vec<String> {
         .filter_map(|rest| rest.split(' ').next())
         .map(str::to_string)
         .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

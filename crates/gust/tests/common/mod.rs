@@ -415,3 +415,12 @@ pub fn in_parallel(count: usize, threads: usize, send: impl Fn(usize) + Send + S
         w.join().expect("sender thread");
     }
 }
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
