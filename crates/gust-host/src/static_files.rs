@@ -362,7 +362,11 @@ mod tests {
         }])
     }
 
-    async fn get(files: &StaticFiles, path: &str, headers: &[(&str, &str)]) -> Option<(u16, HeaderMap, String)> {
+    async fn get(
+        files: &StaticFiles,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<(u16, HeaderMap, String)> {
         let mut h = HeaderMap::new();
         for (k, v) in headers {
             h.insert(
@@ -406,7 +410,11 @@ mod tests {
         assert_eq!(get(&f, "/site/app.js", &[]).await.unwrap().0, 200);
         assert_eq!(get(&f, "/site", &[]).await.unwrap().2, "<h1>home</h1>");
         let uri: Uri = "/site/app.js".parse().unwrap();
-        assert!(f.serve(&Method::POST, &uri, &HeaderMap::new()).await.is_none());
+        assert!(
+            f.serve(&Method::POST, &uri, &HeaderMap::new())
+                .await
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -446,19 +454,29 @@ mod tests {
         let (_, h, _) = get(&f, "/app.js", &[]).await.unwrap();
         let tag = h[header::ETAG].to_str().unwrap().to_string();
         let date = h[header::LAST_MODIFIED].to_str().unwrap().to_string();
-        let (s, _, b) = get(&f, "/app.js", &[("if-none-match", &tag)]).await.unwrap();
+        let (s, _, b) = get(&f, "/app.js", &[("if-none-match", &tag)])
+            .await
+            .unwrap();
         assert_eq!((s, b.as_str()), (304, ""));
-        let (s, _, _) = get(&f, "/app.js", &[("if-modified-since", &date)]).await.unwrap();
+        let (s, _, _) = get(&f, "/app.js", &[("if-modified-since", &date)])
+            .await
+            .unwrap();
         assert_eq!(s, 304);
-        let (s, _, _) = get(&f, "/app.js", &[("if-none-match", "W/\"other\"")]).await.unwrap();
+        let (s, _, _) = get(&f, "/app.js", &[("if-none-match", "W/\"other\"")])
+            .await
+            .unwrap();
         assert_eq!(s, 200);
         let old = "Mon, 01 Jan 2001 00:00:00 GMT";
-        let (s, _, _) = get(&f, "/app.js", &[("if-modified-since", old)]).await.unwrap();
+        let (s, _, _) = get(&f, "/app.js", &[("if-modified-since", old)])
+            .await
+            .unwrap();
         assert_eq!(s, 200);
         // An edit changes the tag and shows at once.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("public/app.js"), "let x = 22;").unwrap();
-        let (s, _, b) = get(&f, "/app.js", &[("if-none-match", &tag)]).await.unwrap();
+        let (s, _, b) = get(&f, "/app.js", &[("if-none-match", &tag)])
+            .await
+            .unwrap();
         assert_eq!((s, b.as_str()), (200, "let x = 22;"));
     }
 

@@ -88,9 +88,9 @@ impl Parser<'_> {
         })?;
         let dir_span = dir.span();
         let rel = dir.into_inner();
-        let dir = self.static_dir(&rel).map_err(|(message, fix)| {
-            self.err(Some(dir_span), key("dir"), message, fix)
-        })?;
+        let dir = self
+            .static_dir(&rel)
+            .map_err(|(message, fix)| self.err(Some(dir_span), key("dir"), message, fix))?;
 
         let fallback = match raw.fallback {
             None => None,
@@ -142,9 +142,12 @@ impl Parser<'_> {
                 ),
             ));
         }
-        let canonical = full
-            .canonicalize()
-            .map_err(|e| (format!("cannot resolve static dir `{rel}`: {e}"), inside.clone()))?;
+        let canonical = full.canonicalize().map_err(|e| {
+            (
+                format!("cannot resolve static dir `{rel}`: {e}"),
+                inside.clone(),
+            )
+        })?;
         let root = self
             .dir
             .canonicalize()

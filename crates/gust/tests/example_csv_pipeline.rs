@@ -123,7 +123,7 @@ fn money(cents: i64) -> String {
     let whole = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -206,7 +206,10 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
     assert_eq!(first[2], json!(money(*top.1)));
     let import_row = b.text_of("#imports tbody tr");
     assert!(import_row.contains("sales-2026-q1.csv"), "{import_row}");
-    assert!(import_row.contains("line 19: date `2026-02-30`"), "{import_row}");
+    assert!(
+        import_row.contains("line 19: date `2026-02-30`"),
+        "{import_row}"
+    );
     assert!(import_row.contains("line 27: units 0"), "{import_row}");
     assert!(b.text_of("#empty").is_empty(), "the empty note is hidden");
     b.screenshot(&browser::artifact("csv-pipeline"));
@@ -222,8 +225,18 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
     assert_eq!(pairs(&s["top_products"], "product"), want.by_product);
     let first = &imports(&url)[0];
     assert_eq!(
-        (&first["status"], &first["rows"], &first["rejected"], &first["records"]),
-        (&json!("imported"), &json!(want.rows), &json!(2), &json!(want.rows + 2))
+        (
+            &first["status"],
+            &first["rows"],
+            &first["rejected"],
+            &first["records"]
+        ),
+        (
+            &json!("imported"),
+            &json!(want.rows),
+            &json!(2),
+            &json!(want.rows + 2)
+        )
     );
 
     // ── The same file again (a new version by mtime, same content): skipped.
@@ -277,7 +290,11 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
 
     // ── Wrong columns: recorded as failed, nothing imported, host serving.
     let wrong = desk.path().join("wrong.csv");
-    std::fs::write(&wrong, "day,region,product,qty\n2026-01-01,North,Widget,1\n").unwrap();
+    std::fs::write(
+        &wrong,
+        "day,region,product,qty\n2026-01-01,North,Widget,1\n",
+    )
+    .unwrap();
     cp(app.path(), &wrong, "wrong.csv");
     let failed = |items: &[Value]| {
         items

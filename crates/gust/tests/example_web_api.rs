@@ -81,10 +81,9 @@ fn choose_in_browser(b: &Browser, age: u32, region: &str, interests: &[&str]) ->
     let wait = Duration::from_secs(20);
     b.wait_text("body", wait, |t| t.contains("Personalised ads"));
     assert!(
-        browser::wait(wait, || b.execute(
-            "return document.body.dataset.ready === 'yes'",
-            vec![]
-        ) == json!(true)),
+        browser::wait(wait, || b
+            .execute("return document.body.dataset.ready === 'yes'", vec![])
+            == json!(true)),
         "the page never loaded its catalogue: {}",
         b.text_of("#form-error")
     );
@@ -109,7 +108,10 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
     // ── Static files: the page, its assets, revalidation, fallback, errors.
     let page = get(&format!("{url}/"), &[]);
     assert_eq!(page.status, 200, "{page:?}");
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert!(page.body.contains("Personalised ads"));
     let tag = page.header("etag").expect("etag").to_string();
     let again = get(&format!("{url}/"), &[("if-none-match", &tag)]);
@@ -120,7 +122,11 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
         ("favicon.svg", "image/svg+xml"),
     ] {
         let r = get(&format!("{url}/{file}"), &[]);
-        assert_eq!((r.status, r.header("content-type")), (200, Some(ty)), "{file}");
+        assert_eq!(
+            (r.status, r.header("content-type")),
+            (200, Some(ty)),
+            "{file}"
+        );
     }
     let deep = get(&format!("{url}/campaigns/summer"), &[]);
     assert_eq!(deep.status, 200);
@@ -128,7 +134,11 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
     let missing = get(&format!("{url}/missing.js"), &[]);
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"], "not-found");
-    for path in ["/../gust.toml", "/%2e%2e/gust.toml", "/public/..%2f..%2fgust.toml"] {
+    for path in [
+        "/../gust.toml",
+        "/%2e%2e/gust.toml",
+        "/public/..%2f..%2fgust.toml",
+    ] {
         let r = raw_get(&url, path);
         assert!(r.starts_with("HTTP/1.1 400"), "{path}: {r}");
         assert!(!r.contains("[app]"), "{path} leaked the manifest");
@@ -145,9 +155,17 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
     );
 
     // ── The API refuses bad input clearly.
-    let bad = post_json(&format!("{url}/api/ad"), &json!({"age": 30, "region": "mars"}));
+    let bad = post_json(
+        &format!("{url}/api/ad"),
+        &json!({"age": 30, "region": "mars"}),
+    );
     assert_eq!(bad.status, 422, "{bad:?}");
-    assert!(bad.json()["error"].as_str().unwrap().contains("unknown region"));
+    assert!(
+        bad.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown region")
+    );
     let bad = send("POST", &format!("{url}/api/ad"), &[], b"not json");
     assert_eq!(bad.status, 400, "{bad:?}");
     let bad = post_json(&format!("{url}/api/ads/nope/click"), &json!({}));
@@ -199,7 +217,10 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
     assert_eq!(choice["ad"]["id"], "dev-laptop");
     assert_eq!(choice["matched_interests"], json!(["gaming"]));
     let stats = get(&format!("{url}/api/stats"), &[]).json();
-    assert_eq!((stats["impressions"].as_u64(), stats["clicks"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (stats["impressions"].as_u64(), stats["clicks"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert!((stats["ctr"].as_f64().unwrap() - 0.5).abs() < 1e-9);
     drop(b);
     assert_eq!(host.stop(), Some(0));

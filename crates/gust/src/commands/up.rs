@@ -155,7 +155,11 @@ pub(super) fn describe(host: &Host, url: &str) -> (Vec<String>, Vec<String>) {
         }
     }
     for m in app.statics.mounts() {
-        let route = if m.route == "/" { "/".to_string() } else { format!("{}/", m.route) };
+        let route = if m.route == "/" {
+            "/".to_string()
+        } else {
+            format!("{}/", m.route)
+        };
         routes.push(format!("{url}{route}"));
         let fallback = m
             .fallback

@@ -110,7 +110,10 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(100));
         }
         let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
-        args.push(format!("--user-data-dir={}", browser._profile.path().display()));
+        args.push(format!(
+            "--user-data-dir={}",
+            browser._profile.path().display()
+        ));
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
@@ -165,7 +168,11 @@ impl Browser {
 
     /// Opens `url` and waits for the page to load.
     pub fn goto(&self, url: &str) {
-        self.call("POST", &self.session_path("/url"), Some(json!({ "url": url })));
+        self.call(
+            "POST",
+            &self.session_path("/url"),
+            Some(json!({ "url": url })),
+        );
     }
 
     /// The current page's URL.
