@@ -223,6 +223,58 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
     );
     assert!((stats["ctr"].as_f64().unwrap() - 0.5).abs() < 1e-9);
     drop(b);
+
+    // ── HEAD answers the headers only.
+    let head = send("HEAD", &format!("{url}/app.js"), &[], b"");
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    let size = std::fs::metadata(app.path().join("public/app.js"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        head.header("content-length"),
+        Some(size.to_string().as_str())
+    );
+
+    // ── Hot reload picks up a new [[static]] mount; a broken one is refused
+    //    and the previous version keeps serving.
+    let manifest = app.path().join("gust.toml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::create_dir_all(app.path().join("docs")).unwrap();
+    std::fs::write(app.path().join("docs/guide.md"), "# Guide").unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{original}\n[[static]]\nroute = \"/docs\"\ndir = \"docs\"\n"),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || get(
+            &format!("{url}/docs/guide.md"),
+            &[]
+        )
+        .status
+            == 200),
+        "the new mount never served: {}",
+        host.stderr()
+    );
+    let guide = get(&format!("{url}/docs/guide.md"), &[]);
+    assert_eq!(
+        guide.header("content-type"),
+        Some("text/markdown; charset=utf-8")
+    );
+    std::fs::write(
+        &manifest,
+        format!("{original}\n[[static]]\nroute = \"/docs\"\ndir = \"no-such-folder\"\n"),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || host
+            .stderr()
+            .contains("static dir `no-such-folder` does not exist")),
+        "{}",
+        host.stderr()
+    );
+    assert_eq!(get(&format!("{url}/docs/guide.md"), &[]).body, "# Guide");
+    assert_eq!(get(&format!("{url}/app.js"), &[]).status, 200);
     assert_eq!(host.stop(), Some(0));
 }
 
