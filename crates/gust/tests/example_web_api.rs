@@ -185,10 +185,10 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
     assert_eq!(title, "Trail boots that climb with you");
     let why = b.text_of("#ad-why");
     assert!(why.contains("outdoors, travel"), "{why}");
-    assert!(why.contains("shown 1 times"), "{why}");
+    assert!(why.contains("shown 1 time."), "{why}");
     b.click(&b.find("#ad-click"));
     b.wait_text("#click-result", Duration::from_secs(20), |t| {
-        t.contains("clicked 1 times")
+        t.contains("clicked 1 time.")
     });
     b.wait_text("#stats-trail-boots", Duration::from_secs(20), |t| {
         t.contains("100.0%")

@@ -3,6 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const times = (n) => `${n} ${n === 1 ? "time" : "times"}`;
 
 async function api(path, options = {}) {
   const response = await fetch(path, {
@@ -53,7 +54,7 @@ async function showAd(event) {
       ? `matches your interest in ${choice.matched_interests.join(", ")}`
       : "shown to everyone in your region";
     $("ad-why").textContent =
-      `Why this ad: ${matched}; best of ${choice.eligible} eligible ads (score ${choice.score.toFixed(1)}), shown ${choice.impressions} times.`;
+      `Why this ad: ${matched}; best of ${choice.eligible} eligible ads (score ${choice.score.toFixed(1)}), shown ${times(choice.impressions)}.`;
     $("click-result").hidden = true;
     $("ad-card").hidden = false;
     await loadStats();
@@ -67,7 +68,7 @@ async function clickAd() {
   const id = $("ad").dataset.id;
   try {
     const result = await api(`api/ads/${encodeURIComponent(id)}/click`, { method: "POST", body: "{}" });
-    $("click-result").textContent = `Thanks! That ad has been clicked ${result.clicks} times.`;
+    $("click-result").textContent = `Thanks! That ad has been clicked ${times(result.clicks)}.`;
     $("click-result").hidden = false;
     await loadStats();
   } catch (e) {
