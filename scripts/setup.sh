@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
 # Installs what building and testing Gust needs on a fresh machine:
-# the wasm32-wasip2 Rust target, and (when --services is given) starts the
-# local services the engine-backed tests talk to if they are down.
+# the wasm32-wasip2 Rust target, Debian's chromium and chromedriver (the
+# example apps' pages are tested in a headless browser), and (when
+# --services is given) starts the local services the engine-backed tests
+# talk to if they are down.
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: rustup target add wasm32-wasip2"
   rustup target add wasm32-wasip2
+fi
+
+if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
+  if command -v apt-get >/dev/null; then
+    echo "setup: apt-get install chromium chromium-driver (headless browser tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: chromium and chromedriver are missing and apt-get is not available; the browser tests will fail" >&2
+  fi
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -143,6 +143,8 @@ pub struct LoadedApp {
     pub publisher: Arc<std::sync::OnceLock<Publisher>>,
     /// The API gateway of `[gateway]`, if the manifest has one.
     pub gateway: Option<gust_gateway::Gateway>,
+    /// Files of the `[[static]]` mounts.
+    pub statics: crate::static_files::StaticFiles,
     triggers: std::sync::Mutex<RunningTriggers>,
 }
 
@@ -253,7 +255,9 @@ impl LoadedApp {
             );
         }
         let gateway = crate::gateway::build(&app, &keys, &functions)?;
+        let statics = crate::static_files::StaticFiles::new(&app.statics);
         Ok(Self {
+            statics,
             app,
             router,
             keys,

@@ -17,6 +17,14 @@ pub async fn handle(app: Arc<LoadedApp>, req: Request<Incoming>) -> Response<Bod
     let (entry, params) = match app.router.route(req.method(), &path) {
         RouteMatch::Found { entry, params } => (entry.clone(), params),
         RouteMatch::NotFound => {
+            // No function route: a `[[static]]` mount may have the file.
+            if let Some(r) = app
+                .statics
+                .serve(req.method(), req.uri(), req.headers())
+                .await
+            {
+                return r;
+            }
             return body::error(
                 StatusCode::NOT_FOUND,
                 "not-found",

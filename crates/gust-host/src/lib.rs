@@ -13,6 +13,7 @@ pub mod logs;
 pub mod queues;
 pub mod server;
 pub mod state_file;
+pub mod static_files;
 pub mod streams;
 pub mod topics;
 pub mod watch;

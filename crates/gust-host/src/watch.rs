@@ -22,10 +22,15 @@ pub fn watch(
     let dir = host.options().app_dir.clone();
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let root = dir.clone();
+    let current = host.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && !matches!(event.kind, notify::EventKind::Access(_))
-            && event.paths.iter().any(|p| relevant(&root, p))
+            && event.paths.iter().any(|p| {
+                // Static files are read per request: editing one needs no reload.
+                let app = current.current();
+                relevant(&root, p) && !app.statics.mounts().any(|m| in_folder(&m.dir, p))
+            })
         {
             let _ = tx.send(());
         }
@@ -57,6 +62,16 @@ fn relevant(root: &Path, path: &Path) -> bool {
     })
 }
 
+/// Whether `path` is inside `folder` (a canonical path), also when the
+/// watcher reports it through a non-canonical app path.
+fn in_folder(folder: &Path, path: &Path) -> bool {
+    path.starts_with(folder)
+        || path
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .is_some_and(|p| p.starts_with(folder))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +84,15 @@ mod tests {
         assert!(!relevant(root, Path::new("/app/.gust/logs/functions.log")));
         assert!(!relevant(root, Path::new("/app/functions/f/target/x")));
         assert!(!relevant(root, Path::new("/app/src/.lib.rs.swp")));
+    }
+
+    #[test]
+    fn static_folders_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = dir.path().join("public");
+        std::fs::create_dir_all(&public).unwrap();
+        let public = public.canonicalize().unwrap();
+        assert!(in_folder(&public, &public.join("index.html")));
+        assert!(!in_folder(&public, &dir.path().join("gust.toml")));
     }
 }

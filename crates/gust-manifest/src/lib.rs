@@ -10,6 +10,7 @@ mod model;
 mod node;
 mod parse;
 mod route;
+mod static_mount;
 mod units;
 
 pub use blob_pattern::BlobPattern;

@@ -21,6 +21,8 @@ pub struct App {
     /// checked by the gateway (`gust_gateway::GatewayConfig`) when the host
     /// loads the app.
     pub gateway: Option<toml::Table>,
+    /// `[[static]]` folders served as files, in file order.
+    pub statics: Vec<StaticMount>,
 }
 
 impl App {
@@ -33,6 +35,19 @@ impl App {
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join(".gust")
     }
+}
+
+/// One `[[static]]` table: a folder of the app served as files under a URL
+/// prefix (GET and HEAD); function routes win over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticMount {
+    /// URL prefix, e.g. `/` or `/assets` (no trailing `/` except for `/`).
+    pub route: String,
+    /// The folder served (absolute, inside the app folder).
+    pub dir: PathBuf,
+    /// File (relative to `dir`) answered for GET paths under `route` that
+    /// name no file and have no extension: a single-page app's `index.html`.
+    pub fallback: Option<String>,
 }
 
 /// A variable declared under `[variables]`.

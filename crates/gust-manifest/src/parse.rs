@@ -55,6 +55,9 @@ struct RawManifest {
     /// Interpreted by the gateway (`gust-gateway`); kept as written.
     #[serde(default)]
     gateway: Option<toml::Table>,
+    /// `[[static]]` folders served as files.
+    #[serde(default, rename = "static")]
+    statics: Vec<Spanned<crate::static_mount::RawStatic>>,
 }
 
 #[derive(Deserialize)]
@@ -126,14 +129,14 @@ struct RawLimits {
     max_body: Option<Spanned<String>>,
 }
 
-struct Parser<'a> {
-    dir: &'a Path,
-    file: &'a Path,
-    source: &'a str,
+pub(crate) struct Parser<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) file: &'a Path,
+    pub(crate) source: &'a str,
 }
 
 impl Parser<'_> {
-    fn err(
+    pub(crate) fn err(
         &self,
         span: Option<Range<usize>>,
         key: impl Into<String>,
@@ -192,6 +195,7 @@ impl Parser<'_> {
             variables,
             functions: functions.into_iter().map(|(f, _)| f).collect(),
             gateway: raw.gateway,
+            statics: self.statics(raw.statics)?,
         })
     }
 

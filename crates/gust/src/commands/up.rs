@@ -154,6 +154,24 @@ pub(super) fn describe(host: &Host, url: &str) -> (Vec<String>, Vec<String>) {
             }
         }
     }
+    for m in app.statics.mounts() {
+        let route = if m.route == "/" {
+            "/".to_string()
+        } else {
+            format!("{}/", m.route)
+        };
+        routes.push(format!("{url}{route}"));
+        let fallback = m
+            .fallback
+            .as_ref()
+            .map(|f| format!(" (fallback {f})"))
+            .unwrap_or_default();
+        details.push(format!(
+            "  {:<12} {url}{route}  -> files in {}{fallback}",
+            "static",
+            m.dir.display()
+        ));
+    }
     if let Some(addr) = host.mqtt_addr() {
         details.push(format!("  mqtt broker  mqtt://{addr} (MQTT 3.1.1 and 5)"));
     }
