@@ -51,6 +51,11 @@ pub struct ConsumerConfig {
     /// More keys (for rotation).
     #[serde(default)]
     pub keys: Vec<String>,
+    /// The consumer's own limit (its plan), e.g. `"600/m"`: one token bucket
+    /// shared by every route on which the consumer is identified, checked
+    /// next to the routes' own limits.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
 }
 
 /// One `[[gateway.route]]`.

@@ -24,10 +24,10 @@ use crate::config::{ConfigError, GatewayConfig};
 use crate::headers::{header_bytes, strip_hop_by_hop, wants_upgrade};
 use crate::matcher::{Params, request_host};
 use crate::proxy::{self, Attempt, HttpClient, Upstream};
-use crate::ratelimit::Decision;
+use crate::ratelimit::{BucketParams, Decision, KeyedLimiter};
 use crate::route::{Builder, Route, Target, TargetKind};
 use crate::status::{GatewayStatus, GlobalCounters, bump};
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_rate, parse_size};
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -71,6 +71,8 @@ struct Inner {
     routes: Vec<Route>,
     upstreams: Vec<Arc<Upstream>>,
     consumers: ConsumerKeys,
+    /// Each consumer's own limit (its plan), by consumer name.
+    plans: std::collections::HashMap<String, KeyedLimiter>,
     functions: Arc<dyn FunctionTarget>,
     key_check: OnceLock<Arc<dyn KeyCheck>>,
     http1: HttpClient,
@@ -152,6 +154,7 @@ impl Gateway {
         )?;
 
         let mut consumers = ConsumerKeys::default();
+        let mut plans = std::collections::HashMap::new();
         let mut names = std::collections::HashSet::new();
         for c in &config.consumers {
             let bad = |key: &str, problem: &str, fix: &str| ConfigError::Consumer {
@@ -177,6 +180,16 @@ impl Gateway {
                     "is missing",
                     "add key = \"<a long random key>\"",
                 ));
+            }
+            if let Some(text) = &c.rate_limit {
+                let rate = parse_rate(text).map_err(|e| bad("rate_limit", &e, "e.g. \"600/m\""))?;
+                plans.insert(
+                    c.name.clone(),
+                    KeyedLimiter::new(BucketParams {
+                        rate: rate.per_second(),
+                        burst: f64::from(rate.count),
+                    }),
+                );
             }
             let name: Arc<str> = Arc::from(c.name.as_str());
             for k in keys {
@@ -229,6 +242,7 @@ impl Gateway {
                 routes,
                 upstreams: builder.upstreams,
                 consumers,
+                plans,
                 functions,
                 key_check: OnceLock::new(),
                 http1,
@@ -496,12 +510,17 @@ impl Gateway {
             }
         }
 
-        // Rate limits: the tightest bucket decides the headers.
+        // Rate limits (the route's, then the consumer's plan): the tightest
+        // bucket decides the headers.
         let mut tightest: Option<Decision> = None;
         let ip_text = ip.to_string();
+        let plan = consumer
+            .as_deref()
+            .and_then(|c| inner.plans.get(c).map(|l| (l, c)));
         let checks = [
             route.limit_ip.as_ref().map(|l| (l, ip_text.as_str())),
             route.limit_consumer.as_ref().zip(consumer.as_deref()),
+            plan,
         ];
         for (limiter, key) in checks.into_iter().flatten() {
             let d = limiter.check(key);
@@ -1061,6 +1080,12 @@ mod tests {
 
         let consumer = "[[gateway.consumer]]\nname = \"m\"\nkey = \"short\"\n";
         assert!(err(consumer).contains("gateway consumer `m`: `key` is shorter"));
+        let plan = "[[gateway.consumer]]\nname = \"m\"\nkey = \"m-key-0123456789abcdef\"\nrate_limit = \"lots\"\n";
+        let e = err(plan);
+        assert!(
+            e.contains("gateway consumer `m`: `rate_limit`") && e.contains("600/m"),
+            "{e}"
+        );
 
         let e = GatewayConfig::from_manifest("[gateway]\n[[gateway.route]]\nname = \"x\"\ntarget = { function = \"f\" }\ncolour = 1\n")
             .unwrap_err()

@@ -29,6 +29,7 @@
 //! [[gateway.consumer]]
 //! name = "mobile"
 //! key = "k_live_0123456789abcdef"      # sent as `x-api-key`; `keys = [..]` for rotation
+//! rate_limit = "600/m"                 # the consumer's plan: one bucket across all routes
 //!
 //! [[gateway.route]]                     # routes are tried in order; first match wins
 //! name = "orders-v1"
@@ -63,7 +64,10 @@
 //! credentials give 401, missing scopes/claims or a consumer not on the list
 //! 403, with `{"error", "reason", "request_id"}`. The consumer (API key
 //! consumer, else JWT `sub`) is passed on as `x-gust-consumer` and keys the
-//! per-consumer limit. Every upstream has one circuit breaker (defaults as
+//! per-consumer limit. A consumer's own `rate_limit` (its plan) is one
+//! bucket shared by every route on which it is identified; a request must
+//! pass it and the route's limits, and the tightest decides the `RateLimit-*`
+//! headers. Every upstream has one circuit breaker (defaults as
 //! above); 5xx answers, connect errors and timeouts count as failures.
 //! Requests whose path holds `.`/`..` segments (also percent-encoded) or
 //! encoded separators are refused with 400, before and after rewriting.

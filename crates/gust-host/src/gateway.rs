@@ -5,6 +5,10 @@
 //! it, and a broken `[gateway]` keeps the previous version serving). Requests
 //! that match a gateway route go through it; all others fall through to the
 //! function router, and `/_gust/*` never reaches the gateway.
+//!
+//! Any string in the table may name an app variable as `{{ name }}` (an
+//! upstream's address, a consumer's key), filled in from `[variables]` and
+//! `GUST_VAR_<NAME>` before the gateway sees the table.
 
 use http_body_util::combinators::UnsyncBoxBody;
 use std::collections::HashMap;
@@ -46,19 +50,20 @@ pub fn build(
         return Ok(None);
     };
     let manifest = app.manifest_path.display();
-    let mut config =
-        GatewayConfig::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
-            // Parsing the file again locates the problem to a line and column.
-            match std::fs::read_to_string(&app.manifest_path)
-                .ok()
-                .map(|text| GatewayConfig::from_manifest(&text))
-            {
-                Some(Err(ConfigError::Toml(located))) => {
-                    anyhow!("{manifest}: [gateway]: {located}")
-                }
-                _ => anyhow!("{manifest}: [gateway]: {}", e.message().trim()),
+    let variables = crate::app::resolve_variables(app)?;
+    let table = fill_variables(table, &variables).map_err(|e| anyhow!("{manifest}: {e}"))?;
+    let mut config = GatewayConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
+        // Parsing the file again locates the problem to a line and column.
+        match std::fs::read_to_string(&app.manifest_path)
+            .ok()
+            .map(|text| GatewayConfig::from_manifest(&text))
+        {
+            Some(Err(ConfigError::Toml(located))) => {
+                anyhow!("{manifest}: [gateway]: {located}")
             }
-        })?;
+            _ => anyhow!("{manifest}: [gateway]: {}", e.message().trim()),
+        }
+    })?;
     resolve_paths(&mut config, &app.dir);
     check_functions(&config, app, functions).map_err(|e| anyhow!("{manifest}: {e}"))?;
 
@@ -117,6 +122,68 @@ pub fn status(host: &Host) -> Response<Body> {
             format!("cannot serialise the gateway status: {e}"),
         ),
     }
+}
+
+/// Replaces every `{{ name }}` in the string values of the `[gateway]`
+/// table with the value of app variable `name`. The error names the key
+/// (e.g. `gateway.route[2].target.upstream`) and the fix.
+fn fill_variables(
+    table: &toml::Table,
+    variables: &[(String, String)],
+) -> Result<toml::Table, String> {
+    fn walk(value: &mut toml::Value, key: &str, vars: &[(String, String)]) -> Result<(), String> {
+        match value {
+            toml::Value::String(text) if text.contains("{{") => {
+                *text = fill(text, key, vars)?;
+            }
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(item, &format!("{key}[{i}]"), vars)?;
+                }
+            }
+            toml::Value::Table(table) => {
+                for (name, item) in table.iter_mut() {
+                    walk(item, &format!("{key}.{name}"), vars)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    let mut value = toml::Value::Table(table.clone());
+    walk(&mut value, "gateway", variables)?;
+    match value {
+        toml::Value::Table(table) => Ok(table),
+        _ => unreachable!("a table stays a table"),
+    }
+}
+
+/// Fills the `{{ name }}` placeholders of one string (found at `key`).
+fn fill(text: &str, key: &str, vars: &[(String, String)]) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err(format!(
+                "[gateway]: `{key}` has `{{{{` without a closing `}}}}`; write {{{{ variable_name }}}}"
+            ));
+        };
+        let name = after[..end].trim();
+        match vars.iter().find(|(n, _)| n == name) {
+            Some((_, value)) => out.push_str(value),
+            None => {
+                return Err(format!(
+                    "[gateway]: `{key}` uses variable `{name}`, which has no value; declare it under [variables] (e.g. {name} = {{ default = \"...\" }}) or set GUST_VAR_{}",
+                    name.to_ascii_uppercase()
+                ));
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Relative `jwks_file`s are relative to the app folder, not to wherever
@@ -224,5 +291,62 @@ impl KeyCheck for AppKeys {
             &self.0,
         )
         .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vec<(String, String)> {
+        vec![
+            ("shipping_url".into(), "http://127.0.0.1:7081".into()),
+            ("partner_key".into(), "k_partner_0123456789".into()),
+        ]
+    }
+
+    #[test]
+    fn variables_fill_every_string_of_the_table() {
+        let table: toml::Table = toml::from_str(
+            r#"
+            [[consumer]]
+            name = "partner"
+            key = "{{ partner_key }}"
+            [[route]]
+            name = "quotes"
+            path = "/quotes/{id}"
+            target = { upstream = "{{shipping_url}}/v1", rewrite = "/q/{id}" }
+            "#,
+        )
+        .unwrap();
+        let filled = fill_variables(&table, &vars()).unwrap();
+        let config = GatewayConfig::deserialize(toml::Value::Table(filled)).unwrap();
+        assert_eq!(
+            config.consumers[0].key.as_deref(),
+            Some("k_partner_0123456789")
+        );
+        let target = &config.routes[0].target;
+        assert_eq!(target.upstream.as_deref(), Some("http://127.0.0.1:7081/v1"));
+        // Single braces (path parameters) are left alone.
+        assert_eq!(target.rewrite.as_deref(), Some("/q/{id}"));
+        assert_eq!(config.routes[0].path.as_deref(), Some("/quotes/{id}"));
+    }
+
+    #[test]
+    fn unknown_or_unclosed_placeholders_name_the_key_and_the_fix() {
+        let table: toml::Table =
+            toml::from_str("[[route]]\nname = \"r\"\ntarget = { upstream = \"{{ nope }}\" }\n")
+                .unwrap();
+        let e = fill_variables(&table, &vars()).unwrap_err();
+        assert!(e.contains("`gateway.route[0].target.upstream`"), "{e}");
+        assert!(e.contains("`nope`") && e.contains("GUST_VAR_NOPE"), "{e}");
+        assert!(e.contains("[variables]"), "{e}");
+
+        let e = fill("http://{{ shipping_url", "gateway.x", &vars()).unwrap_err();
+        assert!(e.contains("`gateway.x`") && e.contains("closing"), "{e}");
+        assert_eq!(
+            fill("a{{shipping_url}}b{{ partner_key }}", "k", &vars()).unwrap(),
+            "ahttp://127.0.0.1:7081bk_partner_0123456789"
+        );
     }
 }

@@ -9,6 +9,11 @@ const TOML: &str = r#"
 name = "mobile"
 key = "mobile-key-0123456789"
 
+[[gateway.consumer]]
+name = "free-plan"
+key = "free-key-0123456789ab"
+rate_limit = "3/m"
+
 [[gateway.route]]
 name = "orders-v2-header"
 path = "/api/orders/{id}"
@@ -45,6 +50,12 @@ prefix = "/consumer"
 target = { function = "limited" }
 auth = { keys = true }
 rate_limit = { per_consumer = "2/m", per_ip = "100/s" }
+
+[[gateway.route]]
+name = "plan-limited"
+prefix = "/plan"
+target = { function = "limited" }
+auth = { keys = true }
 "#;
 
 #[tokio::test]
@@ -116,6 +127,45 @@ async fn rate_limits_with_headers() {
         (st.routes[4].rate_limited, st.routes[5].rate_limited),
         (1, 1)
     );
+
+    // A consumer's plan: one bucket for all its routes, tighter than the
+    // route's own per-consumer limit here; other consumers are not affected.
+    let free = [("x-api-key", "free-key-0123456789ab")];
+    let (s, h, _) = get(&format!("{base}/consumer/a"), &free).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            h["ratelimit-limit"].to_str().unwrap(),
+            h["ratelimit-remaining"].to_str().unwrap()
+        ),
+        ("2", "1"),
+        "the route's 2/m is the tightest so far"
+    );
+    let (s, h, _) = get(&format!("{base}/plan/b"), &free).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            h["ratelimit-limit"].to_str().unwrap(),
+            h["ratelimit-remaining"].to_str().unwrap()
+        ),
+        ("3", "1"),
+        "the plan's bucket counts both routes"
+    );
+    assert_eq!(
+        get(&format!("{base}/plan/c"), &free).await.0,
+        StatusCode::OK
+    );
+    let (s, h, body) = get(&format!("{base}/plan/d"), &free).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(h["ratelimit-limit"], "3");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(
+        get(&format!("{base}/plan/e"), &key).await.0,
+        StatusCode::OK,
+        "the mobile consumer has no plan"
+    );
+    assert_eq!(gw.status().routes[6].rate_limited, 1);
 }
 
 #[tokio::test]
