@@ -8,14 +8,18 @@ mod blob_pattern;
 mod error;
 mod model;
 mod node;
+mod outbound;
 mod parse;
 mod route;
+mod sse;
 mod units;
 
 pub use blob_pattern::BlobPattern;
 pub use error::ManifestError;
 pub use model::*;
 pub use node::NodeConfig;
+pub use outbound::{OutboundRule, outbound_allowed};
 pub use parse::{MANIFEST_FILE, is_resource_name, load_app, parse_app};
 pub use route::{RouteError, route_shape, validate_route};
+pub use sse::SseRoute;
 pub use units::{parse_duration, parse_size};

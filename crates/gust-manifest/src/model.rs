@@ -21,6 +21,8 @@ pub struct App {
     /// checked by the gateway (`gust_gateway::GatewayConfig`) when the host
     /// loads the app.
     pub gateway: Option<toml::Table>,
+    /// `[[sse]]` streams: topic events pushed to browsers.
+    pub sse: Vec<crate::SseRoute>,
 }
 
 impl App {
@@ -61,6 +63,9 @@ pub struct Function {
     pub retry: RetryPolicy,
     /// Resource limits.
     pub limits: Limits,
+    /// `outbound_http`: destinations the function may call over HTTP
+    /// (empty: none).
+    pub outbound_http: Vec<crate::OutboundRule>,
 }
 
 impl Function {
