@@ -349,8 +349,10 @@ fn open<B>(
             .headers()
             .get("last-event-id")
             .and_then(|v| v.to_str().ok());
-        hub.subscribe(&route.topic, route.subject_for(params), last)
-            .into_body(HEARTBEAT)
+        Response::new(
+            hub.subscribe(&route.topic, route.subject_for(params), last)
+                .into_body(HEARTBEAT),
+        )
     };
     let headers = response.headers_mut();
     headers.insert(
