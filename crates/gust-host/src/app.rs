@@ -198,6 +198,8 @@ pub struct LoadContext<'a> {
     pub stats: &'a mut HashMap<String, Arc<FunctionStats>>,
     /// Reuse instances between requests (opt-in).
     pub reuse_instances: bool,
+    /// Where accepted topic events go for `[[sse]]` streams.
+    pub sse: Arc<crate::sse::SseHub>,
 }
 
 impl LoadedApp {
@@ -216,7 +218,10 @@ impl LoadedApp {
             logs: cx.logs.clone(),
         };
         let publisher: Arc<std::sync::OnceLock<Publisher>> = Arc::default();
-        let topics: Arc<dyn gust_runtime::TopicPublisher> = Arc::new(AppTopics(publisher.clone()));
+        cx.sse
+            .watch_topics(app.sse.iter().map(|s| s.topic.as_str()));
+        let topics: Arc<dyn gust_runtime::TopicPublisher> =
+            Arc::new(AppTopics(publisher.clone(), cx.sse.clone()));
         for f in &app.functions {
             if let Trigger::Event { kind, settings } = &f.trigger {
                 check_event_trigger(&f.name, *kind, settings)?;
@@ -528,8 +533,9 @@ fn function_env(
     cx: &LoadContext<'_>,
     topics: &Arc<dyn gust_runtime::TopicPublisher>,
 ) -> Result<FunctionEnv> {
-    let mut env =
-        FunctionEnv::new(f.name.clone(), f.limits, cx.logs.clone()).with_variables(variables);
+    let mut env = FunctionEnv::new(f.name.clone(), f.limits, cx.logs.clone())
+        .with_variables(variables)
+        .with_outbound_http(f.outbound_http.clone());
     for (binding, b) in &f.bindings {
         match b.kind {
             BindingKind::Kv => {
@@ -613,8 +619,9 @@ fn check_event_trigger(
 }
 
 /// Lets functions publish to the app's topics, through the publisher the
-/// triggers set up (events published before that are refused, not lost).
-struct AppTopics(Arc<std::sync::OnceLock<Publisher>>);
+/// triggers set up (events published before that are refused, not lost);
+/// published events also reach the `[[sse]]` streams.
+struct AppTopics(Arc<std::sync::OnceLock<Publisher>>, Arc<crate::sse::SseHub>);
 
 impl gust_runtime::TopicPublisher for AppTopics {
     fn publish(
@@ -629,11 +636,15 @@ impl gust_runtime::TopicPublisher for AppTopics {
                 .get()
                 .ok_or_else(|| "the app's topics are not started yet; try again".to_string())?;
             let id = event.id.clone();
+            let for_sse = self.1.watches(&topic).then(|| event.clone());
             publisher
                 .publish(&topic, vec![event])
                 .await
-                .map(|_| id)
-                .map_err(|e| format!("publishing to topic `{topic}` failed: {e}"))
+                .map_err(|e| format!("publishing to topic `{topic}` failed: {e}"))?;
+            if let Some(event) = for_sse {
+                self.1.publish(&topic, &[event]);
+            }
+            Ok(id)
         })
     }
 }

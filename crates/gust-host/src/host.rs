@@ -80,6 +80,7 @@ pub struct Host {
     timer_status: Arc<dyn gust_backends::KeyValue>,
     blob_receipts: Arc<dyn gust_backends::KeyValue>,
     current: ArcSwap<LoadedApp>,
+    sse: Arc<crate::sse::SseHub>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     reloading: tokio::sync::Mutex<()>,
 }
@@ -153,6 +154,7 @@ impl Host {
         let node = format!("{}-{}", hostname(), std::process::id());
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
+        let sse = Arc::new(crate::sse::SseHub::new());
         let loaded = LoadedApp::load(
             app,
             components,
@@ -168,6 +170,7 @@ impl Host {
                 logs: logs.clone(),
                 stats: &mut stats,
                 reuse_instances: options.reuse_instances,
+                sse: sse.clone(),
             },
         )?;
         Ok(Arc::new(Self {
@@ -192,6 +195,7 @@ impl Host {
             timer_status,
             blob_receipts,
             current: ArcSwap::from_pointee(loaded),
+            sse,
             stats: Mutex::new(stats),
             reloading: tokio::sync::Mutex::new(()),
         }))
@@ -216,6 +220,11 @@ impl Host {
     /// The runtime.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// The server-sent-event hub (`[[sse]]` streams), kept across reloads.
+    pub fn sse(&self) -> &crate::sse::SseHub {
+        &self.sse
     }
 
     /// The log hub.
@@ -338,6 +347,7 @@ impl Host {
                     logs: self.logs.clone(),
                     stats: &mut stats,
                     reuse_instances: self.options.reuse_instances,
+                    sse: self.sse.clone(),
                 },
             )
         });

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod logs;
 pub mod queues;
 pub mod server;
+pub mod sse;
 pub mod state_file;
 pub mod static_files;
 pub mod streams;

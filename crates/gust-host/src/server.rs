@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::body::Body;
 use crate::host::Host;
-use crate::{admin, dispatch, gateway};
+use crate::{admin, dispatch, gateway, sse};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -55,6 +55,8 @@ pub async fn serve(listener: TcpListener, host: Arc<Host>, shutdown: impl Future
         }
     }
     drop(listener);
+    // Event streams never finish by themselves: end them so the drain can.
+    host.sse().close();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN) => tracing::warn!("gave up waiting for open requests"),
@@ -67,6 +69,9 @@ async fn route(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr) -> R
         return admin::handle(host, req).await;
     }
     let app = host.current();
+    if let Some(response) = sse::handle(host.sse(), &app, &req) {
+        return response;
+    }
     match gateway::handle(&app, req, client).await {
         Ok(response) => response,
         Err(req) => dispatch::handle(app, req).await,

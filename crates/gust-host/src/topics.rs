@@ -98,17 +98,23 @@ pub async fn ingress(host: &Host, topic: &str, req: Request<Incoming>) -> Respon
             "the host is still starting",
         );
     };
+    let for_sse = host.sse().watches(topic).then(|| events.clone());
     match publisher.publish(topic, events).await {
-        Ok(report) => body::json(
-            StatusCode::ACCEPTED,
-            &json!({
-                "topic": topic,
-                "accepted": report.accepted,
-                "duplicates": report.duplicates,
-                "deliveries": report.deliveries,
-                "subscriptions": publisher.subscriptions(topic).len(),
-            }),
-        ),
+        Ok(report) => {
+            if let Some(events) = for_sse {
+                host.sse().publish(topic, &events);
+            }
+            body::json(
+                StatusCode::ACCEPTED,
+                &json!({
+                    "topic": topic,
+                    "accepted": report.accepted,
+                    "duplicates": report.duplicates,
+                    "deliveries": report.deliveries,
+                    "subscriptions": publisher.subscriptions(topic).len(),
+                }),
+            )
+        }
         Err(e) => body::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "backend",

@@ -23,6 +23,8 @@ pub struct App {
     pub gateway: Option<toml::Table>,
     /// `[[static]]` folders served as files, in file order.
     pub statics: Vec<StaticMount>,
+    /// `[[sse]]` streams: topic events pushed to browsers.
+    pub sse: Vec<crate::SseRoute>,
 }
 
 impl App {
@@ -76,6 +78,9 @@ pub struct Function {
     pub retry: RetryPolicy,
     /// Resource limits.
     pub limits: Limits,
+    /// `outbound_http`: destinations the function may call over HTTP
+    /// (empty: none).
+    pub outbound_http: Vec<crate::OutboundRule>,
 }
 
 impl Function {

@@ -58,6 +58,8 @@ struct RawManifest {
     /// `[[static]]` folders served as files.
     #[serde(default, rename = "static")]
     statics: Vec<Spanned<crate::static_mount::RawStatic>>,
+    #[serde(default)]
+    sse: Vec<Spanned<crate::sse::RawSse>>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +78,7 @@ struct RawFunction {
     bindings: BTreeMap<Spanned<String>, Spanned<RawBinding>>,
     retry: Option<Spanned<RawRetry>>,
     limits: Option<Spanned<RawLimits>>,
+    outbound_http: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -188,14 +191,19 @@ impl Parser<'_> {
             functions.push((function, span));
         }
 
+        let functions: Vec<Function> = functions.into_iter().map(|(f, _)| f).collect();
+        let sse = crate::sse::parse_sse(raw.sse, &functions, &|span, key, message, fix| {
+            self.err(span, key, message, fix)
+        })?;
         Ok(App {
             dir: self.dir.to_path_buf(),
             manifest_path: self.file.to_path_buf(),
             name: name.into_inner(),
             variables,
-            functions: functions.into_iter().map(|(f, _)| f).collect(),
+            functions,
             gateway: raw.gateway,
             statics: self.statics(raw.statics)?,
+            sse,
         })
     }
 
@@ -319,6 +327,7 @@ impl Parser<'_> {
             None => Limits::default(),
             Some(l) => self.limits(&key("limits"), l.into_inner())?,
         };
+        let outbound_http = self.outbound_http(&key("outbound_http"), raw.outbound_http)?;
         Ok(Function {
             name: name.into_inner(),
             source,
@@ -326,7 +335,31 @@ impl Parser<'_> {
             bindings,
             retry,
             limits,
+            outbound_http,
         })
+    }
+
+    fn outbound_http(
+        &self,
+        key: &str,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+    ) -> Result<Vec<crate::OutboundRule>, ManifestError> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        let mut rules = Vec::new();
+        for (i, text) in raw.into_inner().into_iter().enumerate() {
+            let rule = crate::OutboundRule::parse(text.get_ref()).map_err(|why| {
+                self.err(
+                    Some(text.span()),
+                    format!("{key}[{i}]"),
+                    why,
+                    "write `scheme://host[:port][/path]`, e.g. `https://hooks.example.com`, `http://127.0.0.1:*` or `https://*.example.com/api`",
+                )
+            })?;
+            rules.push(rule);
+        }
+        Ok(rules)
     }
 
     fn source(
@@ -1226,5 +1259,62 @@ trigger = { queue = { queue = "jobs" } }
 
         let e = error_of("[app]\nname = \"a\"\ngateway = 1\n");
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn outbound_http_rules_are_parsed_and_located() {
+        let dir = app_dir();
+        let ok = format!(
+            "{HEAD}trigger = {{ queue = {{ queue = \"q\" }} }}\noutbound_http = [\"http://127.0.0.1:*\", \"https://hooks.example.com\"]\n"
+        );
+        let app = parse(dir.path(), &ok).unwrap();
+        let rules = &app.functions[0].outbound_http;
+        assert_eq!(rules.len(), 2);
+        assert!(rules[0].allows("http", "127.0.0.1", 9, "/"));
+        let e = error_of(&format!(
+            "{HEAD}trigger = {{ queue = {{ queue = \"q\" }} }}\noutbound_http = [\"https://ok.org\", \"ftp://x\"]\n"
+        ));
+        assert_eq!(e.key, "function[0].outbound_http[1]");
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.message.contains("ftp"), "{e}");
+        assert!(e.fix.contains("scheme://host"), "{e}");
+        let none = parse(dir.path(), GOOD).unwrap();
+        assert!(none.functions[0].outbound_http.is_empty());
+    }
+
+    #[test]
+    fn sse_streams_are_checked() {
+        let dir = app_dir();
+        let base = format!(
+            "{HEAD}trigger = {{ http = {{ route = \"/jobs/{{id}}\", methods = [\"GET\"] }} }}\n"
+        );
+        let ok = format!(
+            "{base}[[sse]]\nroute = \"/jobs/{{id}}/events\"\ntopic = \"job-events\"\nsubject = \"{{id}}\"\nauth = \"anonymous\"\n"
+        );
+        let app = parse(dir.path(), &ok).unwrap();
+        assert_eq!(app.sse.len(), 1);
+        assert_eq!(app.sse[0].topic, "job-events");
+        assert_eq!(app.sse[0].auth, AuthLevel::Anonymous);
+        let e = error_of(&format!(
+            "{base}[[sse]]\nroute = \"/jobs/{{id}}/events\"\ntopic = \"t\"\nsubject = \"{{job}}\"\n"
+        ));
+        assert_eq!(e.key, "sse[0].subject");
+        assert_eq!(e.line, 10, "{e}");
+        assert!(e.fix.contains("{id}"), "{e}");
+        let e = error_of(&format!(
+            "{base}[[sse]]\nroute = \"/jobs/{{key}}\"\ntopic = \"t\"\n"
+        ));
+        assert_eq!(e.key, "sse[0].route");
+        assert!(e.message.contains("function `f`"), "{e}");
+        let e = error_of(&format!("{base}[[sse]]\nroute = \"/s\"\n"));
+        assert_eq!(e.key, "sse[0].topic");
+        let e = error_of(&format!(
+            "{base}[[sse]]\nroute = \"/s\"\ntopic = \"t\"\nauth = \"everyone\"\n"
+        ));
+        assert_eq!(e.key, "sse[0].auth");
+        let e = error_of(&format!(
+            "{base}[[sse]]\nroute = \"/s\"\ntopic = \"t\"\nfilter = 1\n"
+        ));
+        assert!(e.message.contains("filter"), "{e}");
     }
 }

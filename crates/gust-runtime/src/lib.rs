@@ -18,6 +18,7 @@ mod event;
 mod http;
 mod limits;
 mod log;
+mod outbound;
 mod state;
 
 pub use cache::ComponentCache;

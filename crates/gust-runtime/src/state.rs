@@ -13,6 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::limits::MemoryLimiter;
 use crate::log::{LogLevel, LogSink};
+use crate::outbound::OutboundHooks;
 
 /// Most bytes of stdout/stderr kept per invocation.
 const CAPTURE_LIMIT: usize = 256 << 10;
@@ -42,6 +43,9 @@ pub struct FunctionEnv {
     pub topics: BTreeMap<String, String>,
     /// Delivers published events (set when the function has a topic binding).
     pub publisher: Option<Arc<dyn TopicPublisher>>,
+    /// Destinations reachable through `wasi:http/outgoing-handler`
+    /// (empty: every outbound request is denied).
+    pub outbound_http: Vec<gust_manifest::OutboundRule>,
     /// Where log lines go.
     pub log: Arc<dyn LogSink>,
 }
@@ -61,8 +65,15 @@ impl FunctionEnv {
             streams: BTreeMap::new(),
             topics: BTreeMap::new(),
             publisher: None,
+            outbound_http: Vec::new(),
             log,
         }
+    }
+
+    /// Allows outbound HTTP to the destinations `rules` allow.
+    pub fn with_outbound_http(mut self, rules: Vec<gust_manifest::OutboundRule>) -> Self {
+        self.outbound_http = rules;
+        self
     }
 
     /// Sets the variables served through `wasi:config`.
@@ -152,6 +163,7 @@ pub struct HostState {
     pub(crate) env: Arc<FunctionEnv>,
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    outbound: OutboundHooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     stdout: MemoryOutputPipe,
@@ -172,6 +184,7 @@ impl HostState {
             .build();
         Self {
             limiter: MemoryLimiter::new(env.limits.memory),
+            outbound: OutboundHooks::new(env.clone()),
             env,
             wasi,
             http: WasiHttpCtx::new(),
@@ -205,7 +218,9 @@ impl HostState {
 
     /// Starts the timeout clock of a new invocation on `store`.
     pub(crate) fn start_invocation(store: &mut wasmtime::Store<Self>) {
-        store.data_mut().started = std::time::Instant::now();
+        let now = std::time::Instant::now();
+        store.data_mut().started = now;
+        store.data_mut().outbound.started = now;
         store.set_epoch_deadline(1);
     }
 
@@ -244,7 +259,7 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }

@@ -172,6 +172,20 @@ pub(super) fn describe(host: &Host, url: &str) -> (Vec<String>, Vec<String>) {
             m.dir.display()
         ));
     }
+    for s in &app.app.sse {
+        let subject = s
+            .subject
+            .as_ref()
+            .map(|s| format!(", subject `{s}`"))
+            .unwrap_or_default();
+        details.push(format!(
+            "  {:<12} {url}{}  <- topic `{}` (event stream{subject}, auth: {})",
+            "GET (sse)",
+            s.route,
+            s.topic,
+            s.auth.as_str()
+        ));
+    }
     if let Some(addr) = host.mqtt_addr() {
         details.push(format!("  mqtt broker  mqtt://{addr} (MQTT 3.1.1 and 5)"));
     }

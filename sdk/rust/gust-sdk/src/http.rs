@@ -488,6 +488,12 @@ pub mod glue {
                 request.push_header(name.to_ascii_lowercase(), value);
             }
         }
+        // wasi:http carries `Host` as the request's authority, not a header.
+        if request.header("host").is_none()
+            && let Some(authority) = incoming.authority()
+        {
+            request.push_header("host".to_owned(), authority.into_bytes());
+        }
         request.body = read_body(&incoming)?;
         Ok(request)
     }

@@ -32,7 +32,8 @@
 //! * Bindings declared in `gust.toml`: [`kv`] (key-value stores),
 //!   [`sql`] (SQL databases), [`blob`] (containers), [`stream`] (append), [`table`] (document tables with a change
 //!   feed), [`queue`] (send), [`topic`] (publish) and [`variables`];
-//!   [`log`] writes to the host's log.
+//!   [`log`] writes to the host's log; [`outbound`] calls HTTP endpoints that
+//!   the function's `outbound_http` rules allow.
 //!
 //! The native build of this crate (for unit tests of handlers) compiles, but any
 //! call that reaches the host panics outside a Wasm component.
@@ -46,6 +47,7 @@ pub mod event;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod outbound;
 pub mod queue;
 pub mod sql;
 pub mod stream;

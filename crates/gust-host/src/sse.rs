@@ -1,0 +1,461 @@
+//! Server-sent events from topics (`[[sse]]` in `gust.toml`).
+//!
+//! The [`SseHub`] keeps, per topic that some `[[sse]]` streams, an
+//! in-process broadcast fed by every event accepted for the topic (HTTP
+//! ingress and function publishes), plus the recent events of each subject
+//! (the last [`REPLAY_PER_SUBJECT`] within [`REPLAY_FOR`]) so a client that
+//! connects after an event was published still sees it.
+//!
+//! `GET <route>` answers `text/event-stream`: one frame per matching event
+//! (`id:` = event id, `event:` = event type, `data:` = event data, one
+//! `data:` line per line), a `: heartbeat` comment every [`HEARTBEAT`], and
+//! the stream ends when the client goes away or the host shuts down. A
+//! reconnecting client's `Last-Event-ID` skips what it already saw.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gust_events::Event;
+use gust_manifest::SseRoute;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::sync::{broadcast, watch};
+
+use crate::app::LoadedApp;
+use crate::body::{self, Body};
+use gust_triggers::http::{AuthFailure, authorize, presented_key};
+
+/// How often an idle stream gets a comment line (keeps proxies from closing it).
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Recent events kept per subject for replay.
+pub const REPLAY_PER_SUBJECT: usize = 32;
+/// How long an event stays available for replay.
+pub const REPLAY_FOR: Duration = Duration::from_secs(600);
+/// Most subjects remembered per topic (the least recently used go first).
+const MAX_SUBJECTS: usize = 10_000;
+/// Events buffered per topic for slow clients before they skip some.
+const CHANNEL: usize = 1024;
+
+/// Live events and recent history of the topics that `[[sse]]` routes stream.
+/// One per host; it outlives reloads, so open streams keep running.
+pub struct SseHub {
+    state: Mutex<HubState>,
+    closed: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct HubState {
+    watched: HashSet<String>,
+    topics: HashMap<String, TopicState>,
+}
+
+struct TopicState {
+    live: broadcast::Sender<Arc<Event>>,
+    /// Recent events by subject (`None`: events without a subject).
+    by_subject: HashMap<Option<String>, VecDeque<Recent>>,
+    /// Recent events of every subject, for streams without a subject filter.
+    all: VecDeque<Recent>,
+}
+
+struct Recent {
+    at: Instant,
+    event: Arc<Event>,
+}
+
+impl Default for SseHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SseHub {
+    /// A hub that watches no topic yet.
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(HubState::default()),
+            closed: watch::channel(false).0,
+        }
+    }
+
+    /// Sets the topics to record (those of the app's `[[sse]]` routes).
+    /// Topics no longer listed are forgotten once no stream reads them.
+    pub fn watch_topics<'a>(&self, topics: impl IntoIterator<Item = &'a str>) {
+        let mut state = self.state.lock().expect("sse lock");
+        state.watched = topics.into_iter().map(str::to_string).collect();
+        let HubState { watched, topics } = &mut *state;
+        topics.retain(|name, t| watched.contains(name) || t.live.receiver_count() > 0);
+    }
+
+    /// Whether events of `topic` are recorded.
+    pub fn watches(&self, topic: &str) -> bool {
+        self.state.lock().expect("sse lock").watched.contains(topic)
+    }
+
+    /// Records events accepted for `topic` and sends them to open streams.
+    /// An event already recorded (same `source` and `id`) is not sent again.
+    pub fn publish(&self, topic: &str, events: &[Event]) {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("sse lock");
+        if !state.watched.contains(topic) {
+            return;
+        }
+        let t = state
+            .topics
+            .entry(topic.to_string())
+            .or_insert_with(TopicState::new);
+        for event in events {
+            let recent = t.by_subject.entry(event.subject.clone()).or_default();
+            expire(recent, now);
+            let seen = recent
+                .iter()
+                .any(|r| r.event.id == event.id && r.event.source == event.source);
+            if seen {
+                continue;
+            }
+            let event = Arc::new(event.clone());
+            push(recent, now, event.clone());
+            push(&mut t.all, now, event.clone());
+            // No receivers is fine: the event is kept for replay.
+            let _ = t.live.send(event);
+        }
+        if t.by_subject.len() > MAX_SUBJECTS {
+            t.trim(now);
+        }
+    }
+
+    /// Opens a stream of `topic`'s events, filtered on `subject` when given:
+    /// first the recent ones (after `last_event_id` when it is among them),
+    /// then live ones.
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        subject: Option<String>,
+        last_event_id: Option<&str>,
+    ) -> Subscription {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("sse lock");
+        let t = state
+            .topics
+            .entry(topic.to_string())
+            .or_insert_with(TopicState::new);
+        let recent: Vec<Arc<Event>> = match &subject {
+            Some(s) => match t.by_subject.get_mut(&Some(s.clone())) {
+                Some(recent) => {
+                    expire(recent, now);
+                    recent.iter().map(|r| r.event.clone()).collect()
+                }
+                None => Vec::new(),
+            },
+            None => {
+                expire(&mut t.all, now);
+                t.all.iter().map(|r| r.event.clone()).collect()
+            }
+        };
+        let replay = match last_event_id.and_then(|id| recent.iter().position(|e| e.id == id)) {
+            Some(seen) => recent[seen + 1..].to_vec(),
+            None => recent,
+        };
+        Subscription {
+            replay: replay.into(),
+            live: t.live.subscribe(),
+            subject,
+            closed: self.closed.subscribe(),
+        }
+    }
+
+    /// Ends every open stream (host shutdown); later streams end at once.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+}
+
+impl TopicState {
+    fn new() -> Self {
+        Self {
+            live: broadcast::channel(CHANNEL).0,
+            by_subject: HashMap::new(),
+            all: VecDeque::new(),
+        }
+    }
+
+    /// Drops expired subjects, then the least recently used beyond the cap.
+    fn trim(&mut self, now: Instant) {
+        self.by_subject.retain(|_, recent| {
+            expire(recent, now);
+            !recent.is_empty()
+        });
+        let excess = self.by_subject.len().saturating_sub(MAX_SUBJECTS);
+        if excess > 0 {
+            let mut by_age: Vec<(Instant, Option<String>)> = self
+                .by_subject
+                .iter()
+                .map(|(s, r)| (r.back().map_or(now, |r| r.at), s.clone()))
+                .collect();
+            by_age.sort();
+            for (_, subject) in by_age.into_iter().take(excess) {
+                self.by_subject.remove(&subject);
+            }
+        }
+    }
+}
+
+fn expire(recent: &mut VecDeque<Recent>, now: Instant) {
+    while recent
+        .front()
+        .is_some_and(|r| now.duration_since(r.at) > REPLAY_FOR)
+    {
+        recent.pop_front();
+    }
+}
+
+fn push(recent: &mut VecDeque<Recent>, at: Instant, event: Arc<Event>) {
+    if recent.len() == REPLAY_PER_SUBJECT {
+        recent.pop_front();
+    }
+    recent.push_back(Recent { at, event });
+}
+
+/// One client's view of a topic: replayed events, then live ones.
+pub struct Subscription {
+    replay: VecDeque<Arc<Event>>,
+    live: broadcast::Receiver<Arc<Event>>,
+    subject: Option<String>,
+    closed: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// The next piece of the stream: an event frame, a heartbeat comment
+    /// after `heartbeat` of silence, or `None` when the stream ends.
+    pub async fn next(&mut self, heartbeat: Duration) -> Option<String> {
+        if *self.closed.borrow() {
+            return None;
+        }
+        if let Some(event) = self.replay.pop_front() {
+            return Some(frame(&event));
+        }
+        let quiet = tokio::time::sleep(heartbeat);
+        tokio::pin!(quiet);
+        loop {
+            tokio::select! {
+                biased;
+                changed = self.closed.changed() => {
+                    if changed.is_err() || *self.closed.borrow() {
+                        return None;
+                    }
+                }
+                received = self.live.recv() => match received {
+                    Ok(event) if self.wants(&event) => return Some(frame(&event)),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        return Some(format!(": {n} events skipped (the client reads too slowly)\n\n"));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                () = &mut quiet => return Some(": heartbeat\n\n".to_string()),
+            }
+        }
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        match &self.subject {
+            Some(s) => event.subject.as_deref() == Some(s.as_str()),
+            None => true,
+        }
+    }
+
+    /// The subscription as a streaming response body.
+    pub fn into_body(self, heartbeat: Duration) -> Body {
+        let opening = Some(": connected\nretry: 3000\n\n".to_string());
+        let stream =
+            futures::stream::unfold((self, opening), move |(mut sub, opening)| async move {
+                let text = match opening {
+                    Some(text) => text,
+                    None => sub.next(heartbeat).await?,
+                };
+                let frame: Result<Frame<Bytes>, body::BoxError> =
+                    Ok(Frame::data(Bytes::from(text)));
+                Some((frame, (sub, None)))
+            });
+        BodyExt::boxed_unsync(StreamBody::new(stream))
+    }
+}
+
+/// The text/event-stream frame of `event`.
+pub fn frame(event: &Event) -> String {
+    let one_line = |s: &str| s.replace(['\r', '\n'], " ");
+    let mut out = format!(
+        "id: {}\nevent: {}\n",
+        one_line(&event.id),
+        one_line(&event.ty)
+    );
+    let data = String::from_utf8_lossy(&event.data);
+    let data = data.replace("\r\n", "\n").replace('\r', "\n");
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+/// Answers `req` when its path is one of the app's `[[sse]]` routes.
+pub fn handle<B>(hub: &SseHub, app: &LoadedApp, req: &Request<B>) -> Option<Response<Body>> {
+    let path = req.uri().path();
+    let (route, params) = app
+        .app
+        .sse
+        .iter()
+        .find_map(|r| r.match_path(path).map(|p| (r, p)))?;
+    Some(open(hub, app, route, &params, req))
+}
+
+fn open<B>(
+    hub: &SseHub,
+    app: &LoadedApp,
+    route: &SseRoute,
+    params: &[(String, String)],
+    req: &Request<B>,
+) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = body::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!(
+                "{} is not allowed on {}; an event stream is opened with GET",
+                req.method(),
+                req.uri().path()
+            ),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let key = presented_key(req.headers(), req.uri().query());
+    if let Err(failure) = authorize(route.auth, "", key.as_deref(), &app.keys) {
+        let status = match failure {
+            AuthFailure::Missing => StatusCode::UNAUTHORIZED,
+            AuthFailure::Denied => StatusCode::FORBIDDEN,
+        };
+        return body::error(status, "unauthorized", failure);
+    }
+    let mut response = if req.method() == Method::HEAD {
+        Response::new(body::full(Bytes::new()))
+    } else {
+        let last = req
+            .headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok());
+        Response::new(
+            hub.subscribe(&route.topic, route.subject_for(params), last)
+                .into_body(HEARTBEAT),
+        )
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, subject: Option<&str>, data: &str) -> Event {
+        let mut e = Event::new("/test", "job.progress", data.as_bytes().to_vec());
+        e.id = id.to_string();
+        e.subject = subject.map(Into::into);
+        e
+    }
+
+    fn hub(topic: &str) -> SseHub {
+        let hub = SseHub::new();
+        hub.watch_topics([topic]);
+        hub
+    }
+
+    const BEAT: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn replays_recent_events_of_the_subject_then_live_ones() {
+        let hub = hub("jobs");
+        hub.publish(
+            "jobs",
+            &[event("1", Some("a"), "one"), event("2", Some("b"), "x")],
+        );
+        let mut sub = hub.subscribe("jobs", Some("a".into()), None);
+        let first = sub.next(BEAT).await.unwrap();
+        assert_eq!(first, "id: 1\nevent: job.progress\ndata: one\n\n");
+        hub.publish(
+            "jobs",
+            &[event("3", Some("b"), "y"), event("4", Some("a"), "l1\nl2")],
+        );
+        let next = sub.next(BEAT).await.unwrap();
+        assert_eq!(next, "id: 4\nevent: job.progress\ndata: l1\ndata: l2\n\n");
+        assert_eq!(sub.next(BEAT).await.unwrap(), ": heartbeat\n\n");
+    }
+
+    #[tokio::test]
+    async fn duplicates_and_unwatched_topics_are_not_sent() {
+        let hub = hub("jobs");
+        let mut sub = hub.subscribe("jobs", None, None);
+        hub.publish("jobs", &[event("1", Some("a"), "one")]);
+        hub.publish("jobs", &[event("1", Some("a"), "one")]);
+        hub.publish("other", &[event("9", Some("a"), "nine")]);
+        assert!(sub.next(BEAT).await.unwrap().starts_with("id: 1\n"));
+        assert_eq!(sub.next(BEAT).await.unwrap(), ": heartbeat\n\n");
+        assert!(!hub.watches("other"));
+    }
+
+    #[tokio::test]
+    async fn last_event_id_skips_what_was_seen_and_replay_is_bounded() {
+        let hub = hub("jobs");
+        let events: Vec<Event> = (0..40)
+            .map(|i| event(&i.to_string(), Some("a"), "d"))
+            .collect();
+        hub.publish("jobs", &events);
+        let mut sub = hub.subscribe("jobs", Some("a".into()), Some("37"));
+        assert!(sub.next(BEAT).await.unwrap().starts_with("id: 38\n"));
+        assert!(sub.next(BEAT).await.unwrap().starts_with("id: 39\n"));
+        let all = hub.subscribe("jobs", Some("a".into()), None);
+        assert_eq!(all.replay.len(), REPLAY_PER_SUBJECT);
+        assert_eq!(all.replay[0].id, "8");
+    }
+
+    #[tokio::test]
+    async fn close_ends_streams() {
+        let hub = hub("jobs");
+        let mut sub = hub.subscribe("jobs", None, None);
+        let waiter = tokio::spawn(async move { sub.next(Duration::from_secs(60)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        hub.close();
+        assert_eq!(waiter.await.unwrap(), None);
+        let mut later = hub.subscribe("jobs", None, None);
+        assert_eq!(later.next(BEAT).await, None);
+    }
+
+    #[tokio::test]
+    async fn dropped_clients_are_forgotten_with_their_topic() {
+        let hub = hub("jobs");
+        let sub = hub.subscribe("jobs", None, None);
+        hub.watch_topics(["other"]);
+        assert!(hub.state.lock().unwrap().topics.contains_key("jobs"));
+        drop(sub);
+        hub.watch_topics(["other"]);
+        assert!(!hub.state.lock().unwrap().topics.contains_key("jobs"));
+    }
+
+    #[test]
+    fn frames_keep_ids_and_types_on_one_line() {
+        let mut e = event("a\nb", None, "x\r\ny");
+        e.ty = "t\r".into();
+        assert_eq!(frame(&e), "id: a b\nevent: t \ndata: x\ndata: y\n\n");
+    }
+}

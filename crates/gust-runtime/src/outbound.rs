@@ -1,0 +1,151 @@
+//! Outbound HTTP (`wasi:http/outgoing-handler`) as a capability: a function
+//! reaches only the destinations its `outbound_http` rules allow, and never
+//! past its own timeout.
+//!
+//! A refused request fails with the wasi-http error `HttpRequestDenied`
+//! (before any connection is made) and a warning in the function's log.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::log::LogLevel;
+use crate::state::FunctionEnv;
+
+/// The `wasi:http` hooks of one instance: the allow-list check and the
+/// deadline of the running invocation.
+pub(crate) struct OutboundHooks {
+    env: Arc<FunctionEnv>,
+    /// When the current invocation started.
+    pub(crate) started: Instant,
+}
+
+impl OutboundHooks {
+    pub(crate) fn new(env: Arc<FunctionEnv>) -> Self {
+        Self {
+            env,
+            started: Instant::now(),
+        }
+    }
+
+    /// Time left before the invocation's timeout.
+    fn remaining(&self) -> Duration {
+        self.env
+            .limits
+            .timeout
+            .saturating_sub(self.started.elapsed())
+    }
+}
+
+/// `scheme://authority/path` of `uri`, without the query (which may hold secrets).
+pub(crate) fn describe(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        uri.path()
+    )
+}
+
+/// Caps each of the guest's timeouts at `remaining`.
+fn clamp(options: Option<RequestOptions>, remaining: Duration) -> RequestOptions {
+    let options = options.unwrap_or_default();
+    let cap = |d: Option<Duration>| Some(d.map_or(remaining, |d| d.min(remaining)));
+    RequestOptions {
+        connect_timeout: cap(options.connect_timeout),
+        first_byte_timeout: cap(options.first_byte_timeout),
+        between_bytes_timeout: cap(options.between_bytes_timeout),
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        let uri = request.uri().clone();
+        if !gust_manifest::outbound_allowed(&self.env.outbound_http, &uri) {
+            let allowed = if self.env.outbound_http.is_empty() {
+                "the function declares no `outbound_http`".to_string()
+            } else {
+                let rules: Vec<&str> = self.env.outbound_http.iter().map(|r| r.as_str()).collect();
+                format!("`outbound_http` allows only {}", rules.join(", "))
+            };
+            self.env.log.log(
+                &self.env.name,
+                LogLevel::Warn,
+                &format!(
+                    "outbound HTTP denied: {} {}: {allowed}",
+                    request.method(),
+                    describe(&uri)
+                ),
+            );
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        let remaining = self.remaining();
+        if remaining.is_zero() {
+            return Box::new(async { Err(Error::HttpResponseTimeout) });
+        }
+        let options = clamp(options, remaining);
+        Box::new(async move {
+            let sent = tokio::time::timeout(
+                remaining,
+                wasmtime_wasi_http::default_send_request(request, Some(options)),
+            )
+            .await
+            .map_err(|_| Error::HttpResponseTimeout)?;
+            let (response, io) = sent?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_timeouts_are_capped_by_the_invocation() {
+        let left = Duration::from_secs(2);
+        let o = clamp(None, left);
+        assert_eq!(o.connect_timeout, Some(left));
+        let o = clamp(
+            Some(RequestOptions {
+                connect_timeout: Some(Duration::from_millis(100)),
+                first_byte_timeout: Some(Duration::from_secs(60)),
+                between_bytes_timeout: None,
+            }),
+            left,
+        );
+        assert_eq!(o.connect_timeout, Some(Duration::from_millis(100)));
+        assert_eq!(o.first_byte_timeout, Some(left));
+        assert_eq!(o.between_bytes_timeout, Some(left));
+    }
+
+    #[test]
+    fn descriptions_leave_the_query_out() {
+        let uri: http::Uri = "https://h.example:8443/a/b?token=secret".parse().unwrap();
+        assert_eq!(describe(&uri), "https://h.example:8443/a/b");
+    }
+}
