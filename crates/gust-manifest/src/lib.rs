@@ -11,8 +11,8 @@ mod node;
 mod outbound;
 mod parse;
 mod route;
-mod static_mount;
 mod sse;
+mod static_mount;
 mod units;
 
 pub use blob_pattern::BlobPattern;
