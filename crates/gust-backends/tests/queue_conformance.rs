@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use conformance_support::{ack_all, bodies, meta, receive_n};
 use gust_backends::queue::{DEAD_LETTER_ATTEMPTS_KEY, DEAD_LETTER_REASON_KEY, dead_letter_name};
-use gust_backends::{BackendError, Delivery, Queue, QueueProvider};
+use gust_backends::{BackendError, Queue, QueueProvider};
 
 /// What a backend does where engines differ.
 #[derive(Debug, Clone, Copy)]
@@ -39,49 +40,10 @@ const NATS: Caps = Caps {
 const LONG: Duration = Duration::from_secs(30);
 const NOW: Duration = Duration::ZERO;
 
-fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn bodies(deliveries: &[Delivery]) -> Vec<String> {
-    deliveries
-        .iter()
-        .map(|d| String::from_utf8(d.message.body.clone()).unwrap())
-        .collect()
-}
-
 async fn send(q: &dyn Queue, body: &str) -> String {
     q.send(body.as_bytes().to_vec(), BTreeMap::new())
         .await
         .unwrap()
-}
-
-/// Receives until `n` deliveries came or `within` passed.
-async fn receive_n(
-    q: &dyn Queue,
-    n: usize,
-    visibility: Duration,
-    within: Duration,
-) -> Vec<Delivery> {
-    let end = Instant::now() + within;
-    let mut got = Vec::new();
-    while got.len() < n {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        got.extend(q.receive(n - got.len(), visibility, left).await.unwrap());
-    }
-    got
-}
-
-async fn ack_all(q: &dyn Queue, deliveries: &[Delivery]) {
-    futures::future::try_join_all(deliveries.iter().map(|d| q.ack(&d.receipt)))
-        .await
-        .unwrap();
 }
 
 // ---------------------------------------------------------------------------
@@ -552,6 +514,8 @@ conformance!(
     receive_wakes_when_a_message_arrives,
     queues_are_isolated,
 );
+
+mod conformance_support;
 
 #[cfg(feature = "nats")]
 mod nats_support;

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use conformance_support::{ack_all, bodies, meta, receive_n};
 use gust_backends::queue::DEAD_LETTER_REASON_KEY;
-use gust_backends::{BackendError, Delivery, Queue, TopicProvider};
+use gust_backends::{BackendError, Queue, TopicProvider};
 
 /// Opens the backend under test; called again to simulate a restart (the
 /// caller drops what it had first).
@@ -22,50 +23,11 @@ const LONG: Duration = Duration::from_secs(30);
 /// How long a case waits to be sure nothing (more) arrives.
 const QUIET: Duration = Duration::from_millis(300);
 
-fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 fn msgs(bodies: &[&str]) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
     bodies
         .iter()
         .map(|b| (b.as_bytes().to_vec(), BTreeMap::new()))
         .collect()
-}
-
-fn bodies(deliveries: &[Delivery]) -> Vec<String> {
-    deliveries
-        .iter()
-        .map(|d| String::from_utf8(d.message.body.clone()).unwrap())
-        .collect()
-}
-
-/// Receives until `n` deliveries came or `within` passed.
-async fn receive_n(
-    q: &dyn Queue,
-    n: usize,
-    visibility: Duration,
-    within: Duration,
-) -> Vec<Delivery> {
-    let end = Instant::now() + within;
-    let mut got = Vec::new();
-    while got.len() < n {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        got.extend(q.receive(n - got.len(), visibility, left).await.unwrap());
-    }
-    got
-}
-
-async fn ack_all(q: &dyn Queue, deliveries: &[Delivery]) {
-    for d in deliveries {
-        q.ack(&d.receipt).await.unwrap();
-    }
 }
 
 /// Nothing arrives within [`QUIET`].
@@ -337,6 +299,8 @@ conformance!(
     topics_are_isolated_and_listed,
     reserved_metadata_is_rejected,
 );
+
+mod conformance_support;
 
 #[cfg(feature = "nats")]
 mod nats_support;

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -91,13 +90,11 @@ fn run(s: &Scenario) {
         "second host did not stop cleanly:\n{stderr}"
     );
 
-    let counts = kv_counts(dir, "seen");
-    let seen: HashSet<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
-    let lost: Vec<String> = (0..ITEMS)
-        .map(body)
-        .filter(|b| !seen.contains(b.as_str()))
-        .collect();
-    let duplicates: u64 = counts.iter().map(|(_, n)| n.saturating_sub(1)).sum();
+    let Tally {
+        lost,
+        duplicates,
+        distinct,
+    } = tally(dir, "seen", (0..ITEMS).map(body));
     println!(
         "{} durability: {ITEMS} items written in {:.2}s; {at_kill} handled when SIGKILLed; \
          restart drained the rest in {:.2}s; lost {}; duplicates {duplicates}; whole test {:.1}s",
@@ -113,7 +110,7 @@ fn run(s: &Scenario) {
         lost.len(),
         &lost[..lost.len().min(10)]
     );
-    assert_eq!(counts.len(), ITEMS, "unexpected keys in kv store `seen`");
+    assert_eq!(distinct, ITEMS, "unexpected keys in kv store `seen`");
     assert!(all_done);
 }
 

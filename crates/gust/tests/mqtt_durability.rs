@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -198,13 +197,9 @@ bindings = {{ seen = {{ kv = "seen" }} }}
         "second host did not stop cleanly:\n{stderr}"
     );
 
-    let counts = kv_counts(dir, "seen");
-    let seen: HashSet<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
-    let lost: Vec<String> = (0..MESSAGES)
-        .map(body)
-        .filter(|b| !seen.contains(b.as_str()))
-        .collect();
-    let duplicates: u64 = counts.iter().map(|(_, n)| n.saturating_sub(1)).sum();
+    let Tally {
+        lost, duplicates, ..
+    } = tally(dir, "seen", (0..MESSAGES).map(body));
     println!(
         "mqtt durability: {MESSAGES} QoS 1 messages acknowledged by the broker in {:.2}s; \
          {} handled when SIGKILLed; restart drained the rest in {:.2}s; lost {}; \

@@ -424,3 +424,25 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// How a SIGKILL durability run ended, from the kv store in which the
+/// consumer counts each body it handled.
+pub struct Tally {
+    /// Expected bodies never handled.
+    pub lost: Vec<String>,
+    /// Handlings beyond the first, summed over all bodies.
+    pub duplicates: u64,
+    /// Distinct bodies handled.
+    pub distinct: usize,
+}
+
+/// Tallies kv store `store` of the app in `dir` against the `expected` bodies.
+pub fn tally(dir: &Path, store: &str, expected: impl Iterator<Item = String>) -> Tally {
+    let counts = kv_counts(dir, store);
+    let seen: std::collections::HashSet<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
+    Tally {
+        lost: expected.filter(|b| !seen.contains(b.as_str())).collect(),
+        duplicates: counts.iter().map(|(_, n)| n.saturating_sub(1)).sum(),
+        distinct: counts.len(),
+    }
+}
