@@ -176,6 +176,10 @@ pub struct TriggerContext<'a> {
     pub mqtt_broker: Option<BrokerUrl>,
 }
 
+/// How long starting an mqtt trigger waits for its subscription to be
+/// granted before the app is reported ready anyway.
+const MQTT_SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What `load` needs from the host.
 pub struct LoadContext<'a> {
     /// The engine and linker.
@@ -338,11 +342,21 @@ impl LoadedApp {
                         let trigger = self.mqtt_trigger(f, settings, cx).await?;
                         let function = f.name.clone();
                         let stop = shutdown.clone();
+                        let (subscribed, granted) = tokio::sync::oneshot::channel();
                         tasks.push(tokio::spawn(async move {
-                            if let Err(e) = trigger.run(stop).await {
+                            if let Err(e) = trigger.run_notifying(stop, Some(subscribed)).await {
                                 tracing::error!(function = %function, "mqtt trigger stopped: {e}");
                             }
                         }));
+                        // Ready only once messages published from now on reach
+                        // the function; a broker that is down is retried in
+                        // the background.
+                        if !matches!(
+                            tokio::time::timeout(MQTT_SUBSCRIBE_WAIT, granted).await,
+                            Ok(Ok(()))
+                        ) {
+                            tracing::warn!(function = %f.name, "MQTT subscription not granted within {MQTT_SUBSCRIBE_WAIT:?}; still trying in the background");
+                        }
                     }
                     _ => {}
                 }

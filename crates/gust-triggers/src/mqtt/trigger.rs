@@ -299,7 +299,18 @@ impl MqttTrigger {
     ///
     /// Fails at once on invalid settings; broker connection failures are
     /// logged and retried with backoff.
-    pub async fn run(self, mut shutdown: Shutdown) -> Result<(), MqttError> {
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), MqttError> {
+        self.run_notifying(shutdown, None).await
+    }
+
+    /// [`run`](Self::run), sending on `subscribed` once the broker has
+    /// acknowledged the subscription (so a host can report itself ready only
+    /// when messages published from then on reach the function).
+    pub async fn run_notifying(
+        self,
+        mut shutdown: Shutdown,
+        subscribed: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), MqttError> {
         self.settings.validate(&self.function)?;
         let broker = match &self.settings.broker {
             Some(url) => BrokerUrl::parse(url)?,
@@ -329,6 +340,7 @@ impl MqttTrigger {
             },
             broker,
             queue: self.queue.clone(),
+            subscribed,
         };
         let subscribing = tokio::spawn(subscriber.run(shutdown.clone()));
         let abort = subscribing.abort_handle();
@@ -349,6 +361,8 @@ struct Subscriber {
     qos: QoS,
     broker: BrokerUrl,
     queue: Arc<dyn Queue>,
+    /// Told once, at the first granted subscription.
+    subscribed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// The current connection's number. The network loop bumps it (and drops
@@ -359,7 +373,7 @@ struct Subscriber {
 type Generation = Arc<Mutex<u64>>;
 
 impl Subscriber {
-    async fn run(self, shutdown: Shutdown) {
+    async fn run(mut self, shutdown: Shutdown) {
         let mut options = MqttOptions::new(&self.client_id, &self.broker.host, self.broker.port);
         options
             .set_clean_session(false)
@@ -410,6 +424,8 @@ impl Subscriber {
                         .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     {
                         tracing::error!(filter = %self.filter, broker = %self.broker, "the MQTT broker refused the subscription");
+                    } else if let Some(subscribed) = self.subscribed.take() {
+                        let _ = subscribed.send(());
                     }
                 }
                 Ok(MqttEvent::Outgoing(Outgoing::Disconnect)) => break,
