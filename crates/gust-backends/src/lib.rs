@@ -3,15 +3,20 @@
 //! Triggers and the runtime see only the traits in this crate ([`KeyValue`],
 //! [`KeyValueProvider`], ...). Each backend is a module: [`embedded`] keeps
 //! everything on disk in the app's `.gust/` folder with no service to install;
-//! `nats` (feature `nats`) puts queues and topics on NATS JetStream.
+//! `nats` (feature `nats`) puts queues and topics on NATS JetStream;
+//! `postgres` and `mysql` put resources on those servers.
 
 pub mod blob;
 pub mod embedded;
 mod error;
 mod kv;
 pub mod lease;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod queue;
 pub mod sql;
 pub mod stream;

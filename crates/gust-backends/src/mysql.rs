@@ -1,0 +1,1 @@
+//! The `mysql` backend: SQL databases on MariaDB or MySQL (through sqlx).
