@@ -7,6 +7,7 @@
 //! `postgres` and `mysql` put resources on those servers.
 
 pub mod blob;
+pub mod broadcast;
 pub mod embedded;
 mod error;
 mod kv;
@@ -18,16 +19,19 @@ pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
+pub mod services;
 pub mod sql;
 pub mod stream;
 pub mod table;
 pub mod topic;
 
 pub use blob::{BlobContainer, BlobProvider};
+pub use broadcast::{Broadcast, BroadcastStream};
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use lease::{KvLeases, Lease};
 pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
+pub use services::{BackendConfig, Resource, Services, ServicesError};
 pub use sql::{Sql, SqlProvider, SqlRows, SqlStatement, SqlValue};
 pub use stream::{Stream, StreamProvider, StreamRecord};
 pub use table::{Change, ChangeFeed, ChangeKind, Document, Table, TableProvider};

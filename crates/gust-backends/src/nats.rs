@@ -76,6 +76,10 @@ use crate::queue::{
 use crate::topic::{Topic, TopicProvider, subscription_queue};
 use crate::{BackendError, DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt, Result};
 
+mod broadcast;
+
+pub use broadcast::NatsBroadcast;
+
 const BACKEND: &str = "nats queue";
 /// The durable pull consumer every process shares.
 const CONSUMER: &str = "gust";
@@ -195,6 +199,12 @@ impl NatsQueues {
             subject_prefix: prefix,
             queues: Arc::default(),
         })
+    }
+
+    /// The connection (shared by clones), for other resources on the same
+    /// server.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     /// The stream that holds queue `name`.
@@ -971,6 +981,25 @@ impl Queue for NatsQueue {
         self.publish_all(&self.dead.subject, vec![(headers, stored.payload)])
             .await?;
         self.settle(receipt, AckKind::Term).await
+    }
+
+    async fn add_dead_letter(
+        &self,
+        body: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<String> {
+        check_metadata(&metadata)?;
+        let id = new_id();
+        let mut headers = headers_for(&id, now_ms(), &metadata)?;
+        headers.insert(DEAD_LETTER_REASON_KEY, escape_reason(reason).as_str());
+        headers.insert(DEAD_LETTER_ATTEMPTS_KEY, attempts.to_string().as_str());
+        headers.insert(DEAD_LETTERED_AT_HEADER, now_ms().to_string().as_str());
+        self.dead.stream(self.js()).await?;
+        self.publish_all(&self.dead.subject, vec![(headers, Bytes::from(body))])
+            .await?;
+        Ok(id)
     }
 
     async fn peek(&self, max: usize) -> Result<Vec<Message>> {
