@@ -7,6 +7,7 @@
 //! `postgres` and `mysql` put resources on those servers.
 
 pub mod blob;
+pub mod dedupe;
 pub mod embedded;
 mod error;
 mod kv;
@@ -18,12 +19,15 @@ pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sql;
 pub mod stream;
 pub mod table;
 pub mod topic;
 
 pub use blob::{BlobContainer, BlobProvider};
+pub use dedupe::Dedupe;
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use lease::{KvLeases, Lease};

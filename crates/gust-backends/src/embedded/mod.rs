@@ -2,6 +2,7 @@
 //! `.gust/data/`, nothing to install.
 
 mod blob;
+mod dedupe;
 mod kv;
 mod queue;
 mod sql;
@@ -10,6 +11,7 @@ mod table;
 mod topic;
 
 pub use blob::{EmbeddedBlobs, EmbeddedContainer};
+pub use dedupe::EmbeddedDedupe;
 pub use kv::EmbeddedKv;
 pub use queue::{EmbeddedQueue, EmbeddedQueues};
 pub use sql::{EmbeddedDatabase, EmbeddedSql};
