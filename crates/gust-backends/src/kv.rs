@@ -49,8 +49,12 @@ pub trait KeyValue: Send + Sync {
     /// Atomically stores `new` under `key` if the value there is `expected`
     /// (`None`: only if `key` has no value). `true` when it stored `new`;
     /// `false` (and nothing changed) when the value was something else.
-    async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: Vec<u8>)
-    -> Result<bool>;
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+    ) -> Result<bool>;
 }
 
 /// Opens key-value stores by resource name.

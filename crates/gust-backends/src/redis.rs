@@ -500,7 +500,11 @@ impl RedisDedupe {
     /// Connects to `url`; keys are remembered for `window` (at least 1 ms),
     /// kept apart per `namespace`.
     pub async fn connect(url: &str, namespace: &str, window: Duration) -> Result<Self> {
-        Ok(Self::with_connection(connect(url).await?, namespace, window))
+        Ok(Self::with_connection(
+            connect(url).await?,
+            namespace,
+            window,
+        ))
     }
 
     /// Like [`RedisDedupe::connect`], on an existing connection.

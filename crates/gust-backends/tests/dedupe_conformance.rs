@@ -46,7 +46,10 @@ async fn forgotten_after_the_window(e: Arc<Engine>) {
         if d.first_seen("k").await.unwrap() {
             break;
         }
-        assert!(Instant::now() < end, "still remembered long after the window");
+        assert!(
+            Instant::now() < end,
+            "still remembered long after the window"
+        );
     }
     // ... and remembered again from then on.
     assert!(!d.first_seen("k").await.unwrap());

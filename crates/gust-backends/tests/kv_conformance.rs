@@ -62,7 +62,9 @@ async fn binary_values_and_odd_keys(e: Arc<Engine>) {
     let big = vec![7u8; 512 * 1024];
     s.set("big", big.clone()).await.unwrap();
     assert_eq!(s.get("big").await.unwrap(), Some(big));
-    for key in ["", "a b", "a.b", "a/b", "a:b", "{x}", "*", "ü ✓", "_", "%25", "k\t"] {
+    for key in [
+        "", "a b", "a.b", "a/b", "a:b", "{x}", "*", "ü ✓", "_", "%25", "k\t",
+    ] {
         let value = format!("value of {key:?}").into_bytes();
         s.set(key, value.clone()).await.unwrap();
         assert_eq!(s.get(key).await.unwrap(), Some(value), "key {key:?}");
@@ -170,19 +172,43 @@ async fn compare_and_swap_semantics(e: Arc<Engine>) {
     assert!(!s.compare_and_swap("k", None, b"b".to_vec()).await.unwrap());
     assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"a"[..]));
     // Only if equal.
-    assert!(!s.compare_and_swap("k", Some(b"x"), b"b".to_vec()).await.unwrap());
-    assert!(!s.compare_and_swap("k", Some(b""), b"b".to_vec()).await.unwrap());
+    assert!(
+        !s.compare_and_swap("k", Some(b"x"), b"b".to_vec())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.compare_and_swap("k", Some(b""), b"b".to_vec())
+            .await
+            .unwrap()
+    );
     assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"a"[..]));
-    assert!(s.compare_and_swap("k", Some(b"a"), b"b".to_vec()).await.unwrap());
+    assert!(
+        s.compare_and_swap("k", Some(b"a"), b"b".to_vec())
+            .await
+            .unwrap()
+    );
     assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"b"[..]));
     // Expecting a value where there is none changes nothing.
-    assert!(!s.compare_and_swap("absent", Some(b"a"), b"b".to_vec()).await.unwrap());
+    assert!(
+        !s.compare_and_swap("absent", Some(b"a"), b"b".to_vec())
+            .await
+            .unwrap()
+    );
     assert!(!s.exists("absent").await.unwrap());
     // Empty and binary values compare exactly.
     s.set("e", vec![]).await.unwrap();
     assert!(!s.compare_and_swap("e", None, vec![1]).await.unwrap());
-    assert!(s.compare_and_swap("e", Some(b""), vec![0, 255]).await.unwrap());
-    assert!(s.compare_and_swap("e", Some(&[0, 255]), vec![1]).await.unwrap());
+    assert!(
+        s.compare_and_swap("e", Some(b""), vec![0, 255])
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.compare_and_swap("e", Some(&[0, 255]), vec![1])
+            .await
+            .unwrap()
+    );
     // A deleted key is absent again.
     s.delete("k").await.unwrap();
     assert!(s.compare_and_swap("k", None, b"c".to_vec()).await.unwrap());
@@ -208,7 +234,11 @@ async fn compare_and_swap_races_have_one_winner(e: Arc<Engine>) {
                 let (key, expected) = (key.clone(), expected.clone());
                 tokio::spawn(async move {
                     let won = s
-                        .compare_and_swap(&key, expected.as_deref(), format!("task {i}").into_bytes())
+                        .compare_and_swap(
+                            &key,
+                            expected.as_deref(),
+                            format!("task {i}").into_bytes(),
+                        )
                         .await
                         .unwrap();
                     won.then_some(i)
@@ -265,12 +295,20 @@ async fn stores_and_namespaces_are_isolated(e: Arc<Engine>) {
     let p = e.kv().await;
     let names = ["iso", "iso2", "iso:x", "iso.x", "iso_x", "iso{x}", "iso x"];
     for name in names {
-        p.open(name).unwrap().set("k", name.as_bytes().to_vec()).await.unwrap();
+        p.open(name)
+            .unwrap()
+            .set("k", name.as_bytes().to_vec())
+            .await
+            .unwrap();
         p.open(name).unwrap().increment("n", 1).await.unwrap();
     }
     for name in names {
         let s = p.open(name).unwrap();
-        assert_eq!(s.get("k").await.unwrap(), Some(name.as_bytes().to_vec()), "{name}");
+        assert_eq!(
+            s.get("k").await.unwrap(),
+            Some(name.as_bytes().to_vec()),
+            "{name}"
+        );
         assert_eq!(s.increment("n", 0).await.unwrap(), 1, "{name}");
         assert_eq!(all_keys(&*s, 10).await, vec!["k", "n"], "{name}");
     }

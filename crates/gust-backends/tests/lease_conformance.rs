@@ -65,7 +65,12 @@ async fn release_only_by_the_holder(e: Arc<Engine>) {
 async fn an_unrenewed_claim_expires(e: Arc<Engine>) {
     let node_a = e.leases().await;
     let node_b = e.leases().await;
-    assert!(node_a.acquire("job", "node-a", Duration::from_millis(300)).await.unwrap());
+    assert!(
+        node_a
+            .acquire("job", "node-a", Duration::from_millis(300))
+            .await
+            .unwrap()
+    );
     assert!(!node_b.acquire("job", "node-b", LONG).await.unwrap());
     // node-a dies without releasing (its connection goes away).
     drop(node_a);
@@ -74,7 +79,12 @@ async fn an_unrenewed_claim_expires(e: Arc<Engine>) {
         "the claim of a dead holder must run out"
     );
     // A zero ttl claims and lets go at once.
-    assert!(node_b.acquire("zero", "node-b", Duration::ZERO).await.unwrap());
+    assert!(
+        node_b
+            .acquire("zero", "node-b", Duration::ZERO)
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(node_b.acquire("zero", "node-c", LONG).await.unwrap());
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::dedupe::{Dedupe, key_digest};
 use crate::Result;
+use crate::dedupe::{Dedupe, key_digest};
 
 /// Bytes one remembered key costs, counted generously: the digest and the
 /// time in the map and in the order queue, plus the map's own overhead.

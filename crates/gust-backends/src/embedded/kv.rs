@@ -387,8 +387,16 @@ mod tests {
         let s = kv.open("s").unwrap();
         assert!(s.compare_and_swap("k", None, b"a".to_vec()).await.unwrap());
         assert!(!s.compare_and_swap("k", None, b"b".to_vec()).await.unwrap());
-        assert!(!s.compare_and_swap("k", Some(b"x"), b"b".to_vec()).await.unwrap());
-        assert!(s.compare_and_swap("k", Some(b"a"), b"b".to_vec()).await.unwrap());
+        assert!(
+            !s.compare_and_swap("k", Some(b"x"), b"b".to_vec())
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.compare_and_swap("k", Some(b"a"), b"b".to_vec())
+                .await
+                .unwrap()
+        );
         assert_eq!(s.get("k").await.unwrap().unwrap(), b"b");
         assert!(!s.compare_and_swap("gone", Some(b""), vec![]).await.unwrap());
         assert!(!s.exists("gone").await.unwrap());

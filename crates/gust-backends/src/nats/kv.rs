@@ -32,9 +32,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Entry, Operation, UpdateErrorKind};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
-use async_nats::jetstream;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -130,7 +130,10 @@ pub async fn delete_namespace(url: &str, namespace: &str) -> Result<usize> {
     let js = jetstream(url).await?;
     let ns = escape(namespace);
     let kv_prefix = format!("KV_gust_kv_{ns}__");
-    let own = [format!("KV_gust_lease_{ns}"), format!("KV_gust_dedupe_{ns}")];
+    let own = [
+        format!("KV_gust_lease_{ns}"),
+        format!("KV_gust_dedupe_{ns}"),
+    ];
     let names: Vec<String> = js
         .stream_names()
         .try_collect()
@@ -250,7 +253,11 @@ impl NatsStore {
 #[async_trait]
 impl KeyValue for NatsStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.current(&key_name(key)).await?.value.map(|v| v.to_vec()))
+        Ok(self
+            .current(&key_name(key))
+            .await?
+            .value
+            .map(|v| v.to_vec()))
     }
 
     async fn set(&self, key: &str, value: Vec<u8>) -> Result<()> {
@@ -329,9 +336,10 @@ impl KeyValue for NatsStore {
         for (k, v) in pairs {
             last.insert(k, v);
         }
-        futures::future::try_join_all(last.into_iter().map(|(k, v)| async move {
-            self.set(&k, v).await
-        }))
+        futures::future::try_join_all(
+            last.into_iter()
+                .map(|(k, v)| async move { self.set(&k, v).await }),
+        )
         .await
         .map(drop)
     }

@@ -13,8 +13,8 @@ use sqlx::postgres::PgPool;
 
 use super::kv::{ensure_tables, sql_error};
 use super::{connect, schema_name};
-use crate::dedupe::{Dedupe, key_digest};
 use crate::Result;
+use crate::dedupe::{Dedupe, key_digest};
 
 const BACKEND: &str = "postgres dedupe";
 

@@ -44,7 +44,10 @@ pub(crate) async fn ensure_tables(
     schema: &str,
     ddl: &[String],
 ) -> Result<()> {
-    let mut tx = pool.begin().await.map_err(|e| BackendError::engine(backend, e))?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| BackendError::engine(backend, e))?;
     let lock = "SELECT pg_advisory_xact_lock(hashtext($1))";
     sqlx::query(lock)
         .bind(schema)
@@ -59,7 +62,9 @@ pub(crate) async fn ensure_tables(
             .await
             .map_err(|e| sql_error(backend, sql, e))?;
     }
-    tx.commit().await.map_err(|e| BackendError::engine(backend, e))
+    tx.commit()
+        .await
+        .map_err(|e| BackendError::engine(backend, e))
 }
 
 /// Statements of one namespace, with the schema filled in.
@@ -88,9 +93,7 @@ impl Statements {
                  ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value"
             ),
             delete: format!("DELETE FROM {t} WHERE bucket = $1 AND key = $2"),
-            list: format!(
-                "SELECT key FROM {t} WHERE bucket = $1 ORDER BY key LIMIT $2 OFFSET $3"
-            ),
+            list: format!("SELECT key FROM {t} WHERE bucket = $1 ORDER BY key LIMIT $2 OFFSET $3"),
             // A value that is not decimal digits (optionally padded with
             // whitespace) becomes NULL, which the NOT NULL column refuses:
             // the error is how one statement reports "not a number".
@@ -135,7 +138,9 @@ pub struct PgKv {
 
 impl std::fmt::Debug for PgKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgKv").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("PgKv")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
@@ -316,7 +321,10 @@ impl KeyValue for PgStore {
                 order.push(k);
             }
         }
-        let values: Vec<Vec<u8>> = order.iter().map(|k| last.remove(k).unwrap_or_default()).collect();
+        let values: Vec<Vec<u8>> = order
+            .iter()
+            .map(|k| last.remove(k).unwrap_or_default())
+            .collect();
         let sql = &self.sql().set_many;
         sqlx::query(sql)
             .bind(&self.bucket)

@@ -27,7 +27,9 @@ pub struct PgLeases {
 
 impl std::fmt::Debug for PgLeases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgLeases").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("PgLeases")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 

@@ -206,7 +206,9 @@ impl Engine {
                 Kind::Embedded => {}
                 #[cfg(feature = "postgres")]
                 Kind::Postgres => {
-                    let pool = gust_backends::postgres::connect(POSTGRES_URL).await.unwrap();
+                    let pool = gust_backends::postgres::connect(POSTGRES_URL)
+                        .await
+                        .unwrap();
                     let schema = gust_backends::postgres::schema_name(&ns);
                     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
                         .execute(&pool)
@@ -216,7 +218,9 @@ impl Engine {
                 #[cfg(feature = "redis")]
                 Kind::Redis => {
                     let conn = gust_backends::redis::connect(REDIS_URL).await.unwrap();
-                    gust_backends::redis::delete_namespace(&conn, &ns).await.unwrap();
+                    gust_backends::redis::delete_namespace(&conn, &ns)
+                        .await
+                        .unwrap();
                 }
                 #[cfg(feature = "nats")]
                 Kind::Nats => {
