@@ -1,7 +1,8 @@
 //! Dedupe in this process's memory: a window of key digests bounded by
 //! age, count and bytes (the logic of the topic publisher's former
 //! `DedupeWindow`, storing a 16-byte digest instead of the key, since 80
-//! events with a 900 KB `source` raised RSS by 110 MB when keys were kept).
+//! events with a 900 KB `source` raised RSS by 110 MB when keys were kept;
+//! and unlike it, a duplicate no longer pushes the oldest key out).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -82,23 +83,33 @@ impl DedupeWindow {
         }
     }
 
-    /// True the first time `digest` is offered within the window.
+    /// True the first time `digest` is offered within the window. Only a
+    /// new key makes room for itself by forgetting the oldest (a duplicate
+    /// pushes nothing out).
     fn first_time(&mut self, digest: [u8; 16], now: Instant) -> bool {
-        while let Some((key, at)) = self.order.front() {
-            if now.duration_since(*at) < self.window && self.order.len() < self.capacity {
+        while let Some((_, at)) = self.order.front() {
+            if now.duration_since(*at) < self.window {
                 break;
             }
-            if self.seen.get(key) == Some(at) {
-                self.seen.remove(key);
-            }
-            self.order.pop_front();
+            self.forget_oldest();
         }
         if self.seen.contains_key(&digest) {
             return false;
         }
+        while self.order.len() >= self.capacity {
+            self.forget_oldest();
+        }
         self.seen.insert(digest, now);
         self.order.push_back((digest, now));
         true
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((key, at)) = self.order.pop_front()
+            && self.seen.get(&key) == Some(&at)
+        {
+            self.seen.remove(&key);
+        }
     }
 }
 
@@ -127,8 +138,11 @@ mod tests {
         assert!(w.first_time(d("a"), t0));
         assert!(w.first_time(d("b"), t0));
         assert!(w.first_time(d("c"), t0));
+        assert!(!w.first_time(d("c"), t0));
+        assert!(!w.first_time(d("b"), t0), "a duplicate pushes nothing out");
         assert!(w.first_time(d("a"), t0), "a was pushed out by c");
         assert!(!w.first_time(d("c"), t0));
+        assert!(w.first_time(d("b"), t0), "b was pushed out by a");
     }
 
     #[tokio::test]
