@@ -29,7 +29,8 @@
 //!   is refused by the server; a value may be at most the server's
 //!   `max_payload` (1 MB by default).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -82,6 +83,8 @@ async fn jetstream(url: &str) -> Result<jetstream::Context> {
 pub struct NatsKv {
     js: jetstream::Context,
     namespace: String,
+    /// Stores opened so far, so each bucket is set up once per provider.
+    stores: Arc<Mutex<HashMap<String, Arc<NatsStore>>>>,
 }
 
 impl std::fmt::Debug for NatsKv {
@@ -104,6 +107,7 @@ impl NatsKv {
         Self {
             js,
             namespace: namespace.to_string(),
+            stores: Arc::default(),
         }
     }
 
@@ -113,14 +117,24 @@ impl NatsKv {
     }
 
     /// Store `name` itself (what [`KeyValueProvider::open`] returns, typed).
-    pub fn store(&self, name: &str) -> NatsStore {
-        NatsStore::new(self.js.clone(), self.bucket_name(name), None)
+    pub fn store(&self, name: &str) -> Arc<NatsStore> {
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        stores
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(NatsStore::new(
+                    self.js.clone(),
+                    self.bucket_name(name),
+                    None,
+                ))
+            })
+            .clone()
     }
 }
 
 impl KeyValueProvider for NatsKv {
     fn open(&self, name: &str) -> Result<Arc<dyn KeyValue>> {
-        Ok(Arc::new(self.store(name)))
+        Ok(self.store(name))
     }
 }
 
@@ -332,7 +346,7 @@ impl KeyValue for NatsStore {
 
     async fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<()> {
         // Sequential per key, so the last of two values for one key wins.
-        let mut last = std::collections::HashMap::new();
+        let mut last = HashMap::new();
         for (k, v) in pairs {
             last.insert(k, v);
         }
