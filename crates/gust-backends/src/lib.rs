@@ -8,6 +8,7 @@
 
 pub mod blob;
 pub mod broadcast;
+pub mod dedupe;
 pub mod embedded;
 mod error;
 mod kv;
@@ -20,6 +21,8 @@ pub mod nats;
 pub mod postgres;
 pub mod queue;
 pub mod services;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sql;
 pub mod stream;
 pub mod table;
@@ -27,6 +30,7 @@ pub mod topic;
 
 pub use blob::{BlobContainer, BlobProvider};
 pub use broadcast::{Broadcast, BroadcastStream};
+pub use dedupe::Dedupe;
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use lease::{KvLeases, Lease};

@@ -55,6 +55,8 @@
 //! - If a `receive` is cancelled while its pull request waits, a message the
 //!   server hands to that request stays leased until `ack_wait` runs out.
 
+pub mod kv;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

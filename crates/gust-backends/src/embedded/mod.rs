@@ -3,6 +3,7 @@
 
 mod blob;
 mod broadcast;
+mod dedupe;
 mod kv;
 mod queue;
 mod sql;
@@ -12,6 +13,7 @@ mod topic;
 
 pub use blob::{EmbeddedBlobs, EmbeddedContainer};
 pub use broadcast::LocalBroadcast;
+pub use dedupe::EmbeddedDedupe;
 pub use kv::EmbeddedKv;
 pub use queue::{EmbeddedQueue, EmbeddedQueues};
 pub use sql::{EmbeddedDatabase, EmbeddedSql};
