@@ -55,6 +55,10 @@
 //! - If a `receive` is cancelled while its pull request waits, a message the
 //!   server hands to that request stays leased until `ack_wait` runs out.
 
+pub mod stream;
+
+pub use stream::{NatsStream, NatsStreams};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -62,7 +66,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::{self, RawMessageErrorKind, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{
+    self as js_stream, RawMessageErrorKind, RetentionPolicy, StorageType,
+};
 use async_nats::jetstream::{self, AckKind, consumer};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -106,7 +112,7 @@ fn now_ms() -> u64 {
 
 /// Escapes `name` for use in stream names and subject tokens: ASCII letters,
 /// digits and `-` stay; every other byte becomes `_` and two hex digits.
-fn escape(name: &str) -> String {
+pub(crate) fn escape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' {
@@ -217,8 +223,8 @@ impl NatsQueues {
         format!("{}.t.{}", self.subject_prefix, escape(name))
     }
 
-    fn topic_stream_config(&self, topic: &str) -> stream::Config {
-        stream::Config {
+    fn topic_stream_config(&self, topic: &str) -> js_stream::Config {
+        js_stream::Config {
             name: self.topic_stream_name(topic),
             subjects: vec![format!("{}.>", self.topic_subject(topic))],
             retention: RetentionPolicy::Interest,
@@ -350,7 +356,7 @@ impl NatsQueues {
     }
 }
 
-fn is_not_found(message: &str) -> bool {
+pub(crate) fn is_not_found(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("not found") || m.contains("10059")
 }
@@ -401,7 +407,7 @@ impl TopicProvider for NatsQueues {
 pub struct NatsTopic {
     provider: NatsQueues,
     name: String,
-    stream: Arc<OnceCell<stream::Stream>>,
+    stream: Arc<OnceCell<js_stream::Stream>>,
 }
 
 impl std::fmt::Debug for NatsTopic {
@@ -413,7 +419,7 @@ impl std::fmt::Debug for NatsTopic {
 }
 
 impl NatsTopic {
-    async fn stream(&self) -> Result<&stream::Stream> {
+    async fn stream(&self) -> Result<&js_stream::Stream> {
         self.stream
             .get_or_try_init(|| async {
                 self.provider
@@ -496,15 +502,15 @@ struct Target {
     /// `subject` (every other subject of the stream is another
     /// subscription's and is skipped).
     broadcast: Option<String>,
-    stream: OnceCell<stream::Stream>,
+    stream: OnceCell<js_stream::Stream>,
     consumer: OnceCell<consumer::PullConsumer>,
     /// The consumer's current `ack_wait`.
     ack_wait: Mutex<Duration>,
 }
 
 impl Target {
-    fn stream_config(&self) -> stream::Config {
-        stream::Config {
+    fn stream_config(&self) -> js_stream::Config {
+        js_stream::Config {
             name: self.stream_name.clone(),
             subjects: vec![self.stream_subject.clone()],
             retention: self.retention,
@@ -539,7 +545,7 @@ impl Target {
         }
     }
 
-    async fn stream(&self, js: &jetstream::Context) -> Result<&stream::Stream> {
+    async fn stream(&self, js: &jetstream::Context) -> Result<&js_stream::Stream> {
         self.stream
             .get_or_try_init(|| async {
                 js.get_or_create_stream(self.stream_config())
@@ -550,7 +556,7 @@ impl Target {
     }
 
     /// The stream if it exists, without creating it.
-    async fn existing_stream(&self, js: &jetstream::Context) -> Result<Option<&stream::Stream>> {
+    async fn existing_stream(&self, js: &jetstream::Context) -> Result<Option<&js_stream::Stream>> {
         if let Some(stream) = self.stream.get() {
             return Ok(Some(stream));
         }
@@ -1065,7 +1071,7 @@ impl Queue for NatsQueue {
 
 /// The first message on `subject` at or after `seq`, read without consuming.
 async fn next_stored(
-    stream: &stream::Stream,
+    stream: &js_stream::Stream,
     subject: &str,
     seq: u64,
 ) -> Result<Option<StreamMessage>> {
