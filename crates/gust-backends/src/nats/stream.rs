@@ -11,9 +11,10 @@
 //! per partition and starting at 0, as the [`Stream`] trait wants, with no
 //! lookup table. (With one JetStream stream for all partitions, sequences
 //! would be shared between partitions and offsets would need a header and a
-//! search.) Each stream's description says `partition <p> of <n>`; the
-//! partition count is read from partition 0, which is created last, so a
-//! stream is complete once partition 0 exists.
+//! search.) Each stream's description says `partition <p> of <n>; max_bytes
+//! <limit>; gust stream <name>`; the partition count (and the size limit)
+//! is read from partition 0, which is created last, so a stream is complete
+//! once partition 0 exists.
 //!
 //! A record travels as the message payload: a version byte, the append
 //! time (ms), the key and the metadata, then the body (no headers, which
@@ -39,18 +40,26 @@
 //! - `wait_for_append` subscribes (core NATS) to the partition's subject,
 //!   then looks at the offsets, and sleeps until a message is published on
 //!   the subject or the timeout: no polling.
-//! - Retention is JetStream's own limits on each partition stream
-//!   (`max_bytes`, `max_age`, discard old), so both limits apply per
-//!   partition like the trait says. `apply_retention` additionally purges
-//!   records past `max_age` at once (JetStream does it on its own timer).
+//! - Retention applies to each partition stream, so both limits are per
+//!   partition like the trait says. `max_age` is JetStream's own limit
+//!   (the server expires records on its timer); `apply_retention` also
+//!   purges records past it at once. `max_bytes` is enforced by Gust after
+//!   each append that touched the partition (and by `apply_retention`): it
+//!   reads the stream's byte count and purges the oldest records until the
+//!   rest fits, always keeping the newest. (JetStream's own `max_bytes`
+//!   would also drop a newest record larger than the limit, which the
+//!   trait forbids.) This costs an extra stream-info request per append on
+//!   a stream with a size limit, and one read per record removed.
 //!
 //! # Differences from the embedded backend
 //!
-//! - `max_bytes` counts bytes as JetStream stores them: the payload plus
-//!   about 30 bytes and the subject per record, so a partition keeps a few
-//!   records fewer than the embedded backend with the same limit.
-//! - A record larger than `max_bytes` on its own is still appended and
-//!   kept (JetStream keeps the newest message).
+//! - `max_bytes` counts bytes as JetStream stores them: the payload (key,
+//!   metadata, body and 17 bytes) plus about 30 bytes and the subject per
+//!   record, so a partition keeps a few records fewer than the embedded
+//!   backend with the same limit.
+//! - Between an append and its trim (one round trip), and when the limit
+//!   is exceeded by a process that then died, a partition holds more than
+//!   `max_bytes` until the next append or `apply_retention`.
 //! - `append_batch` publishes records in order, so a batch's records of one
 //!   partition get increasing offsets in the order given, but another
 //!   producer appending to the same partition at the same time may get
@@ -300,26 +309,39 @@ impl StreamProvider for NatsStreams {
     }
 }
 
-/// The partition count in a partition stream's description.
-fn partitions_of(description: Option<&str>) -> Option<u32> {
-    description?.rsplit_once(" of ")?.1.parse().ok()
+/// What a partition stream's description says: partition count and the
+/// `max_bytes` limit (which Gust enforces itself, see [`Part::trim_bytes`]).
+fn parse_description(description: Option<&str>) -> Option<(u32, Option<u64>)> {
+    let (head, _name) = description?.split_once("; gust stream ")?;
+    let mut fields = head.split("; ");
+    let partitions = fields.next()?.rsplit_once(" of ")?.1.parse().ok()?;
+    let max_bytes = match fields.next()?.strip_prefix("max_bytes ")? {
+        "none" => None,
+        n => Some(n.parse().ok()?),
+    };
+    Some((partitions, max_bytes))
 }
 
-fn describe(name: &str, partition: u32, partitions: u32) -> String {
-    format!("gust stream `{name}`: partition {partition} of {partitions}")
+fn partitions_of(description: Option<&str>) -> Option<u32> {
+    parse_description(description).map(|(p, _)| p)
+}
+
+fn describe(name: &str, partition: u32, partitions: u32, max_bytes: Option<u64>) -> String {
+    let max_bytes = max_bytes.map_or_else(|| "none".to_string(), |b| b.to_string());
+    format!("partition {partition} of {partitions}; max_bytes {max_bytes}; gust stream {name}")
 }
 
 fn retention_of(config: &js_stream::Config) -> Retention {
     Retention {
-        max_bytes: u64::try_from(config.max_bytes).ok(),
+        max_bytes: parse_description(config.description.as_deref()).and_then(|(_, b)| b),
         max_age: (!config.max_age.is_zero()).then_some(config.max_age),
     }
 }
 
+/// JetStream enforces `max_age`; `max_bytes` is enforced by Gust (JetStream
+/// would drop a newest record larger than the limit too).
 fn apply_limits(config: &mut js_stream::Config, retention: &Retention) {
-    config.max_bytes = retention
-        .max_bytes
-        .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    config.max_bytes = -1;
     config.max_age = retention.max_age.unwrap_or_default();
     config.discard = DiscardPolicy::Old;
 }
@@ -355,7 +377,7 @@ impl Inner {
         let mut config = js_stream::Config {
             name: self.partition_stream(name, partition),
             subjects: vec![self.partition_subject(name, partition)],
-            description: Some(describe(name, partition, partitions)),
+            description: Some(describe(name, partition, partitions, retention.max_bytes)),
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             allow_direct: true,
@@ -620,6 +642,40 @@ impl Part {
         })
     }
 
+    /// Removes the oldest records while the partition holds more than
+    /// `max_bytes` (as JetStream counts them), always keeping the newest;
+    /// how many went.
+    async fn trim_bytes(&self, max_bytes: u64) -> Result<u64> {
+        let name = &self.stream.cached_info().config.name;
+        let state = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| engine(&format!("stream info {name}"), e))?
+            .state;
+        if state.messages <= 1 || state.bytes <= max_bytes {
+            return Ok(0);
+        }
+        let mut excess = state.bytes - max_bytes;
+        let mut cut = state.first_sequence;
+        while excess > 0 && cut < state.last_sequence {
+            match self.stream.get_raw_message(cut).await {
+                Ok(m) => excess = excess.saturating_sub(stored_size(&m)),
+                // Removed meanwhile (by another process's trim).
+                Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => {}
+                Err(e) => return Err(engine(&format!("read record {cut} of {name}"), e)),
+            }
+            cut += 1;
+        }
+        let purged = self
+            .stream
+            .purge()
+            .sequence(cut)
+            .await
+            .map_err(|e| engine(&format!("purge {name} below {cut}"), e))?;
+        Ok(purged.purged)
+    }
+
     /// Purges the records older than `max_age`; how many went.
     async fn purge_older_than(&self, max_age: Duration) -> Result<u64> {
         let name = &self.stream.cached_info().config.name;
@@ -724,6 +780,19 @@ impl NatsStream {
                 partition,
                 offset: ack.sequence.saturating_sub(1),
             });
+        }
+        let max_bytes = shared
+            .retention
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .max_bytes;
+        if let Some(max_bytes) = max_bytes {
+            let mut touched: Vec<u32> = positions.iter().map(|p| p.partition).collect();
+            touched.sort_unstable();
+            touched.dedup();
+            for p in touched {
+                shared.parts[p as usize].trim_bytes(max_bytes).await?;
+            }
         }
         Ok(positions)
     }
@@ -917,16 +986,33 @@ impl Stream for NatsStream {
             .retention
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let Some(max_age) = retention.max_age else {
-            // `max_bytes` is enforced by the server on every append.
-            return Ok(0);
-        };
         let mut removed = 0;
         for part in &self.shared.parts {
-            removed += part.purge_older_than(max_age).await?;
+            if let Some(max_age) = retention.max_age {
+                removed += part.purge_older_than(max_age).await?;
+            }
+            if let Some(max_bytes) = retention.max_bytes {
+                removed += part.trim_bytes(max_bytes).await?;
+            }
         }
         Ok(removed)
     }
+}
+
+/// The bytes JetStream's file store counts for a message: subject,
+/// headers and payload plus a 30-byte record frame.
+fn stored_size(m: &async_nats::jetstream::message::StreamMessage) -> u64 {
+    let headers: usize = m
+        .headers
+        .iter()
+        .map(|(k, vs)| {
+            let name: &str = k.as_ref();
+            vs.iter()
+                .map(|v| name.len() + v.as_str().len() + 4)
+                .sum::<usize>()
+        })
+        .sum();
+    (m.subject.len() + headers + m.payload.len() + 30) as u64
 }
 
 /// Up to `max` records from the cursor, without waiting.
@@ -969,7 +1055,14 @@ mod tests {
 
     #[test]
     fn partition_counts_are_read_back_from_descriptions() {
-        assert_eq!(partitions_of(Some(&describe("a of b", 3, 8))), Some(8));
+        assert_eq!(
+            partitions_of(Some(&describe("a of b; x", 3, 8, None))),
+            Some(8)
+        );
+        assert_eq!(
+            parse_description(Some(&describe("n; gust stream m", 0, 2, Some(500)))),
+            Some((2, Some(500)))
+        );
         assert_eq!(partitions_of(Some("something else")), None);
         assert_eq!(partitions_of(None), None);
     }
