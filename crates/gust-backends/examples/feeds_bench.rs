@@ -95,11 +95,12 @@ async fn table_bench(url: &str, writers: usize, per_writer: usize) {
     }
     let elapsed = started.elapsed();
     let seen = reader.await.unwrap();
-    let returned = returned.lock().unwrap();
-    let mut lags: Vec<Duration> = seen
-        .iter()
-        .map(|(seq, at)| at.saturating_duration_since(returned[seq]))
-        .collect();
+    let mut lags: Vec<Duration> = {
+        let returned = returned.lock().unwrap();
+        seen.iter()
+            .map(|(seq, at)| at.saturating_duration_since(returned[seq]))
+            .collect()
+    };
     lags.sort();
     latencies.sort();
     println!(
