@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use gust_backends::{Change, ChangeKind, Document, Table, TableProvider};
+use gust_backends::{Change, ChangeFeed, ChangeKind, Document, Table, TableProvider};
 
 /// Opens providers over one storage location.
 #[async_trait]
@@ -23,6 +23,11 @@ trait Backend: Send + Sync {
     /// `first` (a second connection where the engine has them; the embedded
     /// file can only be open once per process, so there it is `first`).
     async fn peer(&self, first: &Arc<dyn TableProvider>) -> Arc<dyn TableProvider>;
+    /// This backend as PostgreSQL (for its own cases).
+    #[cfg(feature = "postgres")]
+    fn as_postgres(&self) -> &pg::Postgres {
+        panic!("not PostgreSQL")
+    }
 }
 
 struct Embedded(tempfile::TempDir);
@@ -100,6 +105,41 @@ mod pg {
         async fn peer(&self, _first: &Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
             self.open().await
         }
+
+        fn as_postgres(&self) -> &Postgres {
+            self
+        }
+    }
+
+    /// The listening connection is killed by the server: the provider
+    /// connects again and is woken by the next write as before.
+    pub async fn listener_reconnects(b: &dyn Backend) {
+        let b = b.as_postgres();
+        let reader_tables = PgTables::connect(URL, &b.namespace).await.unwrap();
+        let writer = b.open().await.open("relisten").unwrap();
+        let reader = reader_tables.open_table("relisten").unwrap();
+        let admin = gust_backends::postgres::connect(URL).await.unwrap();
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query = 'LISTEN \"' || $1 || '\"'",
+        )
+        .bind(reader_tables.channel())
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        assert!(!killed.is_empty(), "found the listening connections");
+        // Give it time to notice and connect again (no assertion on it).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let waiter = tokio::spawn(async move {
+            let started = Instant::now();
+            reader.wait_for_change(0, Duration::from_secs(30)).await;
+            started.elapsed()
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        writer.put("k", b"v".to_vec()).await.unwrap();
+        let waited = waiter.await.unwrap();
+        assert!(waited < Duration::from_secs(15), "woke late: {waited:?}");
+        admin.close().await;
     }
 
     /// Runs `case` on a fresh schema, then drops it, also when the case
@@ -522,6 +562,12 @@ macro_rules! cases {
             )*
         }
     };
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_reconnects() {
+    pg::run(|b| Box::pin(pg::listener_reconnects(b))).await;
 }
 
 cases!(

@@ -332,6 +332,12 @@ impl PgTables {
         &self.inner.schema
     }
 
+    /// The channel writes are announced on (`NOTIFY`), for tools that want
+    /// to follow the app's tables too.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
     /// Table `name` (same as [`TableProvider::open`], without the boxing).
     pub fn open_table(&self, name: &str) -> Result<PgTable> {
         if name.is_empty() {
