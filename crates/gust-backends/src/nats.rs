@@ -1,5 +1,5 @@
 //! The `nats` backend: queues and topics on [NATS JetStream](https://docs.nats.io/nats-concepts/jetstream)
-//! (topics: see [`NatsQueues`]).
+//! (topics: see [`NatsQueues`]; streams: see [`stream`]).
 //!
 //! Each queue is a work-queue stream `<PREFIX>_Q_<name>` capturing the subject
 //! `<prefix>.q.<name>` (the name escaped so any text is safe: letters, digits
