@@ -5,13 +5,11 @@
 //! server at 127.0.0.1:5432; each case gets its own schema, dropped after).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::FutureExt;
-use gust_backends::{Change, ChangeFeed, ChangeKind, Document, Table, TableProvider};
+use gust_backends::{Change, ChangeKind, Document, Table, TableProvider};
 
 /// Opens providers over one storage location.
 #[async_trait]
@@ -55,7 +53,10 @@ where
 #[cfg(feature = "postgres")]
 mod pg {
     use super::*;
+    use futures::FutureExt;
+    use gust_backends::ChangeFeed;
     use gust_backends::postgres::{PgTables, schema_name};
+    use std::panic::AssertUnwindSafe;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     pub const URL: &str = "postgres://postgres@127.0.0.1:5432/test";

@@ -36,7 +36,13 @@
 //! time per table; writes to different tables do not wait for each other).
 //! An upsert is a single statement (one round trip holding the lock); a
 //! delete is a short transaction (lock, delete, then commit, or roll back
-//! when the key did not exist, so no sequence is spent on it).
+//! when the key did not exist, so no sequence is spent on it). Measured
+//! with `examples/feeds_bench.rs` (release, PostgreSQL 15 on the same
+//! 2-core machine, under load from other builds): one writer 570-1090
+//! puts/s (p50 0.4-0.6 ms); eight writers on one table 980-1150 puts/s
+//! (p50 3.8-4.8 ms, p99 36-45 ms, as they queue for the lock); change-feed
+//! lag from `put` returning to a reader having the change p50 0.2-0.4 ms,
+//! p99 5-9 ms.
 //!
 //! Logical decoding (`pgoutput` / `test_decoding`) was the other choice:
 //! it needs `wal_level = logical`, which the server here does not have
