@@ -16,6 +16,11 @@ pub trait Dedupe: Send + Sync {
     /// forgotten one window after it was first recorded: seeing it again
     /// does not extend that.
     async fn first_seen(&self, key: &str) -> Result<bool>;
+
+    /// Forgets `key`, so that it is new again: a caller that recorded a key
+    /// and then failed to do the work it stands for (a publish that did not
+    /// store) lets the retry through.
+    async fn forget(&self, key: &str) -> Result<()>;
 }
 
 /// What engines store instead of a key: the first 16 bytes of its SHA-256,

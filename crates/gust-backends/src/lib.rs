@@ -3,7 +3,7 @@
 //! Triggers and the runtime see only the traits in this crate ([`KeyValue`],
 //! [`KeyValueProvider`], ...). Each backend is a module: [`embedded`] keeps
 //! everything on disk in the app's `.gust/` folder with no service to install;
-//! `nats` (feature `nats`) puts queues and topics on NATS JetStream;
+//! `nats` (feature `nats`) puts queues, topics and streams on NATS JetStream;
 //! `postgres` and `mysql` put resources on those servers.
 
 pub mod blob;

@@ -1,5 +1,5 @@
 //! The `nats` backend: queues and topics on [NATS JetStream](https://docs.nats.io/nats-concepts/jetstream)
-//! (topics: see [`NatsQueues`]).
+//! (topics: see [`NatsQueues`]; streams: see [`stream`]).
 //!
 //! Each queue is a work-queue stream `<PREFIX>_Q_<name>` capturing the subject
 //! `<prefix>.q.<name>` (the name escaped so any text is safe: letters, digits
@@ -56,6 +56,9 @@
 //!   server hands to that request stays leased until `ack_wait` runs out.
 
 pub mod kv;
+pub mod stream;
+
+pub use stream::{NatsStream, NatsStreams};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,7 +67,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::{self, RawMessageErrorKind, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{
+    self as js_stream, RawMessageErrorKind, RetentionPolicy, StorageType,
+};
 use async_nats::jetstream::{self, AckKind, consumer};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -112,7 +117,7 @@ fn now_ms() -> u64 {
 
 /// Escapes `name` for use in stream names and subject tokens: ASCII letters,
 /// digits and `-` stay; every other byte becomes `_` and two hex digits.
-fn escape(name: &str) -> String {
+pub(crate) fn escape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' {
@@ -229,8 +234,8 @@ impl NatsQueues {
         format!("{}.t.{}", self.subject_prefix, escape(name))
     }
 
-    fn topic_stream_config(&self, topic: &str) -> stream::Config {
-        stream::Config {
+    fn topic_stream_config(&self, topic: &str) -> js_stream::Config {
+        js_stream::Config {
             name: self.topic_stream_name(topic),
             subjects: vec![format!("{}.>", self.topic_subject(topic))],
             retention: RetentionPolicy::Interest,
@@ -362,7 +367,7 @@ impl NatsQueues {
     }
 }
 
-fn is_not_found(message: &str) -> bool {
+pub(crate) fn is_not_found(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("not found") || m.contains("10059")
 }
@@ -413,7 +418,7 @@ impl TopicProvider for NatsQueues {
 pub struct NatsTopic {
     provider: NatsQueues,
     name: String,
-    stream: Arc<OnceCell<stream::Stream>>,
+    stream: Arc<OnceCell<js_stream::Stream>>,
 }
 
 impl std::fmt::Debug for NatsTopic {
@@ -425,7 +430,7 @@ impl std::fmt::Debug for NatsTopic {
 }
 
 impl NatsTopic {
-    async fn stream(&self) -> Result<&stream::Stream> {
+    async fn stream(&self) -> Result<&js_stream::Stream> {
         self.stream
             .get_or_try_init(|| async {
                 self.provider
@@ -508,15 +513,15 @@ struct Target {
     /// `subject` (every other subject of the stream is another
     /// subscription's and is skipped).
     broadcast: Option<String>,
-    stream: OnceCell<stream::Stream>,
+    stream: OnceCell<js_stream::Stream>,
     consumer: OnceCell<consumer::PullConsumer>,
     /// The consumer's current `ack_wait`.
     ack_wait: Mutex<Duration>,
 }
 
 impl Target {
-    fn stream_config(&self) -> stream::Config {
-        stream::Config {
+    fn stream_config(&self) -> js_stream::Config {
+        js_stream::Config {
             name: self.stream_name.clone(),
             subjects: vec![self.stream_subject.clone()],
             retention: self.retention,
@@ -551,7 +556,7 @@ impl Target {
         }
     }
 
-    async fn stream(&self, js: &jetstream::Context) -> Result<&stream::Stream> {
+    async fn stream(&self, js: &jetstream::Context) -> Result<&js_stream::Stream> {
         self.stream
             .get_or_try_init(|| async {
                 js.get_or_create_stream(self.stream_config())
@@ -562,7 +567,7 @@ impl Target {
     }
 
     /// The stream if it exists, without creating it.
-    async fn existing_stream(&self, js: &jetstream::Context) -> Result<Option<&stream::Stream>> {
+    async fn existing_stream(&self, js: &jetstream::Context) -> Result<Option<&js_stream::Stream>> {
         if let Some(stream) = self.stream.get() {
             return Ok(Some(stream));
         }
@@ -1096,7 +1101,7 @@ impl Queue for NatsQueue {
 
 /// The first message on `subject` at or after `seq`, read without consuming.
 async fn next_stored(
-    stream: &stream::Stream,
+    stream: &js_stream::Stream,
     subject: &str,
     seq: u64,
 ) -> Result<Option<StreamMessage>> {

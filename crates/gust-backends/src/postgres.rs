@@ -7,6 +7,9 @@
 pub mod dedupe;
 pub mod kv;
 pub mod lease;
+pub mod table;
+
+pub use table::{PgTable, PgTables};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 

@@ -531,6 +531,15 @@ impl Dedupe for RedisDedupe {
             .map_err(|e| BackendError::engine("redis dedupe", format!("SET NX PX: {e}")))?;
         Ok(set.is_some())
     }
+
+    async fn forget(&self, key: &str) -> Result<()> {
+        let _: i64 = ::redis::cmd("DEL")
+            .arg(format!("{}{}", self.prefix, key_digest_hex(key)))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| BackendError::engine("redis dedupe", format!("DEL: {e}")))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -81,8 +81,20 @@ async fn nodes_share_the_record(e: Arc<Engine>) {
     }
 }
 
+async fn a_forgotten_key_is_new_again(e: Arc<Engine>) {
+    let d = e.dedupe(LONG).await;
+    assert!(d.first_seen("src\nid-1").await.unwrap());
+    assert!(d.first_seen("src\nid-2").await.unwrap());
+    d.forget("src\nid-1").await.unwrap();
+    d.forget("never seen").await.unwrap();
+    assert!(d.first_seen("src\nid-1").await.unwrap());
+    assert!(!d.first_seen("src\nid-1").await.unwrap());
+    assert!(!d.first_seen("src\nid-2").await.unwrap());
+}
+
 conformance!(
     first_and_second_sighting,
+    a_forgotten_key_is_new_again,
     forgotten_after_the_window,
     nodes_share_the_record,
 );

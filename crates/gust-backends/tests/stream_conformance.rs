@@ -1,8 +1,9 @@
 //! One conformance suite for every [`StreamProvider`]: each case is an async
 //! fn over a [`Backend`], which opens a provider on the same storage as
 //! often as a case asks (to test what survives a reopen). It runs against
-//! the embedded backend; another engine adds a `Backend` and one line per
-//! case.
+//! the embedded backend and NATS JetStream (feature `nats`, a server at
+//! 127.0.0.1:4222; each case gets its own prefix, whose streams are deleted
+//! after); another engine adds a `Backend` and one line per case.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use gust_backends::stream::{
 use gust_backends::{BackendError, Stream, StreamProvider, StreamRecord};
 
 /// Opens providers over one storage location.
-trait Backend {
+trait Backend: Sync {
     /// A provider; the previous one (and its streams) must have been dropped
     /// before, so it sees only what was stored.
     fn open(&self) -> Arc<dyn StreamProvider>;
@@ -36,6 +37,50 @@ impl Backend for Embedded {
         Arc::new(gust_backends::embedded::EmbeddedStreams::open(&path).unwrap())
     }
 }
+
+/// NATS JetStream: every provider shares one connection but starts with no
+/// state of its own, so it sees only what the server stored.
+#[cfg(feature = "nats")]
+struct Nats {
+    client: async_nats::Client,
+    prefix: String,
+}
+
+#[cfg(feature = "nats")]
+impl Backend for Nats {
+    fn open(&self) -> Arc<dyn StreamProvider> {
+        Arc::new(
+            gust_backends::nats::NatsStreams::with_client(self.client.clone(), &self.prefix)
+                .unwrap(),
+        )
+    }
+}
+
+/// Runs `case` on a fresh prefix, then deletes its streams, also when the
+/// case panicked.
+#[cfg(feature = "nats")]
+async fn run_nats<F>(case: F)
+where
+    F: for<'a> FnOnce(&'a dyn Backend) -> futures::future::BoxFuture<'a, ()>,
+{
+    use futures::FutureExt;
+    let client = async_nats::connect(nats_support::URL)
+        .await
+        .expect("NATS with JetStream must run at 127.0.0.1:4222");
+    let b = Nats {
+        client,
+        prefix: nats_support::unique_prefix(),
+    };
+    let result = std::panic::AssertUnwindSafe(case(&b)).catch_unwind().await;
+    nats_support::delete_streams(&b.prefix).await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[cfg(feature = "nats")]
+#[allow(dead_code)]
+mod nats_support;
 
 fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -541,7 +586,7 @@ async fn dead_letters_keep_reason_and_origin(b: &dyn Backend) {
 // ---------------------------------------------------------------------------
 // Runs
 
-macro_rules! embedded_cases {
+macro_rules! cases {
     ($($case:ident),* $(,)?) => {
         mod embedded {
             $(
@@ -551,10 +596,20 @@ macro_rules! embedded_cases {
                 }
             )*
         }
+
+        #[cfg(feature = "nats")]
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::run_nats(|b| Box::pin(super::$case(b))).await;
+                }
+            )*
+        }
     };
 }
 
-embedded_cases!(
+cases!(
     append_and_read_back,
     ordered_per_partition_and_same_key_same_partition,
     batches,

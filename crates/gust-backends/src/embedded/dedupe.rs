@@ -63,6 +63,12 @@ impl Dedupe for EmbeddedDedupe {
         let digest = key_digest(key);
         Ok(self.lock().first_time(digest, Instant::now()))
     }
+
+    async fn forget(&self, key: &str) -> Result<()> {
+        // Its place in `order` stays and is skipped when it comes up.
+        self.lock().seen.remove(&key_digest(key));
+        Ok(())
+    }
 }
 
 /// Digests seen within a time window, oldest first.

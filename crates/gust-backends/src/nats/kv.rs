@@ -483,6 +483,16 @@ impl Dedupe for NatsDedupe {
             )),
         }
     }
+
+    async fn forget(&self, key: &str) -> Result<()> {
+        let name = key_digest_hex(key);
+        self.store.kv().await?.purge(&name).await.map_err(|e| {
+            BackendError::engine(
+                "nats dedupe",
+                format!("purge {name} in {}: {e}", self.store.bucket),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -120,4 +120,14 @@ impl Dedupe for PgDedupe {
             .map_err(|e| sql_error(BACKEND, &self.record, e))?;
         Ok(recorded.is_some())
     }
+
+    async fn forget(&self, key: &str) -> Result<()> {
+        let statement = format!("DELETE FROM {}.gust_dedupe WHERE digest = $1", self.schema);
+        sqlx::query(&statement)
+            .bind(key_digest(key).as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql_error(BACKEND, &statement, e))?;
+        Ok(())
+    }
 }
