@@ -21,13 +21,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::embedded::{
     EmbeddedBlobs, EmbeddedKv, EmbeddedQueues, EmbeddedSql, EmbeddedStreams, EmbeddedTables,
     EmbeddedTopics,
 };
 use crate::{
-    BackendError, BlobProvider, Broadcast, KeyValueProvider, KvLeases, Lease, QueueProvider,
+    BackendError, BlobProvider, Broadcast, Dedupe, KeyValueProvider, KvLeases, Lease, QueueProvider,
     SqlProvider, StreamProvider, TableProvider, TopicProvider,
 };
 
@@ -52,11 +53,13 @@ pub enum Resource {
     Lease,
     /// Signals to every node (server-sent events).
     Broadcast,
+    /// "Seen this id already?" within a window (published events).
+    Dedupe,
 }
 
 impl Resource {
     /// Every resource, in the order `gust up` lists them.
-    pub const ALL: [Resource; 9] = [
+    pub const ALL: [Resource; 10] = [
         Resource::Queue,
         Resource::Topic,
         Resource::Stream,
@@ -66,6 +69,7 @@ impl Resource {
         Resource::Blob,
         Resource::Lease,
         Resource::Broadcast,
+        Resource::Dedupe,
     ];
 
     /// The name used in `--backend RESOURCE=URL` and `[backends]`.
@@ -80,6 +84,7 @@ impl Resource {
             Resource::Blob => "blob",
             Resource::Lease => "lease",
             Resource::Broadcast => "broadcast",
+            Resource::Dedupe => "dedupe",
         }
     }
 
@@ -87,13 +92,48 @@ impl Resource {
     pub fn on_nats(self) -> bool {
         matches!(
             self,
-            Resource::Queue | Resource::Topic | Resource::Broadcast
+            Resource::Queue
+                | Resource::Topic
+                | Resource::Stream
+                | Resource::Kv
+                | Resource::Lease
+                | Resource::Broadcast
+                | Resource::Dedupe
         )
     }
 
-    /// Whether `--postgres` moves this resource to PostgreSQL.
+    /// Whether `--postgres` moves this resource to PostgreSQL (where
+    /// `--nats` did not take it first).
     pub fn on_postgres(self) -> bool {
-        false
+        matches!(
+            self,
+            Resource::Kv | Resource::Table | Resource::Sql | Resource::Lease | Resource::Dedupe
+        )
+    }
+
+    /// The engines this build serves the resource on (URL schemes).
+    pub fn engines(self) -> Vec<&'static str> {
+        let mut out = vec!["embedded"];
+        let mut add = |on: bool, scheme| {
+            if on {
+                out.push(scheme);
+            }
+        };
+        use Resource::*;
+        add(
+            cfg!(feature = "nats")
+                && matches!(self, Queue | Topic | Stream | Kv | Lease | Broadcast | Dedupe),
+            "nats",
+        );
+        add(
+            cfg!(feature = "postgres") && matches!(self, Kv | Table | Lease | Dedupe),
+            "postgres",
+        );
+        add(
+            cfg!(feature = "redis") && matches!(self, Kv | Lease | Dedupe),
+            "redis",
+        );
+        out
     }
 }
 
@@ -119,7 +159,7 @@ impl FromStr for Resource {
 pub enum ConfigError {
     /// `--backend` named a resource that does not exist.
     #[error(
-        "unknown resource `{0}`: choose one of queue, topic, stream, kv, table, sql, blob, lease, broadcast"
+        "unknown resource `{0}`: choose one of queue, topic, stream, kv, table, sql, blob, lease, broadcast, dedupe"
     )]
     UnknownResource(String),
     /// `--backend` without `=`.
@@ -205,7 +245,7 @@ impl Engine {
             "s3" => Engine::S3(url.to_string()),
             _ => Engine::Embedded,
         };
-        let supported = supported_engines(resource);
+        let supported = resource.engines();
         if (scheme != "embedded" && engine == Engine::Embedded)
             || !supported.contains(&engine.scheme())
         {
@@ -233,15 +273,6 @@ impl Engine {
             Engine::S3(_) => "s3",
         }
     }
-}
-
-/// The engines this build serves `resource` on.
-fn supported_engines(resource: Resource) -> Vec<&'static str> {
-    let mut out = vec!["embedded"];
-    if cfg!(feature = "nats") && resource.on_nats() {
-        out.push("nats");
-    }
-    out
 }
 
 /// A failure to bring a resource's engine up.
@@ -272,7 +303,8 @@ pub struct Services {
     pub topics: Arc<dyn TopicProvider>,
     /// Streams.
     pub streams: Arc<dyn StreamProvider>,
-    /// Key-value stores (the app's, and Gust's own `gust:` stores).
+    /// Key-value stores (the app's, and Gust's own `gust:` stores: timer
+    /// status, blob receipts, change-feed checkpoints).
     pub kv: Arc<dyn KeyValueProvider>,
     /// Document tables with change feeds.
     pub tables: Arc<dyn TableProvider>,
@@ -284,53 +316,63 @@ pub struct Services {
     pub leases: Arc<dyn Lease>,
     /// Signals to every node.
     pub broadcast: Arc<dyn Broadcast>,
+    /// Published-event de-duplication.
+    pub dedupe: Arc<dyn Dedupe>,
     engines: BTreeMap<Resource, String>,
 }
 
 /// The key-value store holding embedded leases (`:` keeps Gust's own stores
 /// apart from user store names).
 const LEASE_STORE: &str = "gust:leases";
+/// Published events with the same source and id within this window are
+/// dropped.
+pub const DEDUPE_WINDOW: Duration = Duration::from_secs(600);
+/// Most ids the embedded dedupe remembers.
+const DEDUPE_MAX_KEYS: usize = 100_000;
+/// Most bytes the embedded dedupe spends remembering them.
+const DEDUPE_MAX_BYTES: usize = 16 << 20;
 
 impl Services {
     /// Connects every resource of the app `namespace` (its name: engines keep
     /// apps apart by it) whose embedded data lives under `state_dir`
     /// (`<app>/.gust`). An engine that cannot be reached is an error naming
-    /// the resource and the URL.
+    /// the resource and the URL. Each engine is connected once and shared
+    /// by the resources on it.
     pub async fn open(
         config: &BackendConfig,
         namespace: &str,
         state_dir: &Path,
     ) -> Result<Self, ServicesError> {
-        let mut opener = Opener {
-            config,
+        let mut o = Opener {
             namespace,
-            data: state_dir.join("data"),
+            state_dir: state_dir.to_path_buf(),
             engines: BTreeMap::new(),
             embedded_kv: None,
             embedded_queues: None,
             #[cfg(feature = "nats")]
-            nats: None,
+            nats: BTreeMap::new(),
+            #[cfg(feature = "postgres")]
+            postgres: BTreeMap::new(),
+            #[cfg(feature = "redis")]
+            redis: BTreeMap::new(),
         };
-        let queues = opener.queues().await?;
-        let topics = opener.topics().await?;
-        let streams = opener.streams()?;
-        let kv = opener.kv()?;
-        let tables = opener.tables()?;
-        let sql = opener.sql()?;
-        let blobs = opener.blobs(state_dir)?;
-        let leases = opener.leases()?;
-        let broadcast = opener.broadcast()?;
+        let mut chosen = BTreeMap::new();
+        for resource in Resource::ALL {
+            chosen.insert(resource, config.engine_for(resource)?);
+        }
+        let engine = |r: Resource| chosen[&r].clone();
         Ok(Self {
-            queues,
-            topics,
-            streams,
-            kv,
-            tables,
-            sql,
-            blobs,
-            leases,
-            broadcast,
-            engines: opener.engines,
+            queues: o.queues(engine(Resource::Queue)).await?,
+            topics: o.topics(engine(Resource::Topic)).await?,
+            streams: o.streams(engine(Resource::Stream)).await?,
+            kv: o.kv(engine(Resource::Kv)).await?,
+            tables: o.tables(engine(Resource::Table)).await?,
+            sql: o.sql(engine(Resource::Sql)).await?,
+            blobs: o.blobs(engine(Resource::Blob)).await?,
+            leases: o.leases(engine(Resource::Lease)).await?,
+            broadcast: o.broadcast(engine(Resource::Broadcast)).await?,
+            dedupe: o.dedupe(engine(Resource::Dedupe)).await?,
+            engines: o.engines,
         })
     }
 
@@ -341,29 +383,34 @@ impl Services {
     }
 }
 
-/// Opens the providers, sharing one connection per engine.
+/// Opens the providers, sharing one connection per engine URL.
 struct Opener<'a> {
-    config: &'a BackendConfig,
     namespace: &'a str,
-    data: PathBuf,
+    state_dir: PathBuf,
     engines: BTreeMap<Resource, String>,
     embedded_kv: Option<EmbeddedKv>,
     embedded_queues: Option<EmbeddedQueues>,
     #[cfg(feature = "nats")]
-    nats: Option<(String, Arc<crate::nats::NatsQueues>)>,
+    nats: BTreeMap<String, crate::nats::NatsQueues>,
+    #[cfg(feature = "postgres")]
+    postgres: BTreeMap<String, sqlx::PgPool>,
+    #[cfg(feature = "redis")]
+    redis: BTreeMap<String, ::redis::aio::ConnectionManager>,
+}
+
+/// Wraps a failure to open `resource` on `engine`.
+fn failed(resource: Resource, engine: &str) -> impl FnOnce(BackendError) -> ServicesError {
+    let engine = engine.to_string();
+    move |source| ServicesError::Open {
+        resource,
+        engine,
+        source,
+    }
 }
 
 impl Opener<'_> {
-    fn engine(&self, resource: Resource) -> Result<Engine, ServicesError> {
-        Ok(self.config.engine_for(resource)?)
-    }
-
-    fn failed(resource: Resource, engine: &str, source: BackendError) -> ServicesError {
-        ServicesError::Open {
-            resource,
-            engine: engine.to_string(),
-            source,
-        }
+    fn data(&self, file: &str) -> PathBuf {
+        self.state_dir.join("data").join(file)
     }
 
     /// Records that `resource` is served by the embedded file `file`.
@@ -372,10 +419,15 @@ impl Opener<'_> {
             .insert(resource, format!("embedded (.gust/data/{file})"));
     }
 
+    /// Records that `resource` is served at `url`.
+    fn on(&mut self, resource: Resource, url: &str) {
+        self.engines.insert(resource, redact(url));
+    }
+
     fn embedded_kv(&mut self, resource: Resource) -> Result<EmbeddedKv, ServicesError> {
         if self.embedded_kv.is_none() {
-            let kv = EmbeddedKv::open(&self.data.join("kv.redb"))
-                .map_err(|e| Self::failed(resource, "embedded kv.redb", e))?;
+            let kv = EmbeddedKv::open(&self.data("kv.redb"))
+                .map_err(failed(resource, "embedded kv.redb"))?;
             self.embedded_kv = Some(kv);
         }
         Ok(self.embedded_kv.clone().expect("opened above"))
@@ -383,8 +435,8 @@ impl Opener<'_> {
 
     fn embedded_queues(&mut self, resource: Resource) -> Result<EmbeddedQueues, ServicesError> {
         if self.embedded_queues.is_none() {
-            let queues = EmbeddedQueues::open(&self.data.join("queues.redb"))
-                .map_err(|e| Self::failed(resource, "embedded queues.redb", e))?;
+            let queues = EmbeddedQueues::open(&self.data("queues.redb"))
+                .map_err(failed(resource, "embedded queues.redb"))?;
             self.embedded_queues = Some(queues);
         }
         Ok(self.embedded_queues.clone().expect("opened above"))
@@ -395,141 +447,282 @@ impl Opener<'_> {
         &mut self,
         resource: Resource,
         url: &str,
-    ) -> Result<Arc<crate::nats::NatsQueues>, ServicesError> {
-        if let Some((known, nats)) = &self.nats
-            && known == url
-        {
+    ) -> Result<crate::nats::NatsQueues, ServicesError> {
+        if let Some(nats) = self.nats.get(url) {
             return Ok(nats.clone());
         }
-        let nats = Arc::new(
-            crate::nats::NatsQueues::connect(url, &nats_prefix(self.namespace))
-                .await
-                .map_err(|e| Self::failed(resource, url, e))?,
-        );
-        self.nats = Some((url.to_string(), nats.clone()));
+        let nats = crate::nats::NatsQueues::connect(url, &nats_prefix(self.namespace))
+            .await
+            .map_err(failed(resource, url))?;
+        self.nats.insert(url.to_string(), nats.clone());
+        self.on(resource, url);
         Ok(nats)
     }
 
-    async fn queues(&mut self) -> Result<Arc<dyn QueueProvider>, ServicesError> {
-        let resource = Resource::Queue;
-        match self.engine(resource)? {
+    #[cfg(feature = "postgres")]
+    async fn postgres(&mut self, resource: Resource, url: &str) -> Result<sqlx::PgPool, ServicesError> {
+        if let Some(pool) = self.postgres.get(url) {
+            return Ok(pool.clone());
+        }
+        let pool = crate::postgres::connect(url)
+            .await
+            .map_err(failed(resource, url))?;
+        self.postgres.insert(url.to_string(), pool.clone());
+        Ok(pool)
+    }
+
+    #[cfg(feature = "redis")]
+    async fn redis(
+        &mut self,
+        resource: Resource,
+        url: &str,
+    ) -> Result<::redis::aio::ConnectionManager, ServicesError> {
+        if let Some(conn) = self.redis.get(url) {
+            return Ok(conn.clone());
+        }
+        let conn = crate::redis::connect(url)
+            .await
+            .map_err(failed(resource, url))?;
+        self.redis.insert(url.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    async fn queues(&mut self, engine: Engine) -> Result<Arc<dyn QueueProvider>, ServicesError> {
+        let r = Resource::Queue;
+        match engine {
             #[cfg(feature = "nats")]
             Engine::Nats(url) => {
-                let nats = self.nats(resource, &url).await?;
-                self.engines.insert(resource, url);
-                Ok(nats)
+                let nats = self.nats(r, &url).await?;
+                self.on(r, &url);
+                Ok(Arc::new(nats))
             }
             _ => {
-                self.embedded(resource, "queues.redb");
-                Ok(Arc::new(self.embedded_queues(resource)?))
+                self.embedded(r, "queues.redb");
+                Ok(Arc::new(self.embedded_queues(r)?))
             }
         }
     }
 
-    async fn topics(&mut self) -> Result<Arc<dyn TopicProvider>, ServicesError> {
-        let resource = Resource::Topic;
-        match self.engine(resource)? {
+    async fn topics(&mut self, engine: Engine) -> Result<Arc<dyn TopicProvider>, ServicesError> {
+        let r = Resource::Topic;
+        match engine {
             #[cfg(feature = "nats")]
             Engine::Nats(url) => {
-                let nats = self.nats(resource, &url).await?;
-                self.engines.insert(resource, url);
-                Ok(nats)
+                let nats = self.nats(r, &url).await?;
+                self.on(r, &url);
+                Ok(Arc::new(nats))
             }
             _ => {
-                self.embedded(resource, "queues.redb");
-                let queues = self.embedded_queues(resource)?;
-                let topics = EmbeddedTopics::new(queues)
-                    .map_err(|e| Self::failed(resource, "embedded queues.redb", e))?;
+                self.embedded(r, "queues.redb");
+                let queues = self.embedded_queues(r)?;
+                let topics =
+                    EmbeddedTopics::new(queues).map_err(failed(r, "embedded queues.redb"))?;
                 Ok(Arc::new(topics))
             }
         }
     }
 
-    fn streams(&mut self) -> Result<Arc<dyn StreamProvider>, ServicesError> {
-        let resource = Resource::Stream;
-        self.engine(resource)?;
-        self.embedded(resource, "streams.redb");
-        let streams = EmbeddedStreams::open(&self.data.join("streams.redb"))
-            .map_err(|e| Self::failed(resource, "embedded streams.redb", e))?;
-        Ok(Arc::new(streams))
-    }
-
-    fn kv(&mut self) -> Result<Arc<dyn KeyValueProvider>, ServicesError> {
-        let resource = Resource::Kv;
-        self.engine(resource)?;
-        self.embedded(resource, "kv.redb");
-        Ok(Arc::new(self.embedded_kv(resource)?))
-    }
-
-    fn tables(&mut self) -> Result<Arc<dyn TableProvider>, ServicesError> {
-        let resource = Resource::Table;
-        self.engine(resource)?;
-        self.embedded(resource, "tables.redb");
-        let tables = EmbeddedTables::open(&self.data.join("tables.redb"))
-            .map_err(|e| Self::failed(resource, "embedded tables.redb", e))?;
-        Ok(Arc::new(tables))
-    }
-
-    fn sql(&mut self) -> Result<Arc<dyn SqlProvider>, ServicesError> {
-        let resource = Resource::Sql;
-        self.engine(resource)?;
-        self.embedded(resource, "sql/");
-        Ok(Arc::new(EmbeddedSql::new(&self.data.join("sql"))))
-    }
-
-    fn blobs(&mut self, state_dir: &Path) -> Result<Arc<dyn BlobProvider>, ServicesError> {
-        let resource = Resource::Blob;
-        self.engine(resource)?;
-        self.engines
-            .insert(resource, "embedded (.gust/blobs/)".to_string());
-        Ok(Arc::new(EmbeddedBlobs::new(&state_dir.join("blobs"))))
-    }
-
-    fn leases(&mut self) -> Result<Arc<dyn Lease>, ServicesError> {
-        let resource = Resource::Lease;
-        self.engine(resource)?;
-        self.embedded(resource, "kv.redb");
-        let store = self
-            .embedded_kv(resource)?
-            .open(LEASE_STORE)
-            .map_err(|e| Self::failed(resource, "embedded kv.redb", e))?;
-        Ok(Arc::new(KvLeases::new(store)))
-    }
-
-    fn broadcast(&mut self) -> Result<Arc<dyn Broadcast>, ServicesError> {
-        let resource = Resource::Broadcast;
-        match self.engine(resource)? {
+    async fn streams(&mut self, engine: Engine) -> Result<Arc<dyn StreamProvider>, ServicesError> {
+        let r = Resource::Stream;
+        match engine {
             #[cfg(feature = "nats")]
             Engine::Nats(url) => {
-                let client = self
-                    .nats
-                    .as_ref()
-                    .filter(|(known, _)| *known == url)
-                    .map(|(_, n)| n.client());
-                let Some(client) = client else {
-                    // Only reachable with `--backend broadcast=nats://other`:
-                    // keep it simple and refuse rather than open a second client.
-                    return Err(Self::failed(
-                        resource,
-                        &url,
-                        BackendError::engine(
-                            "nats broadcast",
-                            "broadcast on NATS shares the queues' NATS server: put queues on the same URL",
-                        ),
-                    ));
-                };
-                self.engines.insert(resource, url);
+                let client = self.nats(r, &url).await?.client();
+                let streams =
+                    crate::nats::NatsStreams::with_client(client, &nats_prefix(self.namespace))
+                        .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Ok(Arc::new(streams))
+            }
+            _ => {
+                self.embedded(r, "streams.redb");
+                let streams = EmbeddedStreams::open(&self.data("streams.redb"))
+                    .map_err(failed(r, "embedded streams.redb"))?;
+                Ok(Arc::new(streams))
+            }
+        }
+    }
+
+    async fn kv(&mut self, engine: Engine) -> Result<Arc<dyn KeyValueProvider>, ServicesError> {
+        let r = Resource::Kv;
+        let ns = self.namespace.to_string();
+        let kv: Arc<dyn KeyValueProvider> = match engine {
+            #[cfg(feature = "nats")]
+            Engine::Nats(url) => {
+                let js = async_nats::jetstream::new(self.nats(r, &url).await?.client());
+                self.on(r, &url);
+                Arc::new(crate::nats::kv::NatsKv::with_context(js, &ns))
+            }
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => {
+                let pool = self.postgres(r, &url).await?;
+                let kv = crate::postgres::kv::PgKv::with_pool(pool, &ns)
+                    .await
+                    .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Arc::new(kv)
+            }
+            #[cfg(feature = "redis")]
+            Engine::Redis(url) => {
+                let conn = self.redis(r, &url).await?;
+                self.on(r, &url);
+                Arc::new(crate::redis::RedisKv::with_connection(conn, &ns))
+            }
+            _ => {
+                self.embedded(r, "kv.redb");
+                Arc::new(self.embedded_kv(r)?)
+            }
+        };
+        Ok(kv)
+    }
+
+    async fn tables(&mut self, engine: Engine) -> Result<Arc<dyn TableProvider>, ServicesError> {
+        let r = Resource::Table;
+        match engine {
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => {
+                let pool = self.postgres(r, &url).await?;
+                let tables = crate::postgres::PgTables::with_pool(pool, self.namespace)
+                    .await
+                    .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Ok(Arc::new(tables))
+            }
+            _ => {
+                self.embedded(r, "tables.redb");
+                let tables = EmbeddedTables::open(&self.data("tables.redb"))
+                    .map_err(failed(r, "embedded tables.redb"))?;
+                Ok(Arc::new(tables))
+            }
+        }
+    }
+
+    async fn sql(&mut self, engine: Engine) -> Result<Arc<dyn SqlProvider>, ServicesError> {
+        let r = Resource::Sql;
+        match engine {
+            _ => {
+                self.embedded(r, "sql/");
+                Ok(Arc::new(EmbeddedSql::new(&self.data("sql"))))
+            }
+        }
+    }
+
+    async fn blobs(&mut self, engine: Engine) -> Result<Arc<dyn BlobProvider>, ServicesError> {
+        let r = Resource::Blob;
+        match engine {
+            _ => {
+                self.engines
+                    .insert(r, "embedded (.gust/blobs/)".to_string());
+                Ok(Arc::new(EmbeddedBlobs::new(&self.state_dir.join("blobs"))))
+            }
+        }
+    }
+
+    async fn leases(&mut self, engine: Engine) -> Result<Arc<dyn Lease>, ServicesError> {
+        let r = Resource::Lease;
+        let ns = self.namespace.to_string();
+        let leases: Arc<dyn Lease> = match engine {
+            #[cfg(feature = "nats")]
+            Engine::Nats(url) => {
+                let js = async_nats::jetstream::new(self.nats(r, &url).await?.client());
+                self.on(r, &url);
+                Arc::new(crate::nats::kv::NatsLeases::with_context(js, &ns))
+            }
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => {
+                let pool = self.postgres(r, &url).await?;
+                let leases = crate::postgres::lease::PgLeases::with_pool(pool, &ns)
+                    .await
+                    .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Arc::new(leases)
+            }
+            #[cfg(feature = "redis")]
+            Engine::Redis(url) => {
+                let conn = self.redis(r, &url).await?;
+                self.on(r, &url);
+                Arc::new(crate::redis::RedisLeases::with_connection(conn, &ns))
+            }
+            _ => {
+                self.embedded(r, "kv.redb");
+                let store = self
+                    .embedded_kv(r)?
+                    .open(LEASE_STORE)
+                    .map_err(failed(r, "embedded kv.redb"))?;
+                Arc::new(KvLeases::new(store))
+            }
+        };
+        Ok(leases)
+    }
+
+    async fn broadcast(&mut self, engine: Engine) -> Result<Arc<dyn Broadcast>, ServicesError> {
+        let r = Resource::Broadcast;
+        match engine {
+            #[cfg(feature = "nats")]
+            Engine::Nats(url) => {
+                let client = self.nats(r, &url).await?.client();
+                self.on(r, &url);
                 Ok(Arc::new(crate::nats::NatsBroadcast::new(
                     client,
                     &nats_prefix(self.namespace),
                 )))
             }
             _ => {
-                self.engines
-                    .insert(resource, "embedded (in process)".to_string());
+                self.engines.insert(r, "embedded (in process)".to_string());
                 Ok(Arc::new(crate::embedded::LocalBroadcast::default()))
             }
         }
+    }
+
+    async fn dedupe(&mut self, engine: Engine) -> Result<Arc<dyn Dedupe>, ServicesError> {
+        let r = Resource::Dedupe;
+        let ns = self.namespace.to_string();
+        let dedupe: Arc<dyn Dedupe> = match engine {
+            #[cfg(feature = "nats")]
+            Engine::Nats(url) => {
+                let js = async_nats::jetstream::new(self.nats(r, &url).await?.client());
+                self.on(r, &url);
+                Arc::new(crate::nats::kv::NatsDedupe::with_context(js, &ns, DEDUPE_WINDOW))
+            }
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => {
+                let pool = self.postgres(r, &url).await?;
+                let dedupe = crate::postgres::dedupe::PgDedupe::with_pool(pool, &ns, DEDUPE_WINDOW)
+                    .await
+                    .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Arc::new(dedupe)
+            }
+            #[cfg(feature = "redis")]
+            Engine::Redis(url) => {
+                let conn = self.redis(r, &url).await?;
+                self.on(r, &url);
+                Arc::new(crate::redis::RedisDedupe::with_connection(conn, &ns, DEDUPE_WINDOW))
+            }
+            _ => {
+                self.engines.insert(r, "embedded (in process)".to_string());
+                Arc::new(crate::embedded::EmbeddedDedupe::new(
+                    DEDUPE_WINDOW,
+                    DEDUPE_MAX_KEYS,
+                    DEDUPE_MAX_BYTES,
+                ))
+            }
+        };
+        Ok(dedupe)
+    }
+}
+
+/// `url` without a password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -574,5 +767,14 @@ mod tests {
         config.add_override("table=ftp://x").unwrap();
         let err = config.engine_for(Resource::Table).unwrap_err().to_string();
         assert!(err.contains("table") && err.contains("ftp://x"), "{err}");
+    }
+
+    #[test]
+    fn printed_urls_hide_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     }
 }
