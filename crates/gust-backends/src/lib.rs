@@ -19,6 +19,8 @@ pub mod nats;
 pub mod postgres;
 pub mod queue;
 pub mod sql;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql_engine;
 pub mod stream;
 pub mod table;
 pub mod topic;

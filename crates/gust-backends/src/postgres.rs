@@ -4,6 +4,8 @@
 //! several apps (and several test runs) share one database without seeing
 //! each other's rows. Each resource kind is a submodule.
 
+pub mod sql;
+
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::{BackendError, Result};

@@ -1,0 +1,668 @@
+//! One conformance suite for every [`SqlProvider`]: each case is an async fn
+//! over an [`Engine`], which opens providers on the same storage as often
+//! as a case asks (to test what survives a reopen). Engines: embedded
+//! (SQLite), `postgres` (PostgreSQL at 127.0.0.1:5432) and `mysql` (MariaDB
+//! / MySQL at 127.0.0.1:3306); override the servers with
+//! `GUST_TEST_POSTGRES_URL` and `GUST_TEST_MYSQL_URL`.
+//!
+//! The SQL here is the contract: it runs unchanged on every engine, except
+//! the one thing no common spelling exists for, the blob column type
+//! ([`Engine::blob_type`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gust_backends::{SqlProvider, SqlStatement, SqlValue};
+
+/// Resource names the cases use (dropped after each case).
+const NAMES: [&str; 2] = ["main", "other"];
+
+enum Kind {
+    Embedded(tempfile::TempDir),
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+    #[cfg(feature = "mysql")]
+    MySql(String),
+}
+
+/// One engine and the storage a case works on.
+struct Engine {
+    kind: Kind,
+    /// A namespace no other test (or earlier run) uses.
+    namespace: String,
+}
+
+fn unique_namespace() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("t{}x{}x{n}", std::process::id(), nanos % 1_000_000_000)
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_url() -> String {
+    std::env::var("GUST_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_url() -> String {
+    std::env::var("GUST_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+impl Engine {
+    fn embedded() -> Self {
+        Self {
+            kind: Kind::Embedded(tempfile::tempdir().unwrap()),
+            namespace: unique_namespace(),
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres() -> Self {
+        Self {
+            kind: Kind::Postgres(postgres_url()),
+            namespace: unique_namespace(),
+        }
+    }
+
+    #[cfg(feature = "mysql")]
+    fn mysql() -> Self {
+        Self {
+            kind: Kind::MySql(mysql_url()),
+            namespace: unique_namespace(),
+        }
+    }
+
+    /// The engine's name as its errors spell it.
+    fn name(&self) -> &'static str {
+        match &self.kind {
+            Kind::Embedded(_) => "embedded sql",
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(_) => "postgres sql",
+            #[cfg(feature = "mysql")]
+            Kind::MySql(_) => "mysql sql",
+        }
+    }
+
+    /// A column type for blobs of any size (no spelling is common to all).
+    fn blob_type(&self) -> &'static str {
+        match &self.kind {
+            Kind::Embedded(_) => "BLOB",
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(_) => "BYTEA",
+            #[cfg(feature = "mysql")]
+            Kind::MySql(_) => "LONGBLOB",
+        }
+    }
+
+    /// A new provider over the engine's storage.
+    async fn provider(&self) -> Arc<dyn SqlProvider> {
+        match &self.kind {
+            Kind::Embedded(dir) => Arc::new(gust_backends::embedded::EmbeddedSql::new(dir.path())),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(url) => Arc::new(
+                gust_backends::postgres::sql::PgSql::connect(url, &self.namespace)
+                    .await
+                    .expect("PostgreSQL must run at 127.0.0.1:5432"),
+            ),
+            #[cfg(feature = "mysql")]
+            Kind::MySql(url) => Arc::new(
+                gust_backends::mysql::MySqlSql::connect(url, &self.namespace)
+                    .await
+                    .expect("MariaDB / MySQL must run at 127.0.0.1:3306"),
+            ),
+        }
+    }
+
+    /// Drops what the case created.
+    async fn cleanup(&self) {
+        match &self.kind {
+            Kind::Embedded(_) => {}
+            #[cfg(feature = "postgres")]
+            Kind::Postgres(url) => {
+                let p = gust_backends::postgres::sql::PgSql::connect(url, &self.namespace)
+                    .await
+                    .unwrap();
+                for name in NAMES {
+                    p.drop_database(name).await.unwrap();
+                }
+            }
+            #[cfg(feature = "mysql")]
+            Kind::MySql(url) => {
+                let p = gust_backends::mysql::MySqlSql::connect(url, &self.namespace)
+                    .await
+                    .unwrap();
+                for name in NAMES {
+                    p.drop_database(name).await.unwrap();
+                }
+            }
+        }
+    }
+}
+
+/// Runs `case` on `engine`, then cleans up, also when the case panicked.
+async fn run<F, Fut>(engine: Engine, case: F)
+where
+    F: FnOnce(Arc<Engine>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let engine = Arc::new(engine);
+    let result = tokio::spawn(case(engine.clone())).await;
+    engine.cleanup().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn int(i: i64) -> SqlValue {
+    SqlValue::Integer(i)
+}
+
+fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.into())
+}
+
+fn stmt(sql: &str, params: Vec<SqlValue>) -> SqlStatement {
+    SqlStatement {
+        sql: sql.into(),
+        params,
+    }
+}
+
+async fn count(db: &dyn gust_backends::Sql, table: &str) -> i64 {
+    let rows = db
+        .query(&format!("SELECT COUNT(*) FROM {table}"), vec![])
+        .await
+        .unwrap();
+    match rows.rows[0][0] {
+        SqlValue::Integer(n) => n,
+        ref other => panic!("COUNT(*) gave {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- cases
+
+async fn every_value_kind_round_trips(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script(&format!(
+        "CREATE TABLE vals (id INTEGER PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, s TEXT, b {})",
+        e.blob_type()
+    ))
+    .await
+    .unwrap();
+    let big: Vec<u8> = (0..(2 << 20)).map(|i| (i * 7 % 256) as u8).collect();
+    let unicode = "héllo wörld ✓ 日本語 🎉 'quoted' \"double\" \\ back";
+    let rows = [
+        vec![
+            int(1),
+            int(i64::MIN),
+            SqlValue::Real(-1.5e300),
+            text(""),
+            SqlValue::Blob(vec![]),
+        ],
+        vec![
+            int(2),
+            int(i64::MAX),
+            SqlValue::Real(0.1),
+            text(unicode),
+            SqlValue::Blob(vec![0, 255, 0]),
+        ],
+        vec![
+            int(3),
+            SqlValue::Null,
+            SqlValue::Null,
+            SqlValue::Null,
+            SqlValue::Null,
+        ],
+        vec![
+            int(4),
+            int(0),
+            SqlValue::Real(2.0),
+            text("x"),
+            SqlValue::Blob(big.clone()),
+        ],
+    ];
+    for row in &rows {
+        let n = db
+            .execute(
+                "INSERT INTO vals (id, i, r, s, b) VALUES (?1, ?2, ?3, ?4, ?5)",
+                row.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let got = db
+        .query("SELECT id, i, r, s, b FROM vals ORDER BY id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(got.columns, ["id", "i", "r", "s", "b"]);
+    assert_eq!(got.rows.len(), rows.len());
+    for (got, want) in got.rows.iter().zip(&rows) {
+        assert_eq!(got, want, "{}", e.name());
+    }
+    // Parameters compare against columns of every kind.
+    let got = db
+        .query(
+            "SELECT id FROM vals WHERE i = ?1 AND r = ?2 AND s = ?3",
+            vec![int(i64::MAX), SqlValue::Real(0.1), text(unicode)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.rows, vec![vec![int(2)]]);
+    // An empty result still names its columns.
+    let got = db
+        .query("SELECT id, s FROM vals WHERE id = ?", vec![int(99)])
+        .await
+        .unwrap();
+    assert_eq!(got.columns, ["id", "s"]);
+    assert!(got.rows.is_empty());
+}
+
+async fn integers_go_into_text_and_real_columns(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE t (s TEXT, r DOUBLE PRECISION, i BIGINT)")
+        .await
+        .unwrap();
+    db.execute(
+        "INSERT INTO t (s, r, i) VALUES (?, ?, ?)",
+        vec![int(42), int(7), SqlValue::Real(3.0)],
+    )
+    .await
+    .unwrap();
+    let got = db.query("SELECT s, r, i FROM t", vec![]).await.unwrap();
+    assert_eq!(
+        got.rows,
+        vec![vec![text("42"), SqlValue::Real(7.0), int(3)]]
+    );
+    // Aggregates of integers stay integers; averages are reals.
+    db.execute("INSERT INTO t (s, r, i) VALUES ('a', 0.5, 4)", vec![])
+        .await
+        .unwrap();
+    let got = db
+        .query(
+            "SELECT SUM(i) AS total, COUNT(*) AS n, MAX(r) AS top, SUM(r) AS rs FROM t",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.columns, ["total", "n", "top", "rs"]);
+    assert_eq!(
+        got.rows,
+        vec![vec![
+            int(7),
+            int(2),
+            SqlValue::Real(7.0),
+            SqlValue::Real(7.5)
+        ]]
+    );
+}
+
+async fn positional_and_numbered_placeholders(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE p (a BIGINT, b TEXT, c BIGINT)")
+        .await
+        .unwrap();
+    db.execute(
+        "INSERT INTO p (a, b, c) VALUES (?, ?, ?)",
+        vec![int(1), text("one"), int(10)],
+    )
+    .await
+    .unwrap();
+    // Numbered out of order.
+    db.execute(
+        "INSERT INTO p (c, b, a) VALUES (?3, ?2, ?1)",
+        vec![int(2), text("two"), int(20)],
+    )
+    .await
+    .unwrap();
+    // A number used twice.
+    db.execute(
+        "INSERT INTO p (a, b, c) VALUES (?1, ?2, ?1)",
+        vec![int(3), text("three")],
+    )
+    .await
+    .unwrap();
+    let got = db
+        .query("SELECT a, b, c FROM p ORDER BY a", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        got.rows,
+        vec![
+            vec![int(1), text("one"), int(10)],
+            vec![int(2), text("two"), int(20)],
+            vec![int(3), text("three"), int(3)],
+        ]
+    );
+    let got = db
+        .query(
+            "SELECT b FROM p WHERE a = ?2 OR c = ?1 ORDER BY a",
+            vec![int(10), int(3)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.rows, vec![vec![text("one")], vec![text("three")]]);
+    // Too few values is an error, not a NULL.
+    let err = db
+        .query("SELECT b FROM p WHERE a = ?2", vec![int(1)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(e.name()), "{err}");
+}
+
+async fn question_marks_in_literals_are_left_alone(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE q (id BIGINT, s TEXT)")
+        .await
+        .unwrap();
+    db.execute(
+        "INSERT INTO q (id, s) VALUES (?, 'what? why?'), (?, 'it''s ?1')",
+        vec![int(1), int(2)],
+    )
+    .await
+    .unwrap();
+    let got = db
+        .query(
+            "SELECT id, s AS \"what?\" FROM q WHERE s <> '?' /* ? */ AND id >= ? -- ?\nORDER BY id",
+            vec![int(1)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.columns, ["id", "what?"]);
+    assert_eq!(
+        got.rows,
+        vec![
+            vec![int(1), text("what? why?")],
+            vec![int(2), text("it's ?1")]
+        ]
+    );
+}
+
+async fn rows_changed_are_counted(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE c (id BIGINT, v TEXT)")
+        .await
+        .unwrap();
+    let n = db
+        .execute(
+            "INSERT INTO c (id, v) VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let n = db
+        .execute("UPDATE c SET v = ? WHERE id >= ?", vec![text("z"), int(2)])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    // Rows that matched count even when the value did not change.
+    let n = db
+        .execute("UPDATE c SET v = 'z' WHERE id >= 2", vec![])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let n = db
+        .execute("UPDATE c SET v = 'q' WHERE id > 99", vec![])
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let n = db.execute("DELETE FROM c", vec![]).await.unwrap();
+    assert_eq!(n, 3);
+}
+
+async fn transactions_commit_together(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE tx (id BIGINT PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    let changed = db
+        .transaction(vec![
+            stmt(
+                "INSERT INTO tx (id, v) VALUES (?1, ?2)",
+                vec![int(1), text("a")],
+            ),
+            stmt(
+                "INSERT INTO tx (id, v) VALUES (?1, ?2)",
+                vec![int(2), text("b")],
+            ),
+            stmt(
+                "UPDATE tx SET v = ?1 WHERE id <= ?2",
+                vec![text("c"), int(2)],
+            ),
+            stmt("DELETE FROM tx WHERE id = 3", vec![]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(changed, vec![1, 1, 2, 0]);
+    assert_eq!(count(db.as_ref(), "tx").await, 2);
+}
+
+async fn a_failing_statement_rolls_back_the_transaction(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE tx (id BIGINT PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    db.execute("INSERT INTO tx (id, v) VALUES (1, 'kept')", vec![])
+        .await
+        .unwrap();
+    let err = db
+        .transaction(vec![
+            stmt("UPDATE tx SET v = 'lost' WHERE id = 1", vec![]),
+            stmt("INSERT INTO tx (id, v) VALUES (2, 'lost')", vec![]),
+            stmt("INSERT INTO tx (id, v) VALUES (1, 'duplicate')", vec![]),
+        ])
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains(e.name()), "{message}");
+    assert!(
+        message.contains("INSERT INTO tx (id, v) VALUES (1, 'duplicate')"),
+        "{message}"
+    );
+    let got = db
+        .query("SELECT id, v FROM tx ORDER BY id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(got.rows, vec![vec![int(1), text("kept")]]);
+    // The connection is usable again afterwards.
+    let changed = db
+        .transaction(vec![stmt("INSERT INTO tx (id, v) VALUES (2, 'b')", vec![])])
+        .await
+        .unwrap();
+    assert_eq!(changed, vec![1]);
+    assert_eq!(count(db.as_ref(), "tx").await, 2);
+}
+
+async fn scripts_run_several_statements(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script(
+        "CREATE TABLE s1 (id BIGINT, note TEXT);
+         -- a comment; with a semicolon
+         INSERT INTO s1 (id, note) VALUES (1, 'a;b');
+         CREATE TABLE s2 (id BIGINT);
+         INSERT INTO s2 (id) SELECT id FROM s1;
+         /* trailing; */",
+    )
+    .await
+    .unwrap();
+    let got = db
+        .query("SELECT s1.note FROM s1 JOIN s2 ON s1.id = s2.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(got.rows, vec![vec![text("a;b")]]);
+    // A failing statement in a script names itself; the data written
+    // before it in the script is not kept (DML; MySQL commits DDL anyway).
+    let err = db
+        .execute_script(
+            "INSERT INTO s1 (id, note) VALUES (2, 'no'); INSERT INTO missing_table VALUES (1)",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("INSERT INTO missing_table"),
+        "{err}"
+    );
+    assert_eq!(count(db.as_ref(), "s1").await, 1);
+}
+
+async fn resources_are_isolated(e: Arc<Engine>) {
+    let provider = e.provider().await;
+    let main = provider.open("main").unwrap();
+    let other = provider.open("other").unwrap();
+    for (db, v) in [(&main, "in main"), (&other, "in other")] {
+        db.execute_script("CREATE TABLE iso (v TEXT)")
+            .await
+            .unwrap();
+        db.execute("INSERT INTO iso (v) VALUES (?)", vec![text(v)])
+            .await
+            .unwrap();
+    }
+    let got = main.query("SELECT v FROM iso", vec![]).await.unwrap();
+    assert_eq!(got.rows, vec![vec![text("in main")]]);
+    let got = other.query("SELECT v FROM iso", vec![]).await.unwrap();
+    assert_eq!(got.rows, vec![vec![text("in other")]]);
+    // A table of one is not visible from the other.
+    main.execute_script("CREATE TABLE only_main (v TEXT)")
+        .await
+        .unwrap();
+    assert!(
+        other
+            .query("SELECT v FROM only_main", vec![])
+            .await
+            .is_err()
+    );
+}
+
+async fn data_survives_reopening(e: Arc<Engine>) {
+    {
+        let db = e.provider().await.open("main").unwrap();
+        db.execute_script("CREATE TABLE kept (v TEXT)")
+            .await
+            .unwrap();
+        db.execute("INSERT INTO kept (v) VALUES ('still here')", vec![])
+            .await
+            .unwrap();
+    }
+    let db = e.provider().await.open("main").unwrap();
+    let got = db.query("SELECT v FROM kept", vec![]).await.unwrap();
+    assert_eq!(got.rows, vec![vec![text("still here")]]);
+}
+
+async fn errors_name_the_engine_and_statement(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    let err = db.query("SELEC 1", vec![]).await.unwrap_err().to_string();
+    assert!(err.contains(e.name()) && err.contains("`SELEC 1`"), "{err}");
+    let err = db
+        .execute("INSERT INTO no_such_table (x) VALUES (?)", vec![int(1)])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("INSERT INTO no_such_table (x) VALUES (?)"),
+        "{err}"
+    );
+    assert!(err.contains("no_such_table"), "{err}");
+    // Long statements are shortened.
+    let long = format!("SELECT {} FROM nowhere", "1, ".repeat(200));
+    let err = db.query(&long, vec![]).await.unwrap_err().to_string();
+    let quoted = err.split('`').nth(1).unwrap();
+    assert!(long.starts_with(quoted.trim_end_matches("...")), "{err}");
+    assert!(quoted.len() <= 203, "{err}");
+}
+
+async fn concurrent_writers(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE w (writer BIGINT, n BIGINT)")
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|writer| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    if n % 5 == 0 {
+                        db.transaction(vec![
+                            stmt(
+                                "INSERT INTO w (writer, n) VALUES (?, ?)",
+                                vec![int(writer), int(n)],
+                            ),
+                            stmt("UPDATE w SET n = n WHERE writer = ?", vec![int(writer)]),
+                        ])
+                        .await
+                        .unwrap();
+                    } else {
+                        db.execute(
+                            "INSERT INTO w (writer, n) VALUES (?, ?)",
+                            vec![int(writer), int(n)],
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(count(db.as_ref(), "w").await, 160);
+    let got = db
+        .query("SELECT COUNT(DISTINCT writer) FROM w", vec![])
+        .await
+        .unwrap();
+    assert_eq!(got.rows, vec![vec![int(8)]]);
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::run(super::Engine::embedded(), super::$case).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::run(super::Engine::postgres(), super::$case).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "mysql")]
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::run(super::Engine::mysql(), super::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    every_value_kind_round_trips,
+    integers_go_into_text_and_real_columns,
+    positional_and_numbered_placeholders,
+    question_marks_in_literals_are_left_alone,
+    rows_changed_are_counted,
+    transactions_commit_together,
+    a_failing_statement_rolls_back_the_transaction,
+    scripts_run_several_statements,
+    resources_are_isolated,
+    data_survives_reopening,
+    errors_name_the_engine_and_statement,
+    concurrent_writers,
+);
