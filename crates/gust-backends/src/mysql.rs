@@ -46,11 +46,17 @@
 //! | `BINARY`, `VARBINARY`, `BLOB`s, `GEOMETRY`                   | `Blob`       |
 //!
 //! A text column with a binary (`_bin`) collation is reported by the
-//! server like `VARBINARY` and comes back as a `Blob`. Parameters are sent
+//! server like `VARBINARY` and comes back as a `Blob`; that includes
+//! MariaDB's `JSON` (a `LONGTEXT` with `utf8mb4_bin`). Select it as
+//! `CAST(j AS CHAR)` to get text. Parameters are sent
 //! as they are (`BIGINT`, `DOUBLE`, text, bytes, `NULL`); the server
 //! converts them to the column's type.
 //!
 //! # Limits
+//!
+//! Column names of a result come from the rows; a query that returns no
+//! rows reports the names cached when its text was first prepared on that
+//! connection, which after an `ALTER TABLE` can be the old ones.
 //!
 //! MySQL commits implicitly before and after DDL (`CREATE TABLE`, ...), so a
 //! script or transaction containing DDL is not all-or-nothing here (it is on
@@ -312,7 +318,10 @@ async fn run_query(conn: &mut MySqlConnection, sql: &str, params: &[SqlValue]) -
     let mut rows = Vec::new();
     let mut bytes = 0;
     while let Some(row) = stream.try_next().await.map_err(fail)? {
-        if p.plain && columns.is_empty() {
+        if rows.is_empty() {
+            // The names the server sent with this result: after a schema
+            // change they can differ from those cached when the statement
+            // was prepared.
             columns = row.columns().iter().map(|c| c.name().to_string()).collect();
         }
         let values = decode_row(&row, !p.plain).map_err(|e| sql_engine::failed(BACKEND, sql, e))?;

@@ -619,6 +619,27 @@ async fn concurrent_writers(e: Arc<Engine>) {
     assert_eq!(got.rows, vec![vec![int(8)]]);
 }
 
+async fn schema_changes_are_seen_by_later_statements(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE sc (x BIGINT); INSERT INTO sc (x) VALUES (1)")
+        .await
+        .unwrap();
+    // Run the same text on (likely) every pooled connection first.
+    for _ in 0..3 {
+        let got = db.query("SELECT * FROM sc", vec![]).await.unwrap();
+        assert_eq!(got.columns, ["x"]);
+    }
+    db.execute_script("ALTER TABLE sc ADD COLUMN y TEXT")
+        .await
+        .unwrap();
+    db.execute("UPDATE sc SET y = 'new'", vec![]).await.unwrap();
+    for _ in 0..3 {
+        let got = db.query("SELECT * FROM sc", vec![]).await.unwrap();
+        assert_eq!(got.columns, ["x", "y"]);
+        assert_eq!(got.rows, vec![vec![int(1), text("new")]]);
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod embedded {
@@ -665,4 +686,261 @@ conformance!(
     data_survives_reopening,
     errors_name_the_engine_and_statement,
     concurrent_writers,
+    schema_changes_are_seen_by_later_statements,
 );
+
+// ------------------------------------------------ engine-specific mappings
+
+/// PostgreSQL's own types, both ways.
+#[cfg(feature = "postgres")]
+mod postgres_types {
+    use super::*;
+    use gust_backends::postgres::sql::PgSql;
+
+    async fn types(e: Arc<Engine>) {
+        let db = e.provider().await.open("main").unwrap();
+        db.execute_script(
+            "CREATE TYPE mood AS ENUM ('happy', 'sad');
+             CREATE TABLE ty (
+                 b BOOLEAN, s SMALLINT, n NUMERIC(10, 2), n0 NUMERIC, u UUID, j JSONB,
+                 d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, t TIME, vc VARCHAR(10), c CHAR(3),
+                 f REAL, m mood)",
+        )
+        .await
+        .unwrap();
+        let uuid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+        db.execute(
+            "INSERT INTO ty VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                int(1),
+                int(5),
+                SqlValue::Real(1.5),
+                int(12),
+                text(uuid),
+                text(r#"{"a": [1, "x?"]}"#),
+                text("2026-12-03"),
+                text("2026-12-03 08:05:07.5"),
+                text("2026-12-03 10:00:00+02:00"),
+                text("10:30"),
+                int(5),
+                text("ab"),
+                int(2),
+                text("sad"),
+            ],
+        )
+        .await
+        .unwrap();
+        let got = db.query("SELECT * FROM ty", vec![]).await.unwrap();
+        assert_eq!(
+            got.rows,
+            vec![vec![
+                int(1),
+                int(5),
+                SqlValue::Real(1.5),
+                int(12),
+                text(uuid),
+                text(r#"{"a": [1, "x?"]}"#),
+                text("2026-12-03"),
+                text("2026-12-03 08:05:07.5"),
+                text("2026-12-03 08:00:00+00"),
+                text("10:30:00"),
+                text("5"),
+                text("ab "),
+                SqlValue::Real(2.0),
+                text("sad"),
+            ]]
+        );
+        // Parameters compare in the column's type.
+        let got = db
+            .query(
+                "SELECT COUNT(*) FROM ty WHERE u = ? AND d = ? AND b = ? AND n > ? AND vc = ?",
+                vec![text(uuid), text("2026-12-03"), int(1), int(1), int(5)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.rows, vec![vec![int(1)]]);
+        // NULL in every type.
+        db.execute(
+            "INSERT INTO ty (b, u, d, j) VALUES (?, ?, ?, ?)",
+            vec![
+                SqlValue::Null,
+                SqlValue::Null,
+                SqlValue::Null,
+                SqlValue::Null,
+            ],
+        )
+        .await
+        .unwrap();
+        // Values that do not fit are refused with the parameter's number.
+        let err = db
+            .execute("INSERT INTO ty (s) VALUES (?)", vec![int(70_000)])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("parameter 1"), "{err}");
+        let err = db
+            .execute("INSERT INTO ty (u) VALUES (?)", vec![text("not a uuid")])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("uuid"), "{err}");
+        // Types with no mapping ask for a cast.
+        let err = db
+            .query("SELECT ARRAY[1, 2] AS a", vec![])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("CAST"), "{err}");
+        let got = db
+            .query(
+                "SELECT CAST(ARRAY[1, 2] AS TEXT) AS a, 7.25::numeric AS x",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.rows, vec![vec![text("{1,2}"), SqlValue::Real(7.25)]]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_types_map_both_ways() {
+        run(Engine::postgres(), types).await;
+    }
+
+    /// `?schema=` uses an existing schema as is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_url_schema_is_used_as_is() {
+        let schema = format!("legacy_{}", unique_namespace());
+        let admin = PgSql::connect(&postgres_url(), "admin").await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; CREATE TABLE {schema}.customers (id INT); INSERT INTO {schema}.customers VALUES (7)"
+        ))
+        .execute(admin.admin_pool())
+        .await
+        .unwrap();
+        let result = tokio::spawn({
+            let schema = schema.clone();
+            async move {
+                let url = format!("{}?schema={schema}", postgres_url());
+                let p = PgSql::connect(&url, "scrub").await.unwrap();
+                let db = p.open("legacy").unwrap();
+                let got = db.query("SELECT id FROM customers", vec![]).await.unwrap();
+                assert_eq!(got.rows, vec![vec![int(7)]]);
+                assert!(p.drop_database("legacy").await.is_err());
+            }
+        })
+        .await;
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(admin.admin_pool())
+            .await
+            .unwrap();
+        result.unwrap();
+    }
+}
+
+/// MariaDB / MySQL's own types, both ways.
+#[cfg(feature = "mysql")]
+mod mysql_types {
+    use super::*;
+    use gust_backends::mysql::MySqlSql;
+
+    async fn types(e: Arc<Engine>) {
+        let db = e.provider().await.open("main").unwrap();
+        db.execute_script(
+            "CREATE TABLE ty (
+                 b BOOLEAN, ti TINYINT UNSIGNED, n DECIMAL(10, 2), n0 DECIMAL(20, 0),
+                 d DATE, dt DATETIME(6), t TIME, en ENUM('happy', 'sad'),
+                 vb VARBINARY(10), f FLOAT, bi BIGINT UNSIGNED)",
+        )
+        .await
+        .unwrap();
+        db.execute(
+            "INSERT INTO ty VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                int(1),
+                int(200),
+                SqlValue::Real(1.5),
+                int(12),
+                text("2026-12-03"),
+                text("2026-12-03 08:05:07.5"),
+                text("-26:03:04"),
+                text("sad"),
+                SqlValue::Blob(vec![0, 1, 255]),
+                SqlValue::Real(2.0),
+                text("18446744073709551615"),
+            ],
+        )
+        .await
+        .unwrap();
+        let got = db.query("SELECT * FROM ty", vec![]).await.unwrap();
+        assert_eq!(
+            got.rows,
+            vec![vec![
+                int(1),
+                int(200),
+                SqlValue::Real(1.5),
+                int(12),
+                text("2026-12-03"),
+                text("2026-12-03 08:05:07.5"),
+                text("-26:03:04"),
+                text("sad"),
+                SqlValue::Blob(vec![0, 1, 255]),
+                SqlValue::Real(2.0),
+                SqlValue::Real(u64::MAX as f64),
+            ]]
+        );
+        let got = db
+            .query(
+                "SELECT COUNT(*) FROM ty WHERE d = ? AND dt > ? AND b = ?",
+                vec![text("2026-12-03"), text("2026-12-03"), int(1)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.rows, vec![vec![int(1)]]);
+        // Session settings: "..." is an identifier, a backslash is a character.
+        let got = db
+            .query("SELECT 'a\\b' AS \"the value\"", vec![])
+            .await
+            .unwrap();
+        assert_eq!(got.columns, ["the value"]);
+        assert_eq!(got.rows, vec![vec![text("a\\b")]]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql_types_map_both_ways() {
+        run(Engine::mysql(), types).await;
+    }
+
+    /// A URL naming a database uses it as is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_url_database_is_used_as_is() {
+        let database = format!("legacy_{}", unique_namespace());
+        let admin = MySqlSql::connect(&mysql_url(), "admin").await.unwrap();
+        for sql in [
+            format!("CREATE DATABASE {database}"),
+            format!("CREATE TABLE {database}.customers (id INT)"),
+            format!("INSERT INTO {database}.customers VALUES (7)"),
+        ] {
+            sqlx::raw_sql(&sql)
+                .execute(admin.admin_pool())
+                .await
+                .unwrap();
+        }
+        let result = tokio::spawn({
+            let database = database.clone();
+            async move {
+                let url = format!("{}/{database}", mysql_url().trim_end_matches('/'));
+                let p = MySqlSql::connect(&url, "scrub").await.unwrap();
+                let db = p.open("legacy").unwrap();
+                let got = db
+                    .query("SELECT id, DATABASE() AS db FROM customers", vec![])
+                    .await
+                    .unwrap();
+                assert_eq!(got.rows, vec![vec![int(7), text(&database)]]);
+                assert!(p.drop_database("legacy").await.is_err());
+            }
+        })
+        .await;
+        sqlx::raw_sql(&format!("DROP DATABASE {database}"))
+            .execute(admin.admin_pool())
+            .await
+            .unwrap();
+        result.unwrap();
+    }
+}

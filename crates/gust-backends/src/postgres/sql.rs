@@ -346,7 +346,13 @@ async fn run_execute(conn: &mut PgConnection, sql: &str, params: &[SqlValue]) ->
 impl Sql for PgDatabase {
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<SqlRows> {
         let mut conn = self.acquire().await?;
-        run_query(&mut conn, sql, &params).await
+        match run_query(&mut conn, sql, &params).await {
+            Err(e) if is_stale_plan(&e) => {
+                forget_statements(&mut conn).await?;
+                run_query(&mut conn, sql, &params).await
+            }
+            result => result,
+        }
     }
 
     async fn execute(&self, sql: &str, params: Vec<SqlValue>) -> Result<u64> {
@@ -354,54 +360,85 @@ impl Sql for PgDatabase {
         // victim was rolled back whole and can run again.
         sql_engine::retry_deadlocks(|| async {
             let mut conn = self.acquire().await?;
-            run_execute(&mut conn, sql, &params).await
+            match run_execute(&mut conn, sql, &params).await {
+                Err(e) if is_stale_plan(&e) => {
+                    forget_statements(&mut conn).await?;
+                    run_execute(&mut conn, sql, &params).await
+                }
+                result => result,
+            }
         })
         .await
     }
 
     async fn transaction(&self, statements: Vec<SqlStatement>) -> Result<Vec<u64>> {
-        sql_engine::retry_deadlocks(|| self.try_transaction(&statements)).await
+        sql_engine::retry_deadlocks(|| async {
+            let mut conn = self.acquire().await?;
+            match run_transaction(&mut conn, &statements).await {
+                Err(e) if is_stale_plan(&e) => {
+                    forget_statements(&mut conn).await?;
+                    run_transaction(&mut conn, &statements).await
+                }
+                result => result,
+            }
+        })
+        .await
     }
 
     async fn execute_script(&self, sql: &str) -> Result<()> {
-        sql_engine::retry_deadlocks(|| self.try_script(sql)).await
+        sql_engine::retry_deadlocks(|| async {
+            let mut conn = self.acquire().await?;
+            run_script(&mut conn, sql).await
+        })
+        .await
     }
 }
 
-impl PgDatabase {
-    /// One attempt at [`Sql::transaction`].
-    async fn try_transaction(&self, statements: &[SqlStatement]) -> Result<Vec<u64>> {
-        let mut conn = self.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(|e| sql_engine::failed(BACKEND, "BEGIN", sql_engine::reason(&e)))?;
-        let mut changed = Vec::with_capacity(statements.len());
-        for s in statements {
-            changed.push(run_execute(&mut tx, &s.sql, &s.params).await?);
-        }
-        tx.commit()
-            .await
-            .map_err(|e| sql_engine::failed(BACKEND, "COMMIT", sql_engine::reason(&e)))?;
-        Ok(changed)
-    }
+/// Whether PostgreSQL refused a cached prepared statement because a schema
+/// change altered its result columns (`ALTER TABLE` after a `SELECT *` on
+/// the same connection). Preparing it again fixes that.
+fn is_stale_plan(err: &BackendError) -> bool {
+    err.to_string()
+        .contains("cached plan must not change result type")
+}
 
-    /// One attempt at [`Sql::execute_script`].
-    async fn try_script(&self, sql: &str) -> Result<()> {
-        let mut conn = self.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(|e| sql_engine::failed(BACKEND, "BEGIN", sql_engine::reason(&e)))?;
-        for statement in sql_engine::split_statements(sql, Dialect::Postgres) {
-            // The simple protocol: no preparing, nothing cached.
-            (&mut *tx)
-                .execute(statement)
-                .await
-                .map_err(|e| sql_engine::failed(BACKEND, statement, sql_engine::reason(&e)))?;
-        }
-        tx.commit()
-            .await
-            .map_err(|e| sql_engine::failed(BACKEND, "COMMIT", sql_engine::reason(&e)))
+/// Drops the connection's prepared statements.
+async fn forget_statements(conn: &mut PgConnection) -> Result<()> {
+    sqlx::Connection::clear_cached_statements(conn)
+        .await
+        .map_err(|e| BackendError::engine(BACKEND, format!("cannot clear statements: {e}")))
+}
+
+/// Runs `statements` in one transaction on `conn`.
+async fn run_transaction(conn: &mut PgConnection, statements: &[SqlStatement]) -> Result<Vec<u64>> {
+    let mut tx = sqlx::Connection::begin(conn)
+        .await
+        .map_err(|e| sql_engine::failed(BACKEND, "BEGIN", sql_engine::reason(&e)))?;
+    let mut changed = Vec::with_capacity(statements.len());
+    for s in statements {
+        changed.push(run_execute(&mut tx, &s.sql, &s.params).await?);
     }
+    tx.commit()
+        .await
+        .map_err(|e| sql_engine::failed(BACKEND, "COMMIT", sql_engine::reason(&e)))?;
+    Ok(changed)
+}
+
+/// Runs a `;`-separated script in one transaction on `conn`.
+async fn run_script(conn: &mut PgConnection, sql: &str) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(conn)
+        .await
+        .map_err(|e| sql_engine::failed(BACKEND, "BEGIN", sql_engine::reason(&e)))?;
+    for statement in sql_engine::split_statements(sql, Dialect::Postgres) {
+        // The simple protocol: no preparing, nothing cached.
+        (&mut *tx)
+            .execute(statement)
+            .await
+            .map_err(|e| sql_engine::failed(BACKEND, statement, sql_engine::reason(&e)))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| sql_engine::failed(BACKEND, "COMMIT", sql_engine::reason(&e)))
 }
 
 /// A parameter already in PostgreSQL's binary format for its type.
