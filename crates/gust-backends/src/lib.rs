@@ -29,6 +29,10 @@ pub use blob::{BlobContainer, BlobProvider};
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use lease::{KvLeases, Lease};
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlSql;
+#[cfg(feature = "postgres")]
+pub use postgres::sql::PgSql;
 pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
 pub use sql::{Sql, SqlProvider, SqlRows, SqlStatement, SqlValue};
 pub use stream::{Stream, StreamProvider, StreamRecord};

@@ -22,7 +22,9 @@
 //! resource's database, with sqlx's session settings (`utf8mb4`,
 //! `time_zone = '+00:00'`, `PIPES_AS_CONCAT`) and, so that SQL written for
 //! SQLite and PostgreSQL means the same here, `ANSI_QUOTES` (`"name"` is an
-//! identifier) and `NO_BACKSLASH_ESCAPES` (`'a\b'` is three characters).
+//! identifier) and `NO_BACKSLASH_ESCAPES` (`'a\b'` is three characters); a
+//! statement may run for [`STATEMENT_TIMEOUT_SECS`]. What SQL runs on every
+//! engine: see [`crate::postgres::sql`] ("Portable SQL").
 //!
 //! # SQL text
 //!
@@ -87,6 +89,10 @@ pub const MAX_CONNECTIONS_PER_DATABASE: u32 = 8;
 /// Session settings added to every connection (see the module docs).
 const SESSION_SQL_MODE: &str =
     "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES,NO_BACKSLASH_ESCAPES')";
+
+/// Longest a statement may run, in seconds (MariaDB's
+/// `max_statement_time`; on MySQL `max_execution_time`, SELECT only).
+pub const STATEMENT_TIMEOUT_SECS: u32 = 30;
 
 /// MySQL's "not supported in the prepared statement protocol" error.
 const ER_UNSUPPORTED_PS: &str = "1295";
@@ -158,6 +164,14 @@ impl MySqlSql {
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(SESSION_SQL_MODE).await?;
+                    // MariaDB's statement time limit, else MySQL's (which
+                    // covers only SELECT).
+                    let secs = STATEMENT_TIMEOUT_SECS;
+                    let mariadb = format!("SET SESSION max_statement_time = {secs}");
+                    if conn.execute(mariadb.as_str()).await.is_err() {
+                        let mysql = format!("SET SESSION max_execution_time = {}", secs * 1000);
+                        conn.execute(mysql.as_str()).await.ok();
+                    }
                     Ok(())
                 })
             })

@@ -900,6 +900,11 @@ mod mysql_types {
             .unwrap();
         assert_eq!(got.columns, ["the value"]);
         assert_eq!(got.rows, vec![vec![text("a\\b")]]);
+        let got = db
+            .query("SELECT @@max_statement_time", vec![])
+            .await
+            .unwrap();
+        assert_eq!(got.rows, vec![vec![SqlValue::Real(30.0)]]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,26 @@
 //! | `bytea`                                             | `Blob`       |
 //!
 //! Other types (arrays, intervals, ranges, ...) are refused with a hint to
-//! cast them to text in the query.
+//! cast them to text in the query. A parameter whose type PostgreSQL cannot
+//! infer (`SELECT ?1 IS NULL`) needs a cast too: `CAST(?1 AS TEXT) IS NULL`.
+//!
+//! # Portable SQL
+//!
+//! The same guest SQL runs on SQLite (embedded), PostgreSQL and MariaDB /
+//! MySQL when it keeps to (see `tests/sql_conformance.rs`, the contract):
+//!
+//! - types `INTEGER`/`BIGINT`, `DOUBLE PRECISION`, `TEXT`, and `VARCHAR(n)`
+//!   for text that is a key or indexed (MySQL cannot index `TEXT`); blobs
+//!   have no common spelling (`BLOB` / `BYTEA` / `LONGBLOB`);
+//! - `"double quotes"` for identifiers, and quoting words MySQL reserves
+//!   (`"rows"`, `"key"`, `"order"`, ...);
+//! - no `INSERT OR REPLACE` / `ON CONFLICT` / `ON DUPLICATE KEY` (there is
+//!   no upsert common to all three: delete then insert in one
+//!   transaction), no `AUTOINCREMENT` / `SERIAL` / `AUTO_INCREMENT`;
+//! - nothing from SQLite's catalogue or functions: `sqlite_master`,
+//!   `rowid`, `changes()`, `typeof()`, `json_each`, `strftime` (pass times
+//!   as parameters instead);
+//! - DDL outside transactions that must roll back (MySQL commits it).
 //!
 //! [`schema_name`]: super::schema_name
 
