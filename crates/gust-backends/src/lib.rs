@@ -20,6 +20,7 @@ pub mod postgres;
 pub mod queue;
 pub mod sql;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg_attr(not(all(feature = "postgres", feature = "mysql")), allow(dead_code))]
 mod sql_engine;
 pub mod stream;
 pub mod table;
