@@ -355,6 +355,27 @@ async fn positional_and_numbered_placeholders(e: Arc<Engine>) {
     assert!(err.to_string().contains(e.name()), "{err}");
 }
 
+async fn optional_filters_and_untyped_parameters(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script(
+        "CREATE TABLE f (id BIGINT, s TEXT); INSERT INTO f (id, s) VALUES (1, 'a'), (2, 'b')",
+    )
+    .await
+    .unwrap();
+    // "No filter when the parameter is NULL."
+    let sql = "SELECT id FROM f WHERE ?1 IS NULL OR s = ?1 ORDER BY id";
+    let got = db.query(sql, vec![SqlValue::Null]).await.unwrap();
+    assert_eq!(got.rows, vec![vec![int(1)], vec![int(2)]]);
+    let got = db.query(sql, vec![text("b")]).await.unwrap();
+    assert_eq!(got.rows, vec![vec![int(2)]]);
+    // A parameter nothing gives a type to.
+    let sql = "SELECT COUNT(*) FROM f WHERE ?1 IS NOT NULL";
+    let got = db.query(sql, vec![SqlValue::Null]).await.unwrap();
+    assert_eq!(got.rows, vec![vec![int(0)]]);
+    let got = db.query(sql, vec![int(7)]).await.unwrap();
+    assert_eq!(got.rows, vec![vec![int(2)]]);
+}
+
 async fn question_marks_in_literals_are_left_alone(e: Arc<Engine>) {
     let db = e.provider().await.open("main").unwrap();
     db.execute_script("CREATE TABLE q (id BIGINT, s TEXT)")
@@ -678,6 +699,7 @@ conformance!(
     integers_go_into_text_and_real_columns,
     positional_and_numbered_placeholders,
     question_marks_in_literals_are_left_alone,
+    optional_filters_and_untyped_parameters,
     rows_changed_are_counted,
     transactions_commit_together,
     a_failing_statement_rolls_back_the_transaction,

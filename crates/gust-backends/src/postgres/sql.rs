@@ -43,7 +43,9 @@
 //!
 //! Other types (arrays, intervals, ranges, ...) are refused with a hint to
 //! cast them to text in the query. A parameter whose type PostgreSQL cannot
-//! infer (`SELECT ?1 IS NULL`) needs a cast too: `CAST(?1 AS TEXT) IS NULL`.
+//! infer (`WHERE ?1 IS NULL OR name = ?1`) is declared from the value
+//! first given for it on that connection (`NULL` and text as `text`,
+//! integers `int8`, reals `float8`, blobs `bytea`).
 //!
 //! # Portable SQL
 //!
@@ -295,10 +297,26 @@ async fn prepare(
 ) -> Result<(String, PgArguments, Vec<String>)> {
     let translated = sql_engine::translate(sql, Dialect::Postgres)
         .map_err(|e| sql_engine::failed(BACKEND, sql, e))?;
-    let stmt = conn
-        .prepare(&translated.sql)
-        .await
-        .map_err(|e| sql_engine::failed(BACKEND, sql, sql_engine::reason(&e)))?;
+    // PostgreSQL infers each parameter's type from where it stands; where
+    // nothing tells (`?1 IS NULL`), declare it from the value given.
+    let mut declared: Vec<PgTypeInfo> = Vec::new();
+    let stmt = loop {
+        match conn.prepare_with(&translated.sql, &declared).await {
+            Ok(stmt) => break stmt,
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P18" | "42P08"))
+                    && declared.len() < params.len() =>
+            {
+                let n = indeterminate_parameter(e.message()).unwrap_or(declared.len() + 1);
+                if n <= declared.len() || n > params.len() {
+                    return Err(sql_engine::failed(BACKEND, sql, e.message()));
+                }
+                declared.resize(n - 1, PgTypeInfo::with_oid(Oid(0)));
+                declared.push(declared_type(&params[n - 1]));
+            }
+            Err(e) => return Err(sql_engine::failed(BACKEND, sql, sql_engine::reason(&e))),
+        }
+    };
     let types: Vec<PgTypeInfo> = match stmt.parameters() {
         Some(sqlx::Either::Left(types)) => types.to_vec(),
         _ => Vec::new(),
@@ -321,6 +339,21 @@ async fn prepare(
         .map_err(|e| sql_engine::failed(BACKEND, sql, e))?;
     }
     Ok((translated.sql, args, columns))
+}
+
+/// `N` of PostgreSQL's "could not determine data type of parameter $N".
+fn indeterminate_parameter(message: &str) -> Option<usize> {
+    message.rsplit('$').next()?.trim().parse().ok()
+}
+
+/// The type a parameter PostgreSQL cannot infer is declared as.
+fn declared_type(value: &SqlValue) -> PgTypeInfo {
+    PgTypeInfo::with_oid(Oid(match value {
+        SqlValue::Integer(_) => oid::INT8,
+        SqlValue::Real(_) => oid::FLOAT8,
+        SqlValue::Null | SqlValue::Text(_) => oid::TEXT,
+        SqlValue::Blob(_) => oid::BYTEA,
+    }))
 }
 
 async fn run_query(conn: &mut PgConnection, sql: &str, params: &[SqlValue]) -> Result<SqlRows> {
