@@ -56,6 +56,10 @@
 //!
 //! # Limits
 //!
+//! A transaction or lone `execute` that InnoDB aborts to break a deadlock
+//! (SQLSTATE `40001`) is run again, up to 5 times (nothing of it was
+//! applied).
+//!
 //! Column names of a result come from the rows; a query that returns no
 //! rows reports the names cached when its text was first prepared on that
 //! connection, which after an `ALTER TABLE` can be the old ones.

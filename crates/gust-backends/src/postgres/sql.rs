@@ -29,6 +29,16 @@
 //! and numeric parameters when it parses. For another type write the cast:
 //! `CAST(CAST(?1 AS TEXT) AS inet)`.
 //!
+//! # Transactions
+//!
+//! `transaction` and `execute_script` run in one transaction (the script
+//! split on `;` outside quotes, so an error names the failing statement).
+//! A transaction, or a lone `execute`, that PostgreSQL aborts to break a
+//! deadlock or a serialization conflict (SQLSTATE `40P01`, `40001`) was not
+//! applied at all and is run again, up to 5 times. A cached statement whose
+//! result columns changed under it (`SELECT *` after `ALTER TABLE`) is
+//! prepared again.
+//!
 //! # Values
 //!
 //! | PostgreSQL                                          | [`SqlValue`] |
