@@ -24,6 +24,9 @@ pub mod services;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sql;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg_attr(not(all(feature = "postgres", feature = "mysql")), allow(dead_code))]
+mod sql_engine;
 pub mod stream;
 pub mod table;
 pub mod topic;
@@ -34,6 +37,10 @@ pub use dedupe::Dedupe;
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use lease::{KvLeases, Lease};
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlSql;
+#[cfg(feature = "postgres")]
+pub use postgres::sql::PgSql;
 pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
 pub use services::{BackendConfig, Resource, Services, ServicesError};
 pub use sql::{Sql, SqlProvider, SqlRows, SqlStatement, SqlValue};

@@ -10,6 +10,7 @@ pub mod lease;
 pub mod table;
 
 pub use table::{PgTable, PgTables};
+pub mod sql;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 

@@ -129,6 +129,8 @@ impl Resource {
             cfg!(feature = "postgres") && matches!(self, Kv | Table | Lease | Dedupe),
             "postgres",
         );
+        add(cfg!(feature = "postgres") && self == Sql, "postgres");
+        add(cfg!(feature = "mysql") && self == Sql, "mysql");
         add(
             cfg!(feature = "redis") && matches!(self, Kv | Lease | Dedupe),
             "redis",
@@ -600,6 +602,22 @@ impl Opener<'_> {
     async fn sql(&mut self, engine: Engine) -> Result<Arc<dyn SqlProvider>, ServicesError> {
         let r = Resource::Sql;
         match engine {
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => {
+                let sql = crate::PgSql::connect(&url, self.namespace)
+                    .await
+                    .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Ok(Arc::new(sql))
+            }
+            #[cfg(feature = "mysql")]
+            Engine::Mysql(url) => {
+                let sql = crate::MySqlSql::connect(&url, self.namespace)
+                    .await
+                    .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Ok(Arc::new(sql))
+            }
             _ => {
                 self.embedded(r, "sql/");
                 Ok(Arc::new(EmbeddedSql::new(&self.data("sql"))))
