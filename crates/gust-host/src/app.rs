@@ -24,7 +24,7 @@ use gust_triggers::queue::{EventFilter, QueueConsumer};
 use gust_triggers::settle::retry_queue;
 use gust_triggers::stream::{StreamConsumer, StreamTriggerSettings};
 use gust_triggers::timer::TimerRunner;
-use gust_triggers::topic::{DedupeWindow, Publisher, subscription_queue};
+use gust_triggers::topic::{Publisher, subscription_queue};
 use gust_triggers::{Dispatcher, Shutdown};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -150,8 +150,6 @@ pub struct LoadedApp {
 pub struct TriggerContext<'a> {
     /// The app's resources.
     pub services: &'a Services,
-    /// Published-event de-duplication, shared across reloads.
-    pub dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     /// Where timer schedules keep their status.
     pub timer_status: Arc<dyn gust_backends::KeyValue>,
     /// Where blob triggers keep their receipts.
@@ -406,7 +404,7 @@ impl LoadedApp {
         let _ = self.publisher.set(Publisher::new(
             cx.services.topics.clone(),
             subscriptions,
-            cx.dedupe.clone(),
+            cx.services.dedupe.clone(),
         ));
         let mut running = self.triggers.lock().expect("triggers lock");
         running.stop = Some(stop);

@@ -12,12 +12,8 @@ use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 use gust_triggers::mqtt::{EmbeddedBroker, EmbeddedBrokerConfig};
 
-use gust_triggers::topic::DedupeWindow;
-
 use crate::app::{FunctionStats, LoadContext, LoadedApp, TriggerContext};
 
-/// Published events with the same source and id within this window are dropped.
-const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// The internal kv store holding timer status (`:` keeps it apart from
 /// user store names).
 const TIMER_STORE: &str = "gust:timers";
@@ -25,8 +21,6 @@ const TIMER_STORE: &str = "gust:timers";
 const BLOB_RECEIPTS: &str = "gust:blob-receipts";
 /// Kv store holding each change-feed consumer's checkpoint.
 const CHANGEFEED_CHECKPOINTS: &str = "gust:changefeed-checkpoints";
-/// Most ids remembered for de-duplication.
-const DEDUPE_CAPACITY: usize = 100_000;
 use crate::builder::{QuietProgress, build_app};
 use crate::keys;
 use crate::logs::LogHub;
@@ -64,7 +58,6 @@ pub struct Host {
     node: String,
     mqtt: std::sync::Mutex<Option<EmbeddedBroker>>,
     changefeed_checkpoints: Arc<dyn KeyValue>,
-    dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     timer_status: Arc<dyn KeyValue>,
     blob_receipts: Arc<dyn KeyValue>,
     current: ArcSwap<LoadedApp>,
@@ -137,10 +130,6 @@ impl Host {
             node,
             mqtt: std::sync::Mutex::new(None),
             changefeed_checkpoints,
-            dedupe: Arc::new(std::sync::Mutex::new(DedupeWindow::new(
-                DEDUPE_WINDOW,
-                DEDUPE_CAPACITY,
-            ))),
             timer_status,
             blob_receipts,
             current: ArcSwap::from_pointee(loaded),
@@ -217,7 +206,6 @@ impl Host {
     fn trigger_context(&self, app: &LoadedApp) -> Result<TriggerContext<'_>> {
         Ok(TriggerContext {
             services: &self.services,
-            dedupe: self.dedupe.clone(),
             timer_status: self.timer_status.clone(),
             blob_receipts: self.blob_receipts.clone(),
             blob_root: self.blob_root(),

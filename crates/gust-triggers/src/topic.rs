@@ -5,11 +5,10 @@
 //! its consumer skips (acknowledges without running the function) the ones
 //! its filter rejects.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use gust_backends::{Result, Topic, TopicProvider};
+use gust_backends::{Dedupe, Result, Topic, TopicProvider};
 use gust_events::{Event, to_metadata};
 use gust_manifest::TopicTrigger;
 
@@ -33,44 +32,10 @@ pub fn matches(trigger: &TopicTrigger, event: &Event) -> bool {
             .all(|(k, v)| event.extension(k) == Some(v.as_str()))
 }
 
-/// Drops events whose `source` + `id` was seen within a time window.
-pub struct DedupeWindow {
-    window: Duration,
-    capacity: usize,
-    seen: HashMap<(String, String), Instant>,
-    order: VecDeque<((String, String), Instant)>,
-}
-
-impl DedupeWindow {
-    /// Remembers ids for `window`, at most `capacity` of them.
-    pub fn new(window: Duration, capacity: usize) -> Self {
-        Self {
-            window,
-            capacity,
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-
-    /// True the first time `source`+`id` is offered within the window.
-    pub fn first_time(&mut self, source: &str, id: &str, now: Instant) -> bool {
-        while let Some((key, at)) = self.order.front() {
-            if now.duration_since(*at) < self.window && self.order.len() < self.capacity {
-                break;
-            }
-            if self.seen.get(key) == Some(at) {
-                self.seen.remove(key);
-            }
-            self.order.pop_front();
-        }
-        let key = (source.to_string(), id.to_string());
-        if self.seen.contains_key(&key) {
-            return false;
-        }
-        self.seen.insert(key.clone(), now);
-        self.order.push_back((key, now));
-        true
-    }
+/// The key under which `event` is remembered for de-duplication: its
+/// `source` and `id` (CloudEvents makes the pair unique).
+pub fn dedupe_key(event: &Event) -> String {
+    format!("{}\n{}", event.source, event.id)
 }
 
 /// What a publish did.
@@ -92,7 +57,7 @@ pub struct Publisher {
     /// function runs a publish leads to).
     filters: HashMap<String, Vec<TopicTrigger>>,
     opened: Mutex<HashMap<String, Arc<dyn Topic>>>,
-    dedupe: Arc<Mutex<DedupeWindow>>,
+    dedupe: Arc<dyn Dedupe>,
 }
 
 impl Publisher {
@@ -101,7 +66,7 @@ impl Publisher {
     pub fn new(
         provider: Arc<dyn TopicProvider>,
         triggers: Vec<TopicTrigger>,
-        dedupe: Arc<Mutex<DedupeWindow>>,
+        dedupe: Arc<dyn Dedupe>,
     ) -> Self {
         let mut filters: HashMap<String, Vec<TopicTrigger>> = HashMap::new();
         for t in triggers {
@@ -142,20 +107,14 @@ impl Publisher {
     /// publisher should retry (duplicates are then dropped by id).
     pub async fn publish(&self, topic: &str, events: Vec<Event>) -> Result<PublishReport> {
         let mut report = PublishReport::default();
-        let now = Instant::now();
-        let fresh: Vec<Event> = {
-            let mut dedupe = self.dedupe.lock().expect("dedupe lock");
-            events
-                .into_iter()
-                .filter(|e| {
-                    let first = dedupe.first_time(&e.source, &e.id, now);
-                    if !first {
-                        report.duplicates += 1;
-                    }
-                    first
-                })
-                .collect()
-        };
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            if self.dedupe.first_seen(&dedupe_key(&event)).await? {
+                fresh.push(event);
+            } else {
+                report.duplicates += 1;
+            }
+        }
         if fresh.is_empty() {
             return Ok(report);
         }
@@ -169,11 +128,10 @@ impl Publisher {
         };
         if let Err(e) = stored {
             // Let a retried publish through again.
-            let mut dedupe = self.dedupe.lock().expect("dedupe lock");
             for event in &fresh {
-                dedupe
-                    .seen
-                    .remove(&(event.source.clone(), event.id.clone()));
+                if let Err(forget) = self.dedupe.forget(&dedupe_key(event)).await {
+                    tracing::warn!(event = %event.id, "a retry of this event may be dropped as a duplicate: {forget}");
+                }
             }
             return Err(e);
         }
@@ -241,16 +199,6 @@ mod tests {
         assert!(matches(&TopicTrigger::default(), &event("x", None, &[])));
     }
 
-    #[test]
-    fn dedupe_window_forgets_after_the_window() {
-        let mut d = DedupeWindow::new(Duration::from_secs(10), 100);
-        let t0 = Instant::now();
-        assert!(d.first_time("s", "1", t0));
-        assert!(!d.first_time("s", "1", t0 + Duration::from_secs(5)));
-        assert!(d.first_time("other", "1", t0));
-        assert!(d.first_time("s", "1", t0 + Duration::from_secs(11)));
-    }
-
     #[tokio::test]
     async fn publishes_new_events_to_every_subscription_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -273,7 +221,11 @@ mod tests {
         let publisher = Publisher::new(
             provider,
             triggers,
-            Arc::new(Mutex::new(DedupeWindow::new(Duration::from_secs(60), 1000))),
+            Arc::new(gust_backends::embedded::EmbeddedDedupe::new(
+                std::time::Duration::from_secs(60),
+                1000,
+                1 << 20,
+            )),
         );
         let created = event("order.created", None, &[]);
         let paid_event = event("order.paid", None, &[]);
