@@ -4,7 +4,8 @@
 //! [`KeyValueProvider`], ...). Each backend is a module: [`embedded`] keeps
 //! everything on disk in the app's `.gust/` folder with no service to install;
 //! `nats` (feature `nats`) puts queues and topics on NATS JetStream;
-//! `postgres` and `mysql` put resources on those servers.
+//! `postgres` and `mysql` put resources on those servers; `s3` (feature `s3`)
+//! puts blob containers on S3 or an S3-compatible server.
 
 pub mod blob;
 pub mod embedded;
@@ -18,12 +19,14 @@ pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod sql;
 pub mod stream;
 pub mod table;
 pub mod topic;
 
-pub use blob::{BlobContainer, BlobProvider};
+pub use blob::{BlobContainer, BlobInfo, BlobProvider};
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use lease::{KvLeases, Lease};

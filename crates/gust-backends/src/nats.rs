@@ -1,5 +1,6 @@
 //! The `nats` backend: queues and topics on [NATS JetStream](https://docs.nats.io/nats-concepts/jetstream)
-//! (topics: see [`NatsQueues`]).
+//! (topics: see [`NatsQueues`]), and blob containers on its object store
+//! ([`blob::NatsBlobs`]).
 //!
 //! Each queue is a work-queue stream `<PREFIX>_Q_<name>` capturing the subject
 //! `<prefix>.q.<name>` (the name escaped so any text is safe: letters, digits
@@ -54,6 +55,8 @@
 //!   a machine crash may.
 //! - If a `receive` is cancelled while its pull request waits, a message the
 //!   server hands to that request stays leased until `ack_wait` runs out.
+
+pub mod blob;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
