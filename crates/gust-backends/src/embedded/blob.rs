@@ -341,4 +341,35 @@ mod tests {
         assert!(blobs.container("../x").is_err());
         assert!(!dir.path().join("escape").exists());
     }
+
+    #[tokio::test]
+    async fn files_in_progress_are_not_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = EmbeddedBlobs::new(dir.path()).container("drop").unwrap();
+        let folder = dir.path().join("drop");
+        std::fs::create_dir_all(folder.join(".partial")).unwrap();
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for name in ["a.csv", "b.csv~", "c.tmp", ".d.csv", ".partial/e.csv"] {
+            let file = std::fs::File::create(folder.join(name)).unwrap();
+            file.set_modified(an_hour_ago).unwrap();
+        }
+        let listed = c.list_versions("", None, 10).await.unwrap();
+        let complete: Vec<_> = listed
+            .iter()
+            .map(|i| (i.name.as_str(), i.complete))
+            .collect();
+        assert_eq!(
+            complete,
+            [
+                (".d.csv", false),
+                (".partial/e.csv", false),
+                ("a.csv", true),
+                ("b.csv~", false),
+                ("c.tmp", false),
+            ]
+        );
+        // A folder is not a blob.
+        assert_eq!(c.get(".partial").await.unwrap(), None);
+        assert!(!c.delete(".partial").await.unwrap());
+    }
 }

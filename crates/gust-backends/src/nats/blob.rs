@@ -40,6 +40,8 @@ use crate::{BackendError, Result};
 const BACKEND: &str = "nats blob";
 /// Reads retried when a put replaced the object mid-read.
 const READ_ATTEMPTS: usize = 3;
+/// Bucket creations retried (see [`NatsContainer::store`]).
+const CREATE_ATTEMPTS: u64 = 4;
 
 fn engine(e: impl std::fmt::Display) -> BackendError {
     BackendError::engine(BACKEND, e)
@@ -163,23 +165,36 @@ impl NatsContainer {
     async fn store(&self) -> Result<&ObjectStore> {
         self.store
             .get_or_try_init(|| async {
-                if let Ok(store) = self.js.get_object_store(&self.bucket).await {
-                    return Ok(store);
-                }
-                let created = self
-                    .js
-                    .create_object_store(object_store::Config {
-                        bucket: self.bucket.clone(),
-                        storage: StorageType::File,
-                        ..Default::default()
-                    })
-                    .await;
-                match created {
-                    Ok(store) => Ok(store),
-                    // Another process may have created it meanwhile.
-                    Err(e) => self.js.get_object_store(&self.bucket).await.map_err(|_| {
-                        engine(format!("cannot create bucket `{}`: {e}", self.bucket))
-                    }),
+                let mut attempt = 0;
+                loop {
+                    if let Ok(store) = self.js.get_object_store(&self.bucket).await {
+                        return Ok(store);
+                    }
+                    let created = self
+                        .js
+                        .create_object_store(object_store::Config {
+                            bucket: self.bucket.clone(),
+                            storage: StorageType::File,
+                            ..Default::default()
+                        })
+                        .await;
+                    match created {
+                        Ok(store) => return Ok(store),
+                        // Another process may have created it meanwhile;
+                        // and NATS 2.9 can fail to make a stream's folder
+                        // while another stream is deleted (the folder that
+                        // holds both goes away), which passes on retry.
+                        Err(_) if attempt < CREATE_ATTEMPTS => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                        }
+                        Err(e) => {
+                            return Err(engine(format!(
+                                "cannot create bucket `{}`: {e}",
+                                self.bucket
+                            )));
+                        }
+                    }
                 }
             })
             .await
