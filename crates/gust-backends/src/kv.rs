@@ -46,6 +46,15 @@ pub trait KeyValue: Send + Sync {
     async fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<()>;
     /// Removes several keys in one durable write.
     async fn delete_many(&self, keys: Vec<String>) -> Result<()>;
+    /// Atomically stores `new` under `key` if the value there is `expected`
+    /// (`None`: only if `key` has no value). `true` when it stored `new`;
+    /// `false` (and nothing changed) when the value was something else.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+    ) -> Result<bool>;
 }
 
 /// Opens key-value stores by resource name.

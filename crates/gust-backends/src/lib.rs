@@ -8,6 +8,8 @@
 //! puts blob containers on S3 or an S3-compatible server.
 
 pub mod blob;
+pub mod broadcast;
+pub mod dedupe;
 pub mod embedded;
 mod error;
 mod kv;
@@ -19,18 +21,24 @@ pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod services;
 pub mod sql;
 pub mod stream;
 pub mod table;
 pub mod topic;
 
 pub use blob::{BlobContainer, BlobInfo, BlobProvider};
+pub use broadcast::{Broadcast, BroadcastStream};
+pub use dedupe::Dedupe;
 pub use error::BackendError;
 pub use kv::{KeyPage, KeyValue, KeyValueProvider};
 pub use lease::{KvLeases, Lease};
 pub use queue::{DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt};
+pub use services::{BackendConfig, Resource, Services, ServicesError};
 pub use sql::{Sql, SqlProvider, SqlRows, SqlStatement, SqlValue};
 pub use stream::{Stream, StreamProvider, StreamRecord};
 pub use table::{Change, ChangeFeed, ChangeKind, Document, Table, TableProvider};

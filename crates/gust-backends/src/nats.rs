@@ -57,6 +57,7 @@
 //!   server hands to that request stays leased until `ack_wait` runs out.
 
 pub mod blob;
+pub mod kv;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +79,10 @@ use crate::queue::{
 };
 use crate::topic::{Topic, TopicProvider, subscription_queue};
 use crate::{BackendError, DeadLetter, Delivery, Message, Queue, QueueProvider, Receipt, Result};
+
+mod broadcast;
+
+pub use broadcast::NatsBroadcast;
 
 const BACKEND: &str = "nats queue";
 /// The durable pull consumer every process shares.
@@ -198,6 +203,12 @@ impl NatsQueues {
             subject_prefix: prefix,
             queues: Arc::default(),
         })
+    }
+
+    /// The connection (shared by clones), for other resources on the same
+    /// server.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     /// The stream that holds queue `name`.
@@ -974,6 +985,25 @@ impl Queue for NatsQueue {
         self.publish_all(&self.dead.subject, vec![(headers, stored.payload)])
             .await?;
         self.settle(receipt, AckKind::Term).await
+    }
+
+    async fn add_dead_letter(
+        &self,
+        body: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<String> {
+        check_metadata(&metadata)?;
+        let id = new_id();
+        let mut headers = headers_for(&id, now_ms(), &metadata)?;
+        headers.insert(DEAD_LETTER_REASON_KEY, escape_reason(reason).as_str());
+        headers.insert(DEAD_LETTER_ATTEMPTS_KEY, attempts.to_string().as_str());
+        headers.insert(DEAD_LETTERED_AT_HEADER, now_ms().to_string().as_str());
+        self.dead.stream(self.js()).await?;
+        self.publish_all(&self.dead.subject, vec![(headers, Bytes::from(body))])
+            .await?;
+        Ok(id)
     }
 
     async fn peek(&self, max: usize) -> Result<Vec<Message>> {

@@ -4,6 +4,10 @@
 //! several apps (and several test runs) share one database without seeing
 //! each other's rows. Each resource kind is a submodule.
 
+pub mod dedupe;
+pub mod kv;
+pub mod lease;
+
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::{BackendError, Result};

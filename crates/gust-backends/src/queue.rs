@@ -118,6 +118,20 @@ pub trait Queue: Send + Sync {
     /// Gives up: moves the message to the dead-letter queue with `reason`.
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()>;
 
+    /// Puts a message straight into the dead letters, for triggers whose
+    /// source is not this queue (stream, change feed, blob) and that gave up
+    /// on an event after `attempts` tries: listed and redriven like any other
+    /// dead letter, and a redrive puts it on this queue. Returns its id.
+    ///
+    /// Metadata is checked as for `send`.
+    async fn add_dead_letter(
+        &self,
+        body: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<String>;
+
     /// Up to `max` waiting messages, oldest first, without leasing them.
     /// `attempt` is the number of deliveries so far.
     async fn peek(&self, max: usize) -> Result<Vec<Message>>;

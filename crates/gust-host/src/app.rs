@@ -10,10 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use anyhow::{Context, Result, bail};
-use gust_backends::{
-    BlobProvider, KeyValueProvider, QueueProvider, SqlProvider, StreamProvider, TableProvider,
-    TopicProvider,
-};
+use gust_backends::{Services, TopicProvider};
 use gust_events::{Event, Outcome};
 use gust_manifest::EventTriggerKind;
 use gust_manifest::QueueTrigger;
@@ -24,6 +21,7 @@ use gust_triggers::changefeed::{ChangeFeedConsumer, dead_letter_queue};
 use gust_triggers::http::{HttpRouter, Keys};
 use gust_triggers::mqtt::{BrokerUrl, MqttTrigger, MqttTriggerSettings};
 use gust_triggers::queue::{EventFilter, QueueConsumer};
+use gust_triggers::settle::retry_queue;
 use gust_triggers::stream::{StreamConsumer, StreamTriggerSettings};
 use gust_triggers::timer::TimerRunner;
 use gust_triggers::topic::{DedupeWindow, Publisher, subscription_queue};
@@ -150,10 +148,8 @@ pub struct LoadedApp {
 
 /// What starting triggers needs from the host.
 pub struct TriggerContext<'a> {
-    /// Work queues.
-    pub queues: &'a dyn QueueProvider,
-    /// Topics (subscriptions of topic-triggered functions).
-    pub topics: Arc<dyn TopicProvider>,
+    /// The app's resources.
+    pub services: &'a Services,
     /// Published-event de-duplication, shared across reloads.
     pub dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
     /// Where timer schedules keep their status.
@@ -162,14 +158,8 @@ pub struct TriggerContext<'a> {
     pub blob_receipts: Arc<dyn gust_backends::KeyValue>,
     /// The folder holding the app's blob containers.
     pub blob_root: std::path::PathBuf,
-    /// Document tables (for change feeds).
-    pub tables: &'a dyn TableProvider,
     /// Where change-feed consumers keep their checkpoints.
     pub changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
-    /// Streams (for stream triggers).
-    pub streams: &'a dyn StreamProvider,
-    /// Claims shared by the nodes serving this app (timer slots).
-    pub leases: Arc<dyn gust_backends::Lease>,
     /// This node's name in leases.
     pub node: String,
     /// The embedded MQTT broker, for mqtt triggers that name no other broker.
@@ -184,18 +174,8 @@ const MQTT_SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(
 pub struct LoadContext<'a> {
     /// The engine and linker.
     pub runtime: &'a Runtime,
-    /// Key-value stores of the app.
-    pub kv: &'a dyn KeyValueProvider,
-    /// Queues of the app.
-    pub queues: &'a dyn QueueProvider,
-    /// SQL databases of the app.
-    pub sql: &'a dyn SqlProvider,
-    /// Document tables of the app.
-    pub tables: &'a dyn TableProvider,
-    /// Streams of the app.
-    pub streams: &'a dyn StreamProvider,
-    /// Blob containers of the app.
-    pub blobs: &'a dyn BlobProvider,
+    /// The app's resources.
+    pub services: &'a Services,
     /// Log destination.
     pub logs: Arc<dyn LogSink>,
     /// Counters by function name (kept across reloads).
@@ -285,8 +265,9 @@ impl LoadedApp {
         let (stop, shutdown) = Shutdown::new();
         let mut tasks = Vec::new();
         let mut subscriptions = Vec::new();
-        self.remove_stale_subscriptions(cx.topics.as_ref()).await?;
-        let queues = cx.queues;
+        self.remove_stale_subscriptions(cx.services.topics.as_ref())
+            .await?;
+        let queues = cx.services.queues.as_ref();
         for f in &self.app.functions {
             if let Trigger::Timer(timer) = &f.trigger {
                 let runner = TimerRunner {
@@ -294,7 +275,7 @@ impl LoadedApp {
                     trigger: timer.clone(),
                     status: cx.timer_status.clone(),
                     dispatcher: self.events.clone(),
-                    lease: Some((cx.leases.clone(), cx.node.clone())),
+                    lease: Some((cx.services.leases.clone(), cx.node.clone())),
                 };
                 tasks.push(tokio::spawn(runner.run(shutdown.clone())));
                 continue;
@@ -313,13 +294,17 @@ impl LoadedApp {
                 continue;
             }
             if let Trigger::Changefeed(feed) = &f.trigger {
-                let table = cx.tables.open(&feed.table).with_context(|| {
+                let table = cx.services.tables.open(&feed.table).with_context(|| {
                     format!("function `{}`: cannot open table `{}`", f.name, feed.table)
                 })?;
                 let dead = dead_letter_queue(&feed.table, &f.name);
                 let dead_letters = queues.queue(&dead).await.with_context(|| {
                     format!("function `{}`: cannot open queue `{dead}`", f.name)
                 })?;
+                tasks.push(tokio::spawn(
+                    self.redrive_consumer(f, dead_letters.clone())
+                        .run(shutdown.clone()),
+                ));
                 let consumer = ChangeFeedConsumer {
                     function: f.name.clone(),
                     trigger: feed.clone(),
@@ -336,6 +321,10 @@ impl LoadedApp {
                 match kind {
                     EventTriggerKind::Stream => {
                         let consumer = self.stream_consumer(f, settings, cx).await?;
+                        tasks.push(tokio::spawn(
+                            self.redrive_consumer(f, consumer.dead_letters.clone())
+                                .run(shutdown.clone()),
+                        ));
                         tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
                     }
                     EventTriggerKind::Mqtt => {
@@ -375,7 +364,8 @@ impl LoadedApp {
             let (queue, filter) = match &f.trigger {
                 Trigger::Topic(topic) => {
                     let queue = async {
-                        cx.topics
+                        cx.services
+                            .topics
                             .topic(&topic.topic)
                             .await?
                             .subscribe(&f.name)
@@ -415,7 +405,7 @@ impl LoadedApp {
             tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
         }
         let _ = self.publisher.set(Publisher::new(
-            cx.topics.clone(),
+            cx.services.topics.clone(),
             subscriptions,
             cx.dedupe.clone(),
         ));
@@ -461,8 +451,13 @@ impl LoadedApp {
     ) -> Result<StreamConsumer> {
         let settings = stream_settings(&f.name, settings)?;
         let stream = match settings.stream_config() {
-            Some(config) => cx.streams.stream_with(&settings.stream, config).await,
-            None => cx.streams.stream(&settings.stream).await,
+            Some(config) => {
+                cx.services
+                    .streams
+                    .stream_with(&settings.stream, config)
+                    .await
+            }
+            None => cx.services.streams.stream(&settings.stream).await,
         }
         .with_context(|| {
             format!(
@@ -470,13 +465,44 @@ impl LoadedApp {
                 f.name, settings.stream
             )
         })?;
+        let name = retry_queue(&settings.stream, &f.name);
+        let dead_letters = cx
+            .services
+            .queues
+            .queue(&name)
+            .await
+            .with_context(|| format!("function `{}`: cannot open queue `{name}`", f.name))?;
         Ok(StreamConsumer {
             function: f.name.clone(),
             settings,
             retry: f.retry.clone(),
             stream,
+            dead_letters,
             dispatcher: self.events.clone(),
         })
+    }
+
+    /// The consumer of the queue through which a stream or change-feed
+    /// trigger dead-letters (`<source>--<function>`): what a redrive puts
+    /// back there runs the function again, with its retry policy.
+    fn redrive_consumer(
+        &self,
+        f: &Function,
+        queue: Arc<dyn gust_backends::Queue>,
+    ) -> QueueConsumer {
+        QueueConsumer {
+            function: f.name.clone(),
+            trigger: QueueTrigger {
+                queue: queue.name().to_string(),
+                batch_size: 16,
+                concurrency: 1,
+                visibility: std::time::Duration::from_secs(30),
+            },
+            retry: f.retry.clone(),
+            queue,
+            dispatcher: self.events.clone(),
+            filter: None,
+        }
     }
 
     /// The subscriber of an mqtt-triggered function.
@@ -497,6 +523,7 @@ impl LoadedApp {
         };
         let name = gust_triggers::mqtt::queue_name(&f.name);
         let queue = cx
+            .services
             .queues
             .queue(&name)
             .await
@@ -553,42 +580,42 @@ fn function_env(
     for (binding, b) in &f.bindings {
         match b.kind {
             BindingKind::Kv => {
-                let store = cx
-                    .kv
-                    .open(&b.resource)
-                    .with_context(|| format!("function `{}`: kv store `{}`", f.name, b.resource))?;
+                let store =
+                    cx.services.kv.open(&b.resource).with_context(|| {
+                        format!("function `{}`: kv store `{}`", f.name, b.resource)
+                    })?;
                 env = env.with_kv(binding.clone(), store);
             }
             BindingKind::Queue => {
                 // Loading runs on a blocking thread (`block_in_place`), so
                 // waiting for the queue to open here is fine.
                 let queue = tokio::runtime::Handle::current()
-                    .block_on(cx.queues.queue(&b.resource))
+                    .block_on(cx.services.queues.queue(&b.resource))
                     .with_context(|| format!("function `{}`: queue `{}`", f.name, b.resource))?;
                 env = env.with_queue(binding.clone(), queue);
             }
             BindingKind::Sql => {
-                let db = cx.sql.open(&b.resource).with_context(|| {
+                let db = cx.services.sql.open(&b.resource).with_context(|| {
                     format!("function `{}`: sql database `{}`", f.name, b.resource)
                 })?;
                 env = env.with_sql(binding.clone(), db);
             }
             BindingKind::Table => {
-                let table = cx
-                    .tables
-                    .open(&b.resource)
-                    .with_context(|| format!("function `{}`: table `{}`", f.name, b.resource))?;
+                let table =
+                    cx.services.tables.open(&b.resource).with_context(|| {
+                        format!("function `{}`: table `{}`", f.name, b.resource)
+                    })?;
                 env = env.with_table(binding.clone(), table);
             }
             BindingKind::Stream => {
                 // Loading runs on a blocking thread (`block_in_place`).
                 let stream = tokio::runtime::Handle::current()
-                    .block_on(cx.streams.stream(&b.resource))
+                    .block_on(cx.services.streams.stream(&b.resource))
                     .with_context(|| format!("function `{}`: stream `{}`", f.name, b.resource))?;
                 env = env.with_stream(binding.clone(), stream);
             }
             BindingKind::Blob => {
-                let container = cx.blobs.container(&b.resource).with_context(|| {
+                let container = cx.services.blobs.container(&b.resource).with_context(|| {
                     format!("function `{}`: blob container `{}`", f.name, b.resource)
                 })?;
                 env = env.with_blob(binding.clone(), container);

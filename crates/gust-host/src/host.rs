@@ -7,11 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use gust_backends::embedded::{
-    EmbeddedBlobs, EmbeddedKv, EmbeddedQueues, EmbeddedSql, EmbeddedStreams, EmbeddedTables,
-    EmbeddedTopics,
-};
-use gust_backends::{KeyValueProvider, Queue, QueueProvider, TopicProvider};
+use gust_backends::{BackendConfig, KeyValue, Queue, QueueProvider, Services, StreamProvider};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 use gust_triggers::mqtt::{EmbeddedBroker, EmbeddedBrokerConfig};
@@ -27,8 +23,6 @@ const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 const TIMER_STORE: &str = "gust:timers";
 /// The internal kv store holding blob trigger receipts.
 const BLOB_RECEIPTS: &str = "gust:blob-receipts";
-/// Kv store holding leases (timer slot claims).
-const LEASES: &str = "gust:leases";
 /// Kv store holding each change-feed consumer's checkpoint.
 const CHANGEFEED_CHECKPOINTS: &str = "gust:changefeed-checkpoints";
 /// Most ids remembered for de-duplication.
@@ -53,8 +47,8 @@ pub struct HostOptions {
     pub pooling: bool,
     /// Print function log lines to stderr too.
     pub echo_logs: bool,
-    /// Put queues on NATS JetStream at this URL instead of the embedded store.
-    pub nats_url: Option<String>,
+    /// Which engine serves each resource (embedded unless told otherwise).
+    pub backends: BackendConfig,
     /// Where the embedded MQTT broker listens (started only when a function
     /// has an mqtt trigger on it).
     pub mqtt_listen: SocketAddr,
@@ -66,19 +60,13 @@ pub struct Host {
     addr: SocketAddr,
     runtime: Runtime,
     logs: Arc<LogHub>,
-    kv: EmbeddedKv,
-    sql: EmbeddedSql,
-    tables: EmbeddedTables,
-    streams: EmbeddedStreams,
-    leases: Arc<dyn gust_backends::Lease>,
+    services: Services,
     node: String,
     mqtt: std::sync::Mutex<Option<EmbeddedBroker>>,
-    changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
-    queues: Arc<dyn QueueProvider>,
-    topics: Arc<dyn TopicProvider>,
+    changefeed_checkpoints: Arc<dyn KeyValue>,
     dedupe: Arc<std::sync::Mutex<DedupeWindow>>,
-    timer_status: Arc<dyn gust_backends::KeyValue>,
-    blob_receipts: Arc<dyn gust_backends::KeyValue>,
+    timer_status: Arc<dyn KeyValue>,
+    blob_receipts: Arc<dyn KeyValue>,
     current: ArcSwap<LoadedApp>,
     sse: Arc<crate::sse::SseHub>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
@@ -95,27 +83,10 @@ impl Host {
         components: &BTreeMap<String, PathBuf>,
     ) -> Result<Arc<Self>> {
         let state = app.state_dir();
-        let (queues, topics): (Arc<dyn QueueProvider>, Arc<dyn TopicProvider>) =
-            match &options.nats_url {
-                Some(url) => {
-                    let nats = Arc::new(
-                        gust_backends::nats::NatsQueues::connect(url, &nats_prefix(&app.name))
-                            .await
-                            .with_context(|| {
-                                format!("cannot use NATS at {url} for queues and topics")
-                            })?,
-                    );
-                    (nats.clone(), nats)
-                }
-                None => {
-                    let queues = EmbeddedQueues::open(&state.join("data").join("queues.redb"))
-                        .context("cannot open the embedded queue store")?;
-                    let topics = EmbeddedTopics::new(queues.clone())
-                        .context("cannot open the embedded topic registry")?;
-                    (Arc::new(queues), Arc::new(topics))
-                }
-            };
-        tokio::task::block_in_place(|| Self::build(options, addr, app, components, queues, topics))
+        let services = Services::open(&options.backends, &app.name, &state)
+            .await
+            .context("cannot open the app's backends")?;
+        tokio::task::block_in_place(|| Self::build(options, addr, app, components, services))
     }
 
     fn build(
@@ -123,8 +94,7 @@ impl Host {
         addr: SocketAddr,
         app: App,
         components: &BTreeMap<String, PathBuf>,
-        queues: Arc<dyn QueueProvider>,
-        topics: Arc<dyn TopicProvider>,
+        services: Services,
     ) -> Result<Arc<Self>> {
         let state = app.state_dir();
         let runtime = Runtime::new(RuntimeOptions {
@@ -132,25 +102,15 @@ impl Host {
             ..RuntimeOptions::default()
         })?;
         let logs = Arc::new(LogHub::new(&state.join("logs"), options.echo_logs));
-        let kv = EmbeddedKv::open(&state.join("data").join("kv.redb"))
-            .context("cannot open the embedded key-value store")?;
-        let timer_status = kv
-            .open(TIMER_STORE)
-            .context("cannot open the timer status store")?;
-        let blob_receipts = kv
-            .open(BLOB_RECEIPTS)
-            .context("cannot open the blob receipt store")?;
-        let changefeed_checkpoints = kv
-            .open(CHANGEFEED_CHECKPOINTS)
-            .context("cannot open the change-feed checkpoint store")?;
-        let sql = EmbeddedSql::new(&state.join("data").join("sql"));
-        let tables = EmbeddedTables::open(&state.join("data").join("tables.redb"))
-            .context("cannot open the embedded table store")?;
-        let streams = EmbeddedStreams::open(&state.join("data").join("streams.redb"))
-            .context("cannot open the embedded stream store")?;
-        let leases: Arc<dyn gust_backends::Lease> = Arc::new(gust_backends::KvLeases::new(
-            kv.open(LEASES).context("cannot open the lease store")?,
-        ));
+        let internal = |name: &str, what: &str| {
+            services
+                .kv
+                .open(name)
+                .with_context(|| format!("cannot open the {what} store"))
+        };
+        let timer_status = internal(TIMER_STORE, "timer status")?;
+        let blob_receipts = internal(BLOB_RECEIPTS, "blob receipt")?;
+        let changefeed_checkpoints = internal(CHANGEFEED_CHECKPOINTS, "change-feed checkpoint")?;
         let node = format!("{}-{}", hostname(), std::process::id());
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
@@ -161,12 +121,7 @@ impl Host {
             keys,
             LoadContext {
                 runtime: &runtime,
-                kv: &kv,
-                queues: queues.as_ref(),
-                sql: &sql,
-                tables: &tables,
-                streams: &streams,
-                blobs: &EmbeddedBlobs::new(&state.join("blobs")),
+                services: &services,
                 logs: logs.clone(),
                 stats: &mut stats,
                 reuse_instances: options.reuse_instances,
@@ -178,16 +133,10 @@ impl Host {
             addr,
             runtime,
             logs,
-            kv,
-            sql,
-            tables,
-            streams,
-            leases,
+            services,
             node,
             mqtt: std::sync::Mutex::new(None),
             changefeed_checkpoints,
-            queues,
-            topics,
             dedupe: Arc::new(std::sync::Mutex::new(DedupeWindow::new(
                 DEDUPE_WINDOW,
                 DEDUPE_CAPACITY,
@@ -267,16 +216,12 @@ impl Host {
 
     fn trigger_context(&self, app: &LoadedApp) -> Result<TriggerContext<'_>> {
         Ok(TriggerContext {
-            queues: self.queues.as_ref(),
-            topics: self.topics.clone(),
+            services: &self.services,
             dedupe: self.dedupe.clone(),
             timer_status: self.timer_status.clone(),
             blob_receipts: self.blob_receipts.clone(),
             blob_root: self.blob_root(),
-            tables: &self.tables,
             changefeed_checkpoints: self.changefeed_checkpoints.clone(),
-            streams: &self.streams,
-            leases: self.leases.clone(),
             node: self.node.clone(),
             mqtt_broker: self.mqtt_broker(app)?,
         })
@@ -292,14 +237,19 @@ impl Host {
         self.current().stop_triggers().await;
     }
 
+    /// The resources of this host's app, each on its engine.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
     /// The streams of this host's app.
-    pub fn streams(&self) -> &dyn gust_backends::StreamProvider {
-        &self.streams
+    pub fn streams(&self) -> &dyn StreamProvider {
+        self.services.streams.as_ref()
     }
 
     /// The queues of this host's app.
     pub fn queues(&self) -> &dyn QueueProvider {
-        self.queues.as_ref()
+        self.services.queues.as_ref()
     }
 
     /// Queue `name` of this host's app, where the name of a topic
@@ -311,10 +261,16 @@ impl Host {
             if let gust_manifest::Trigger::Topic(t) = &f.trigger
                 && gust_backends::topic::subscription_queue(&t.topic, &f.name) == name
             {
-                return self.topics.topic(&t.topic).await?.subscribe(&f.name).await;
+                return self
+                    .services
+                    .topics
+                    .topic(&t.topic)
+                    .await?
+                    .subscribe(&f.name)
+                    .await;
             }
         }
-        self.queues.queue(name).await
+        self.services.queues.queue(name).await
     }
 
     /// The options the host runs with.
@@ -338,12 +294,7 @@ impl Host {
                 keys,
                 LoadContext {
                     runtime: &self.runtime,
-                    kv: &self.kv,
-                    queues: self.queues.as_ref(),
-                    sql: &self.sql,
-                    tables: &self.tables,
-                    streams: &self.streams,
-                    blobs: &EmbeddedBlobs::new(&self.blob_root()),
+                    services: &self.services,
                     logs: self.logs.clone(),
                     stats: &mut stats,
                     reuse_instances: self.options.reuse_instances,
@@ -380,11 +331,6 @@ impl Host {
             }
         }
     }
-}
-
-/// Stream name prefix for an app's queues on NATS (`GUST_<APP>`).
-fn nats_prefix(app: &str) -> String {
-    format!("gust_{}", app.replace('-', "_"))
 }
 
 /// This machine's name, for lease holders (`localhost` if unknown).

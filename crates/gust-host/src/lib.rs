@@ -19,6 +19,7 @@ pub mod streams;
 pub mod topics;
 pub mod watch;
 
+pub use gust_backends::BackendConfig;
 pub use host::{Host, HostOptions};
 
 use std::collections::BTreeMap;

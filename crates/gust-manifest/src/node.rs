@@ -27,12 +27,32 @@ pub struct NodeConfig {
     /// Watch the app and hot-reload.
     #[serde(default)]
     pub watch: bool,
-    /// Keep queues and topics on NATS JetStream at this URL instead of the embedded store.
+    /// Keep queues and topics on NATS JetStream at this URL instead of the
+    /// embedded store (the same as `[backends] nats`, kept for old configs).
     #[serde(default)]
     pub nats_url: Option<String>,
+    /// `[backends]`: which engine serves which resource.
+    #[serde(default)]
+    pub backends: Backends,
     /// Where the embedded MQTT broker listens (when a function needs it).
     #[serde(default = "default_mqtt_listen")]
     pub mqtt_listen: SocketAddr,
+}
+
+/// `[backends]` of a node config: `nats` and `postgres` move every resource
+/// those engines serve; a key per resource (`queue`, `topic`, `stream`, `kv`,
+/// `table`, `sql`, `blob`, `lease`, `broadcast`) moves that one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct Backends {
+    /// NATS server URL.
+    #[serde(default)]
+    pub nats: Option<String>,
+    /// PostgreSQL URL.
+    #[serde(default)]
+    pub postgres: Option<String>,
+    /// Resource name -> engine URL.
+    #[serde(flatten)]
+    pub resources: std::collections::BTreeMap<String, String>,
 }
 
 fn default_mqtt_listen() -> SocketAddr {
@@ -67,7 +87,7 @@ impl NodeConfig {
                 e.span(),
                 "",
                 e.message().trim(),
-                "keys: listen = \"127.0.0.1:7070\", app = \"path\", reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\"",
+                "keys: listen = \"127.0.0.1:7070\", app = \"path\", reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\"",
             )
         })?;
         if config.app.is_relative() {

@@ -12,25 +12,26 @@
 //! policy, then sent to the queue `<table>--<function>-deadletter` with its
 //! reason and attempt count, and the feed moves on.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gust_backends::{Change, ChangeKind, KeyValue, Queue, Table};
-use gust_events::{Event, Outcome, rfc3339};
+use gust_events::{Event, rfc3339};
 use gust_manifest::{ChangefeedStart, ChangefeedTrigger, RetryPolicy};
 
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::retry::backoff;
+use crate::settle::{Settlement, dead_letter_event, settle};
 
 /// Longest wait for new changes (bounds shutdown latency).
 const POLL: Duration = Duration::from_millis(500);
 /// Pause after a backend error before reading again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
-/// The queue a function's failed changes go to.
+/// The queue through which a function's failed changes are dead-lettered
+/// and redriven (`<table>--<function>`; the dead letters are in
+/// `<table>--<function>-deadletter`).
 pub fn dead_letter_queue(table: &str, function: &str) -> String {
-    format!("{table}--{function}-deadletter")
+    crate::settle::retry_queue(table, function)
 }
 
 /// The key of a function's checkpoint in the checkpoint store.
@@ -50,7 +51,8 @@ pub struct ChangeFeedConsumer {
     pub table: Arc<dyn Table>,
     /// Where checkpoints are kept.
     pub checkpoints: Arc<dyn KeyValue>,
-    /// Where changes go after the last failed attempt.
+    /// The queue [`dead_letter_queue`] whose dead letters take the changes
+    /// the function gave up on.
     pub dead_letters: Arc<dyn Queue>,
     /// Runs the function.
     pub dispatcher: Arc<dyn Dispatcher>,
@@ -164,42 +166,27 @@ impl ChangeFeedConsumer {
         let mut attempt = 1;
         loop {
             let event = change_event(&self.trigger.table, change, attempt);
-            let reason = match self.dispatcher.dispatch(&self.function, event).await {
-                Outcome::Done => return true,
-                Outcome::Retry(why) if attempt < self.retry.max_attempts => {
+            let outcome = self.dispatcher.dispatch(&self.function, event).await;
+            match settle(&outcome, attempt, &self.retry) {
+                Settlement::Ack => return true,
+                Settlement::Retry(delay) => {
                     // Shutting down mid-retry leaves the checkpoint before
                     // this change: it is delivered again after the restart.
                     let mut stop = shutdown.clone();
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff(&self.retry, attempt)) => {}
+                        _ = tokio::time::sleep(delay) => {}
                         _ = stop.requested() => return false,
                     }
                     attempt += 1;
-                    tracing::debug!(function = %self.function, sequence = change.sequence, "retrying: {why}");
-                    continue;
+                    tracing::debug!(function = %self.function, sequence = change.sequence, "retrying: {outcome:?}");
                 }
-                Outcome::Retry(why) => format!("gave up after {attempt} attempts: {why}"),
-                Outcome::Fail(why) => format!("not retryable: {why}"),
-            };
-            self.dead_letter(change, attempt, &reason).await;
-            return true;
-        }
-    }
-
-    async fn dead_letter(&self, change: &Change, attempts: u32, reason: &str) {
-        tracing::warn!(function = %self.function, sequence = change.sequence, "change dead-lettered: {reason}");
-        let metadata = BTreeMap::from([
-            ("reason".to_string(), reason.to_string()),
-            ("attempts".to_string(), attempts.to_string()),
-            ("sequence".to_string(), change.sequence.to_string()),
-            ("operation".to_string(), change.kind.as_str().to_string()),
-            ("key".to_string(), change.key.clone()),
-            ("content-type".to_string(), "application/json".to_string()),
-        ]);
-        let body = change.body.clone().unwrap_or_default();
-        while let Err(e) = self.dead_letters.send(body.clone(), metadata.clone()).await {
-            tracing::warn!(function = %self.function, "cannot dead-letter change {}: {e}", change.sequence);
-            tokio::time::sleep(ERROR_PAUSE).await;
+                Settlement::DeadLetter(reason) => {
+                    tracing::warn!(function = %self.function, sequence = change.sequence, "change dead-lettered: {reason}");
+                    let event = change_event(&self.trigger.table, change, attempt);
+                    dead_letter_event(&*self.dead_letters, &event, &reason, attempt).await;
+                    return true;
+                }
+            }
         }
     }
 }
@@ -210,6 +197,7 @@ mod tests {
     use crate::test_support::Recorder;
     use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues, EmbeddedTables};
     use gust_backends::{KeyValueProvider, QueueProvider, TableProvider};
+    use gust_events::Outcome;
     use gust_manifest::RetryStrategy;
 
     struct Fixture {
@@ -231,7 +219,7 @@ mod tests {
             .unwrap();
         let dead = EmbeddedQueues::open(&dir.path().join("q.redb"))
             .unwrap()
-            .queue("contacts--f-deadletter")
+            .queue("contacts--f")
             .await
             .unwrap();
         Fixture {
@@ -361,10 +349,10 @@ mod tests {
             .collect();
         assert_eq!(subjects, ["bad", "bad", "bad", "good"]);
         assert_eq!(recorder.seen()[2].attempt, 3);
-        let dead = f.dead.peek(10).await.unwrap();
+        let dead = f.dead.dead_letters(10).await.unwrap();
         assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].metadata["key"], "bad");
-        assert_eq!(dead[0].metadata["attempts"], "3");
-        assert!(dead[0].metadata["reason"].contains("boom"));
+        assert_eq!(dead[0].message.metadata["ce-subject"], "bad");
+        assert_eq!(dead[0].attempts, 3);
+        assert!(dead[0].reason.contains("boom"), "{}", dead[0].reason);
     }
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod mqtt;
 pub mod queue;
 pub mod retry;
+pub mod settle;
 pub mod stream;
 pub mod timer;
 pub mod topic;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gust_backends::{Delivery, Queue};
-use gust_events::{Event, Outcome, rfc3339};
+use gust_events::{Event, rfc3339};
 use gust_manifest::{QueueTrigger, RetryPolicy};
 use tokio::sync::Semaphore;
 
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::retry::backoff;
+use crate::settle::{Settlement, settle};
 
 /// Longest wait of one receive call (bounds shutdown latency).
 const POLL: Duration = Duration::from_millis(500);
@@ -129,19 +129,10 @@ impl QueueConsumer {
         renew.abort();
         let q = &self.queue;
         let receipt = &delivery.receipt;
-        let settled = match &outcome {
-            Outcome::Done => q.ack(receipt).await,
-            Outcome::Retry(_) if attempt < self.retry.max_attempts => {
-                q.nack(receipt, backoff(&self.retry, attempt)).await
-            }
-            Outcome::Retry(reason) => {
-                let why = format!("gave up after {attempt} attempts: {reason}");
-                q.dead_letter(receipt, &why).await
-            }
-            Outcome::Fail(reason) => {
-                q.dead_letter(receipt, &format!("not retryable: {reason}"))
-                    .await
-            }
+        let settled = match settle(&outcome, attempt, &self.retry) {
+            Settlement::Ack => q.ack(receipt).await,
+            Settlement::Retry(delay) => q.nack(receipt, delay).await,
+            Settlement::DeadLetter(reason) => q.dead_letter(receipt, &reason).await,
         };
         if let Err(e) = settled {
             // The lease will run out and the message come back: at least once.
@@ -170,6 +161,7 @@ impl QueueConsumer {
 
 #[cfg(test)]
 mod tests {
+    use gust_events::Outcome;
     use std::collections::BTreeMap;
     use std::future::Future;
     use std::pin::Pin;

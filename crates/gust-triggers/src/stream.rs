@@ -18,15 +18,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gust_backends::Stream;
-use gust_backends::StreamRecord;
 use gust_backends::stream::{MAX_PARTITIONS, StreamConfig};
-use gust_events::{Event, Outcome, new_traceparent, rfc3339};
+use gust_backends::{Queue, Stream, StreamRecord};
+use gust_events::{Event, new_traceparent, rfc3339};
 use gust_manifest::RetryPolicy;
 use serde::Deserialize;
 
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::retry::backoff;
+use crate::settle::{Settlement, dead_letter_event, settle};
 
 /// Longest wait for new records in one call (bounds the recovery from a
 /// failed wait; shutdown interrupts it at once).
@@ -183,6 +182,9 @@ pub struct StreamConsumer {
     pub retry: RetryPolicy,
     /// The stream.
     pub stream: Arc<dyn Stream>,
+    /// The queue `<stream>--<function>` whose dead letters take the records
+    /// the function gave up on ([`crate::settle::retry_queue`]).
+    pub dead_letters: Arc<dyn Queue>,
     /// Runs the function.
     pub dispatcher: Arc<dyn Dispatcher>,
 }
@@ -345,34 +347,23 @@ impl StreamConsumer {
         // One trace for every attempt of a record.
         let traceparent = new_traceparent();
         let mut attempt = 1;
-        let reason = loop {
+        loop {
             let event = record_event(self.stream.name(), record, attempt, &traceparent);
-            match self.dispatcher.dispatch(&self.function, event).await {
-                Outcome::Done => return Handled::Settled,
-                Outcome::Retry(reason) if attempt < self.retry.max_attempts => {
-                    if pause(shutdown, backoff(&self.retry, attempt)).await {
+            let outcome = self.dispatcher.dispatch(&self.function, event).await;
+            match settle(&outcome, attempt, &self.retry) {
+                Settlement::Ack => return Handled::Settled,
+                Settlement::Retry(delay) => {
+                    if pause(shutdown, delay).await {
                         return Handled::Stopped;
                     }
                     attempt += 1;
-                    tracing::debug!(stream = %self.stream.name(), partition = record.partition, offset = record.offset, attempt, %reason, "retrying stream record");
+                    tracing::debug!(stream = %self.stream.name(), partition = record.partition, offset = record.offset, attempt, ?outcome, "retrying stream record");
                 }
-                Outcome::Retry(reason) => {
-                    break format!("gave up after {attempt} attempts: {reason}");
-                }
-                Outcome::Fail(reason) => break format!("not retryable: {reason}"),
-            }
-        };
-        loop {
-            match self.stream.dead_letter(record, &reason, attempt).await {
-                Ok(_) => {
+                Settlement::DeadLetter(reason) => {
+                    let event = record_event(self.stream.name(), record, attempt, &traceparent);
+                    dead_letter_event(&*self.dead_letters, &event, &reason, attempt).await;
                     tracing::warn!(stream = %self.stream.name(), partition = record.partition, offset = record.offset, function = %self.function, %reason, "stream record dead-lettered");
                     return Handled::Settled;
-                }
-                Err(e) => {
-                    tracing::warn!(stream = %self.stream.name(), error = %e, "cannot dead-letter a stream record; retrying");
-                    if pause(shutdown, PAUSE).await {
-                        return Handled::Stopped;
-                    }
                 }
             }
         }
@@ -392,10 +383,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use gust_backends::StreamProvider;
-    use gust_backends::embedded::EmbeddedStreams;
+    use gust_backends::embedded::{EmbeddedQueues, EmbeddedStreams};
     use gust_backends::stream::{
         DEAD_LETTER_ATTEMPTS_KEY, DEAD_LETTER_REASON_KEY, Retention, dead_letter_name,
     };
+    use gust_events::Outcome;
     use gust_manifest::RetryStrategy;
     use tokio::task::JoinHandle;
 
@@ -445,6 +437,18 @@ mod tests {
             .unwrap();
     }
 
+    /// The dead-letter queue of `function`, in a store of its own that lives
+    /// as long as the test process.
+    fn dead_letters(function: &str) -> Arc<dyn Queue> {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let queues = EmbeddedQueues::open(&dir.path().join("queues.redb")).unwrap();
+        Arc::new(
+            queues
+                .open_queue(&crate::settle::retry_queue("s", function))
+                .unwrap(),
+        )
+    }
+
     fn start(
         function: &str,
         settings: StreamTriggerSettings,
@@ -457,6 +461,7 @@ mod tests {
             settings,
             retry,
             stream: stream.clone(),
+            dead_letters: dead_letters(function),
             dispatcher: recorder.clone(),
         };
         let (stop, shutdown) = Shutdown::new();
@@ -667,13 +672,17 @@ mod tests {
             (b"fatal", _) => Outcome::Fail("bad input".into()),
             _ => Outcome::Done,
         }));
-        let (tx, running) = start(
-            "fn",
-            settings("s", StartFrom::Earliest, 100),
-            retry(3),
-            &stream,
-            &recorder,
-        );
+        let dead = dead_letters("fn");
+        let consumer = StreamConsumer {
+            function: "fn".into(),
+            settings: settings("s", StartFrom::Earliest, 100),
+            retry: retry(3),
+            stream: stream.clone(),
+            dead_letters: dead.clone(),
+            dispatcher: recorder.clone(),
+        };
+        let (tx, shutdown) = Shutdown::new();
+        let running = tokio::spawn(consumer.run(shutdown));
         until("checkpoint past every record", async || {
             stream.checkpoint("fn", 0).await.unwrap() == Some(5)
         })
@@ -708,29 +717,23 @@ mod tests {
         assert!(poison.iter().all(|e| e.id == poison[0].id
             && e.extension("traceparent") == poison[0].extension("traceparent")));
 
-        let dead = streams.stream(&dead_letter_name("s")).await.unwrap();
-        let mut letters = Vec::new();
-        for p in 0..dead.partitions() {
-            letters.extend(dead.read(p, 0, 10).await.unwrap());
-        }
-        letters.sort_by_key(|r| r.metadata["gust-dead-letter-offset"].clone());
-        let summary: Vec<(&[u8], &str, &str)> = letters
+        // Dead letters go to the queue `s--fn`, each the record's event.
+        assert_eq!(dead.name(), "s--fn");
+        let letters = dead.dead_letters(10).await.unwrap();
+        let summary: Vec<(&[u8], &str, u32)> = letters
             .iter()
-            .map(|r| {
-                (
-                    r.body.as_slice(),
-                    r.metadata[DEAD_LETTER_REASON_KEY].as_str(),
-                    r.metadata[DEAD_LETTER_ATTEMPTS_KEY].as_str(),
-                )
-            })
+            .map(|d| (d.message.body.as_slice(), d.reason.as_str(), d.attempts))
             .collect();
         assert_eq!(
             summary,
             [
-                (&b"poison"[..], "gave up after 3 attempts: boom", "3"),
-                (&b"fatal"[..], "not retryable: bad input", "1"),
+                (&b"poison"[..], "gave up after 3 attempts: boom", 3),
+                (&b"fatal"[..], "not retryable: bad input", 1),
             ]
         );
+        let event = gust_events::from_metadata(&letters[0].message.metadata, Vec::new(), 1)
+            .expect("a dead letter carries its event");
+        assert_eq!(event.id, poison[0].id);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -844,6 +847,7 @@ mod tests {
             settings: settings("bench", StartFrom::Earliest, 100),
             retry: retry(3),
             stream: stream.clone(),
+            dead_letters: dead_letters("noop"),
             dispatcher: noop.clone(),
         };
         let (tx, shutdown) = Shutdown::new();

@@ -144,14 +144,42 @@ pub struct UpArgs {
     /// Do not print function log lines to the terminal.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Keep queues and topics on NATS JetStream at this URL (e.g. nats://127.0.0.1:4222)
-    /// instead of the embedded store.
+    /// Put every resource NATS serves (queues, topics, broadcast) on NATS
+    /// JetStream at this URL (e.g. nats://127.0.0.1:4222) instead of the
+    /// embedded store.
     #[arg(long, env = "GUST_NATS_URL")]
     pub nats: Option<String>,
+    /// Put every resource PostgreSQL serves on this database
+    /// (e.g. postgres://postgres@127.0.0.1:5432/test).
+    #[arg(long, env = "GUST_POSTGRES_URL")]
+    pub postgres: Option<String>,
+    /// Serve one resource from an engine, winning over --nats and
+    /// --postgres: RESOURCE=URL, repeatable (resources: queue, topic,
+    /// stream, kv, table, sql, blob, lease, broadcast), e.g.
+    /// --backend sql=mysql://root@127.0.0.1:3306/legacy
+    #[arg(long = "backend", value_name = "RESOURCE=URL")]
+    pub backends: Vec<String>,
     /// Where the embedded MQTT broker listens (MQTT 3.1.1 and 5; started
     /// only when a function has an mqtt trigger; port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:1884", env = "GUST_MQTT_LISTEN")]
     pub mqtt_listen: SocketAddr,
+}
+
+impl UpArgs {
+    /// The engines chosen by `--nats`, `--postgres` and `--backend`.
+    pub fn backend_config(&self) -> anyhow::Result<gust_host::BackendConfig> {
+        let mut config = gust_host::BackendConfig {
+            nats: self.nats.clone(),
+            postgres: self.postgres.clone(),
+            ..Default::default()
+        };
+        for spec in &self.backends {
+            config
+                .add_override(spec)
+                .map_err(|e| anyhow::anyhow!("--backend {spec}: {e}"))?;
+        }
+        Ok(config)
+    }
 }
 
 /// Which running host a command talks to.

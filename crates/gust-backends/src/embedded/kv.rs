@@ -25,6 +25,9 @@ enum WriteOp {
     Delete(String, String),
     DeleteMany(String, Vec<String>),
     Increment(String, String, u64),
+    /// Store, key, expected value (`None`: absent), new value; answers 1
+    /// when it swapped, 0 when not.
+    CompareAndSwap(String, String, Option<Vec<u8>>, Vec<u8>),
 }
 
 struct WriteJob {
@@ -194,6 +197,24 @@ impl KeyValue for EmbeddedStore {
             .await
             .map(drop)
     }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+    ) -> Result<bool> {
+        let swapped = self
+            .kv
+            .write(WriteOp::CompareAndSwap(
+                self.store.clone(),
+                key.to_string(),
+                expected.map(<[u8]>::to_vec),
+                new,
+            ))
+            .await?;
+        Ok(swapped == 1)
+    }
 }
 
 /// The writer thread: takes every job waiting, applies them in one
@@ -285,6 +306,18 @@ fn apply(table: &mut redb::Table<(&str, &str), &[u8]>, op: &WriteOp) -> Result<u
                 .map_err(engine)?;
             return Ok(next);
         }
+        WriteOp::CompareAndSwap(store, key, expected, new) => {
+            let id = (store.as_str(), key.as_str());
+            let matches = {
+                let current = table.get(id).map_err(engine)?;
+                current.as_ref().map(|v| v.value()) == expected.as_deref()
+            };
+            if !matches {
+                return Ok(0);
+            }
+            table.insert(id, new.as_slice()).map_err(engine)?;
+            return Ok(1);
+        }
     }
     Ok(0)
 }
@@ -346,6 +379,27 @@ mod tests {
             store.increment("text", 1).await,
             Err(BackendError::InvalidValue { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_only_on_the_expected_value() {
+        let (_dir, kv) = provider();
+        let s = kv.open("s").unwrap();
+        assert!(s.compare_and_swap("k", None, b"a".to_vec()).await.unwrap());
+        assert!(!s.compare_and_swap("k", None, b"b".to_vec()).await.unwrap());
+        assert!(
+            !s.compare_and_swap("k", Some(b"x"), b"b".to_vec())
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.compare_and_swap("k", Some(b"a"), b"b".to_vec())
+                .await
+                .unwrap()
+        );
+        assert_eq!(s.get("k").await.unwrap().unwrap(), b"b");
+        assert!(!s.compare_and_swap("gone", Some(b""), vec![]).await.unwrap());
+        assert!(!s.exists("gone").await.unwrap());
     }
 
     #[tokio::test]

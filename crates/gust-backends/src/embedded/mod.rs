@@ -2,6 +2,8 @@
 //! `.gust/data/`, nothing to install.
 
 mod blob;
+mod broadcast;
+mod dedupe;
 mod kv;
 mod queue;
 mod sql;
@@ -10,6 +12,8 @@ mod table;
 mod topic;
 
 pub use blob::{EmbeddedBlobs, EmbeddedContainer};
+pub use broadcast::LocalBroadcast;
+pub use dedupe::EmbeddedDedupe;
 pub use kv::EmbeddedKv;
 pub use queue::{EmbeddedQueue, EmbeddedQueues};
 pub use sql::{EmbeddedDatabase, EmbeddedSql};

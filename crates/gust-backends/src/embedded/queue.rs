@@ -1113,6 +1113,44 @@ impl Queue for EmbeddedQueue {
         Ok(())
     }
 
+    async fn add_dead_letter(
+        &self,
+        body: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<String> {
+        check_metadata(&metadata)?;
+        let seq = self.inner.seqs(1);
+        let at_ms = now_ms();
+        let record = Record {
+            id: message_id(seq),
+            body,
+            metadata,
+            enqueued_at_ms: at_ms,
+            dead: Some(DeadInfo {
+                reason: reason.to_string(),
+                attempts,
+                at_ms,
+            }),
+        };
+        let id = record.id.clone();
+        let done = self.inner.enqueue(Op::Insert {
+            queue: self.dead.name.clone(),
+            items: vec![(seq, record.encode())],
+        })?;
+        wait(done).await?;
+        self.dead.lock().set(
+            seq,
+            0,
+            State::Ready {
+                lease_expired: false,
+            },
+        );
+        self.dead.notify.notify_waiters();
+        Ok(id)
+    }
+
     async fn peek(&self, max: usize) -> Result<Vec<Message>> {
         let waiting: Vec<(u64, u32)> = {
             let mut idx = self.shared.lock();

@@ -17,6 +17,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     if let Some(apps) = super::up_many::app_folders(&args.dir)? {
         return super::up_many::up_many(args, apps);
     }
+    let backends = args.backend_config()?;
     start(HostOptions {
         app_dir: std::path::absolute(&args.dir).unwrap_or(args.dir),
         listen: args.listen,
@@ -24,7 +25,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         reuse_instances: args.reuse_instances,
         pooling: !args.no_pooling,
         echo_logs: !args.quiet,
-        nats_url: args.nats,
+        backends,
         mqtt_listen: args.mqtt_listen,
     })
 }
@@ -32,6 +33,16 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
 /// Runs the node described by a `node.toml`.
 pub fn serve(config: &Path) -> Result<ExitCode> {
     let node = NodeConfig::load(config)?;
+    let mut backends = gust_host::BackendConfig {
+        nats: node.backends.nats.clone().or(node.nats_url.clone()),
+        postgres: node.backends.postgres.clone(),
+        ..Default::default()
+    };
+    for (resource, url) in &node.backends.resources {
+        backends
+            .add_override(&format!("{resource}={url}"))
+            .with_context(|| format!("{}: [backends] {resource}", config.display()))?;
+    }
     start(HostOptions {
         app_dir: std::path::absolute(&node.app).unwrap_or(node.app),
         listen: node.listen,
@@ -39,7 +50,7 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
         reuse_instances: node.reuse_instances,
         pooling: node.pooling,
         echo_logs: true,
-        nats_url: node.nats_url,
+        backends,
         mqtt_listen: node.mqtt_listen,
     })
 }
@@ -189,5 +200,11 @@ pub(super) fn describe(host: &Host, url: &str) -> (Vec<String>, Vec<String>) {
     if let Some(addr) = host.mqtt_addr() {
         details.push(format!("  mqtt broker  mqtt://{addr} (MQTT 3.1.1 and 5)"));
     }
+    let engines: Vec<String> = host
+        .services()
+        .engines()
+        .map(|(resource, engine)| format!("{resource}: {engine}"))
+        .collect();
+    details.push(format!("  {:<12} {}", "backends", engines.join(", ")));
     (routes, details)
 }

@@ -152,6 +152,7 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         .thread_name("gust")
         .build()
         .context("cannot start the async runtime")?;
+    let backends = args.backend_config()?;
     let options = HostOptions {
         app_dir: PathBuf::new(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -159,7 +160,7 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         reuse_instances: args.reuse_instances,
         pooling: !args.no_pooling,
         echo_logs: !args.quiet,
-        nats_url: args.nats,
+        backends,
         mqtt_listen: args.mqtt_listen,
     };
     runtime.block_on(serve_all(front, options, built, failed))

@@ -1,0 +1,78 @@
+//! Broadcast on NATS core subjects `<prefix>.b.<channel>`: every node
+//! subscribed to a channel gets each message published on any node while it
+//! is connected (NATS core is at-most-once, which broadcast allows).
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use super::{engine, escape};
+use crate::Result;
+use crate::broadcast::{Broadcast, BroadcastStream};
+
+/// [`Broadcast`] over a NATS connection.
+pub struct NatsBroadcast {
+    client: async_nats::Client,
+    prefix: String,
+}
+
+impl NatsBroadcast {
+    /// Broadcast on `client`, keeping apps apart by `prefix` (escaped like
+    /// queue names).
+    pub fn new(client: async_nats::Client, prefix: &str) -> Self {
+        Self {
+            client,
+            prefix: escape(prefix),
+        }
+    }
+
+    fn subject(&self, channel: &str) -> String {
+        format!("{}.b.{}", self.prefix, escape(channel))
+    }
+}
+
+#[async_trait]
+impl Broadcast for NatsBroadcast {
+    async fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<()> {
+        self.client
+            .publish(self.subject(channel), payload.into())
+            .await
+            .map_err(engine)
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<BroadcastStream> {
+        let subscriber = self
+            .client
+            .subscribe(self.subject(channel))
+            .await
+            .map_err(engine)?;
+        // Make sure the server knows the subscription before the caller
+        // relies on it (e.g. publishes right after).
+        self.client.flush().await.map_err(engine)?;
+        Ok(Box::pin(subscriber.map(|m| m.payload.to_vec())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn two_connections_see_each_others_messages() {
+        let Ok(a) = async_nats::connect("nats://127.0.0.1:4222").await else {
+            panic!("NATS must run on 127.0.0.1:4222 (scripts/setup.sh --services)");
+        };
+        let b = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+        let prefix = format!("bcast-test-{}", std::process::id());
+        let node_a = NatsBroadcast::new(a, &prefix);
+        let node_b = NatsBroadcast::new(b, &prefix);
+        let mut on_b = node_b.subscribe("sse/orders").await.unwrap();
+        let mut on_a = node_a.subscribe("sse/orders").await.unwrap();
+        node_a.publish("sse/orders", b"hi".to_vec()).await.unwrap();
+        for s in [&mut on_a, &mut on_b] {
+            let got = tokio::time::timeout(Duration::from_secs(5), s.next()).await;
+            assert_eq!(got.unwrap().unwrap(), b"hi");
+        }
+    }
+}
