@@ -23,7 +23,7 @@ use gust_manifest::{BlobPattern, BlobTrigger, RetryPolicy};
 use serde_json::json;
 
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::retry::backoff;
+use crate::settle::{Settlement, settle};
 
 /// Full rescan period (catches anything a watch missed, runs retries, and
 /// is the poll interval of engines that cannot watch).
@@ -59,32 +59,6 @@ struct Receipt {
     failures: u32,
     retry_at_ms: u64,
     reason: String,
-}
-
-/// What becomes of a version after one run of the function.
-#[derive(Debug, PartialEq)]
-enum Settle {
-    /// Handled.
-    Done,
-    /// Run it again after the delay.
-    RetryIn(Duration, String),
-    /// Never run it again, for this reason.
-    Poison(String),
-}
-
-/// The retry / poison decision: `failures` counts this run's failure too.
-fn settle(outcome: Outcome, failures: u32, retry: &RetryPolicy) -> Settle {
-    match outcome {
-        Outcome::Done => Settle::Done,
-        Outcome::Retry(why) if failures < retry.max_attempts => {
-            Settle::RetryIn(backoff(retry, failures), why)
-        }
-        Outcome::Retry(why) => Settle::Poison(format!(
-            "gave up after {} attempts: {why}",
-            retry.max_attempts
-        )),
-        Outcome::Fail(why) => Settle::Poison(format!("not retryable: {why}")),
-    }
 }
 
 /// The literal text every name matching `pattern` starts with.
@@ -194,21 +168,25 @@ impl BlobWatcher {
             event.set_extension(&name, value);
         }
         let outcome = self.dispatcher.dispatch(&self.function, event).await;
-        if !matches!(outcome, Outcome::Done) {
-            receipt.failures += 1;
-        }
-        match settle(outcome, receipt.failures, &self.retry) {
-            Settle::Done => {
+        // The shared retry / give-up decision; giving up poisons the version.
+        match settle(&outcome, receipt.failures + 1, &self.retry) {
+            Settlement::Ack => {
                 receipt.status = "done".into();
                 self.save(&key, &receipt).await;
             }
-            Settle::RetryIn(delay, why) => {
+            Settlement::Retry(delay) => {
+                receipt.failures += 1;
                 receipt.status = "retry".into();
-                receipt.reason = why;
+                if let Outcome::Retry(why) = outcome {
+                    receipt.reason = why;
+                }
                 receipt.retry_at_ms = now_ms() + delay.as_millis() as u64;
                 self.save(&key, &receipt).await;
             }
-            Settle::Poison(reason) => self.poison(&key, receipt, reason).await,
+            Settlement::DeadLetter(reason) => {
+                receipt.failures += 1;
+                self.poison(&key, receipt, reason).await;
+            }
         }
         false
     }
@@ -335,21 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn settles_like_the_retry_policy_says() {
-        let p = policy(3);
-        assert_eq!(settle(Outcome::Done, 0, &p), Settle::Done);
-        assert_eq!(
-            settle(Outcome::Retry("x".into()), 2, &p),
-            Settle::RetryIn(Duration::from_millis(10), "x".into())
-        );
-        assert!(matches!(
-            settle(Outcome::Retry("x".into()), 3, &p),
-            Settle::Poison(_)
-        ));
-        assert!(matches!(
-            settle(Outcome::Fail("x".into()), 1, &p),
-            Settle::Poison(_)
-        ));
+    fn lists_from_the_literal_head_of_the_pattern() {
         assert_eq!(literal_head("incoming/{name}.csv"), "incoming/");
         assert_eq!(literal_head("{*path}"), "");
         assert_eq!(literal_head("a.csv"), "a.csv");
