@@ -3,7 +3,8 @@
 # the wasm32-wasip2 Rust target, Debian's chromium and chromedriver (the
 # example apps' pages are tested in a headless browser), and (when
 # --services is given) starts the local services the engine-backed tests
-# talk to if they are down.
+# talk to if they are down (installing the S3 test server, moto, with pip
+# if it is missing).
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -41,5 +42,11 @@ if [[ "${1:-}" == "--services" ]]; then
     --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
   ensure_service mosquitto 1883 mosquitto -d -c /etc/mosquitto/mosquitto.conf
   ensure_service rabbitmq 5672 rabbitmq-server -detached
+  # S3: moto's server (any credentials, no signature checks) on :9000.
+  if ! port_open 9000 && ! python3 -c 'import moto.server' 2>/dev/null; then
+    echo "setup: pip install moto[server] (S3 test server)"
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+  fi
+  ensure_service s3 9000 bash -c 'nohup python3 -m moto.server -H 127.0.0.1 -p 9000 >/var/log/moto-s3.log 2>&1 &'
   ensure_service mariadb 3306 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
 fi

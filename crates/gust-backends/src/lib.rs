@@ -3,8 +3,9 @@
 //! Triggers and the runtime see only the traits in this crate ([`KeyValue`],
 //! [`KeyValueProvider`], ...). Each backend is a module: [`embedded`] keeps
 //! everything on disk in the app's `.gust/` folder with no service to install;
-//! `nats` (feature `nats`) puts queues, topics and streams on NATS JetStream;
-//! `postgres` and `mysql` put resources on those servers.
+//! `nats` (feature `nats`) puts queues, topics, streams, kv and blobs on NATS JetStream;
+//! `postgres` and `mysql` put resources on those servers; `s3` (feature `s3`)
+//! puts blob containers on S3 or an S3-compatible server.
 
 pub mod blob;
 pub mod broadcast;
@@ -20,9 +21,11 @@ pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
-pub mod services;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "s3")]
+pub mod s3;
+pub mod services;
 pub mod sql;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 #[cfg_attr(not(all(feature = "postgres", feature = "mysql")), allow(dead_code))]
@@ -31,7 +34,7 @@ pub mod stream;
 pub mod table;
 pub mod topic;
 
-pub use blob::{BlobContainer, BlobProvider};
+pub use blob::{BlobContainer, BlobInfo, BlobProvider};
 pub use broadcast::{Broadcast, BroadcastStream};
 pub use dedupe::Dedupe;
 pub use error::BackendError;

@@ -1,5 +1,6 @@
 //! The `nats` backend: queues and topics on [NATS JetStream](https://docs.nats.io/nats-concepts/jetstream)
-//! (topics: see [`NatsQueues`]; streams: see [`stream`]).
+//! (topics: see [`NatsQueues`]; streams: see [`stream`]), and blob containers on its object store
+//! ([`blob::NatsBlobs`]).
 //!
 //! Each queue is a work-queue stream `<PREFIX>_Q_<name>` capturing the subject
 //! `<prefix>.q.<name>` (the name escaped so any text is safe: letters, digits
@@ -55,6 +56,7 @@
 //! - If a `receive` is cancelled while its pull request waits, a message the
 //!   server hands to that request stays leased until `ack_wait` runs out.
 
+pub mod blob;
 pub mod kv;
 pub mod stream;
 

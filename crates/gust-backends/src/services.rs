@@ -28,8 +28,8 @@ use crate::embedded::{
     EmbeddedTopics,
 };
 use crate::{
-    BackendError, BlobProvider, Broadcast, Dedupe, KeyValueProvider, KvLeases, Lease, QueueProvider,
-    SqlProvider, StreamProvider, TableProvider, TopicProvider,
+    BackendError, BlobProvider, Broadcast, Dedupe, KeyValueProvider, KvLeases, Lease,
+    QueueProvider, SqlProvider, StreamProvider, TableProvider, TopicProvider,
 };
 
 /// A kind of resource that an engine can serve.
@@ -122,7 +122,10 @@ impl Resource {
         use Resource::*;
         add(
             cfg!(feature = "nats")
-                && matches!(self, Queue | Topic | Stream | Kv | Lease | Broadcast | Dedupe),
+                && matches!(
+                    self,
+                    Queue | Topic | Stream | Kv | Lease | Broadcast | Dedupe
+                ),
             "nats",
         );
         add(
@@ -130,6 +133,8 @@ impl Resource {
             "postgres",
         );
         add(cfg!(feature = "postgres") && self == Sql, "postgres");
+        add(cfg!(feature = "nats") && self == Blob, "nats");
+        add(cfg!(feature = "s3") && self == Blob, "s3");
         add(cfg!(feature = "mysql") && self == Sql, "mysql");
         add(
             cfg!(feature = "redis") && matches!(self, Kv | Lease | Dedupe),
@@ -462,7 +467,11 @@ impl Opener<'_> {
     }
 
     #[cfg(feature = "postgres")]
-    async fn postgres(&mut self, resource: Resource, url: &str) -> Result<sqlx::PgPool, ServicesError> {
+    async fn postgres(
+        &mut self,
+        resource: Resource,
+        url: &str,
+    ) -> Result<sqlx::PgPool, ServicesError> {
         if let Some(pool) = self.postgres.get(url) {
             return Ok(pool.clone());
         }
@@ -628,6 +637,23 @@ impl Opener<'_> {
     async fn blobs(&mut self, engine: Engine) -> Result<Arc<dyn BlobProvider>, ServicesError> {
         let r = Resource::Blob;
         match engine {
+            #[cfg(feature = "s3")]
+            Engine::S3(url) => {
+                let blobs = crate::s3::S3Blobs::connect(&url, self.namespace)
+                    .await
+                    .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Ok(Arc::new(blobs))
+            }
+            #[cfg(feature = "nats")]
+            Engine::Nats(url) => {
+                let blobs =
+                    crate::nats::blob::NatsBlobs::connect(&url, &nats_prefix(self.namespace))
+                        .await
+                        .map_err(failed(r, &url))?;
+                self.on(r, &url);
+                Ok(Arc::new(blobs))
+            }
             _ => {
                 self.engines
                     .insert(r, "embedded (.gust/blobs/)".to_string());
@@ -700,7 +726,11 @@ impl Opener<'_> {
             Engine::Nats(url) => {
                 let js = async_nats::jetstream::new(self.nats(r, &url).await?.client());
                 self.on(r, &url);
-                Arc::new(crate::nats::kv::NatsDedupe::with_context(js, &ns, DEDUPE_WINDOW))
+                Arc::new(crate::nats::kv::NatsDedupe::with_context(
+                    js,
+                    &ns,
+                    DEDUPE_WINDOW,
+                ))
             }
             #[cfg(feature = "postgres")]
             Engine::Postgres(url) => {
@@ -715,7 +745,11 @@ impl Opener<'_> {
             Engine::Redis(url) => {
                 let conn = self.redis(r, &url).await?;
                 self.on(r, &url);
-                Arc::new(crate::redis::RedisDedupe::with_connection(conn, &ns, DEDUPE_WINDOW))
+                Arc::new(crate::redis::RedisDedupe::with_connection(
+                    conn,
+                    &ns,
+                    DEDUPE_WINDOW,
+                ))
             }
             _ => {
                 self.engines.insert(r, "embedded (in process)".to_string());

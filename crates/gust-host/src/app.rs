@@ -154,8 +154,6 @@ pub struct TriggerContext<'a> {
     pub timer_status: Arc<dyn gust_backends::KeyValue>,
     /// Where blob triggers keep their receipts.
     pub blob_receipts: Arc<dyn gust_backends::KeyValue>,
-    /// The folder holding the app's blob containers.
-    pub blob_root: std::path::PathBuf,
     /// Where change-feed consumers keep their checkpoints.
     pub changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
     /// This node's name in leases.
@@ -263,7 +261,8 @@ impl LoadedApp {
         let (stop, shutdown) = Shutdown::new();
         let mut tasks = Vec::new();
         let mut subscriptions = Vec::new();
-        self.remove_stale_subscriptions(cx.services.topics.as_ref()).await?;
+        self.remove_stale_subscriptions(cx.services.topics.as_ref())
+            .await?;
         let queues = cx.services.queues.as_ref();
         for f in &self.app.functions {
             if let Trigger::Timer(timer) = &f.trigger {
@@ -278,14 +277,30 @@ impl LoadedApp {
                 continue;
             }
             if let Trigger::Blob(blob) = &f.trigger {
+                let container =
+                    cx.services
+                        .blobs
+                        .container(&blob.container)
+                        .with_context(|| {
+                            format!("function `{}`: blob container `{}`", f.name, blob.container)
+                        })?;
+                let name = retry_queue(&blob.container, &f.name);
+                let dead_letters = cx.services.queues.queue(&name).await.with_context(|| {
+                    format!("function `{}`: cannot open queue `{name}`", f.name)
+                })?;
+                tasks.push(tokio::spawn(
+                    self.redrive_consumer(f, dead_letters.clone())
+                        .run(shutdown.clone()),
+                ));
                 let watcher = BlobWatcher {
                     function: f.name.clone(),
                     trigger: blob.clone(),
-                    root: cx.blob_root.join(&blob.container),
+                    container,
                     retry: f.retry.clone(),
                     receipts: cx.blob_receipts.clone(),
                     dispatcher: self.events.clone(),
                     max_size: f.limits.max_body,
+                    dead_letters,
                 };
                 tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
                 continue;
@@ -448,7 +463,12 @@ impl LoadedApp {
     ) -> Result<StreamConsumer> {
         let settings = stream_settings(&f.name, settings)?;
         let stream = match settings.stream_config() {
-            Some(config) => cx.services.streams.stream_with(&settings.stream, config).await,
+            Some(config) => {
+                cx.services
+                    .streams
+                    .stream_with(&settings.stream, config)
+                    .await
+            }
             None => cx.services.streams.stream(&settings.stream).await,
         }
         .with_context(|| {
@@ -477,7 +497,11 @@ impl LoadedApp {
     /// The consumer of the queue through which a stream or change-feed
     /// trigger dead-letters (`<source>--<function>`): what a redrive puts
     /// back there runs the function again, with its retry policy.
-    fn redrive_consumer(&self, f: &Function, queue: Arc<dyn gust_backends::Queue>) -> QueueConsumer {
+    fn redrive_consumer(
+        &self,
+        f: &Function,
+        queue: Arc<dyn gust_backends::Queue>,
+    ) -> QueueConsumer {
         QueueConsumer {
             function: f.name.clone(),
             trigger: QueueTrigger {
@@ -568,11 +592,10 @@ fn function_env(
     for (binding, b) in &f.bindings {
         match b.kind {
             BindingKind::Kv => {
-                let store = cx
-                    .services
-                    .kv
-                    .open(&b.resource)
-                    .with_context(|| format!("function `{}`: kv store `{}`", f.name, b.resource))?;
+                let store =
+                    cx.services.kv.open(&b.resource).with_context(|| {
+                        format!("function `{}`: kv store `{}`", f.name, b.resource)
+                    })?;
                 env = env.with_kv(binding.clone(), store);
             }
             BindingKind::Queue => {
@@ -590,11 +613,10 @@ fn function_env(
                 env = env.with_sql(binding.clone(), db);
             }
             BindingKind::Table => {
-                let table = cx
-                    .services
-                    .tables
-                    .open(&b.resource)
-                    .with_context(|| format!("function `{}`: table `{}`", f.name, b.resource))?;
+                let table =
+                    cx.services.tables.open(&b.resource).with_context(|| {
+                        format!("function `{}`: table `{}`", f.name, b.resource)
+                    })?;
                 env = env.with_table(binding.clone(), table);
             }
             BindingKind::Stream => {

@@ -208,7 +208,6 @@ impl Host {
             services: &self.services,
             timer_status: self.timer_status.clone(),
             blob_receipts: self.blob_receipts.clone(),
-            blob_root: self.blob_root(),
             changefeed_checkpoints: self.changefeed_checkpoints.clone(),
             node: self.node.clone(),
             mqtt_broker: self.mqtt_broker(app)?,

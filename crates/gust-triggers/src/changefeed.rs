@@ -194,10 +194,10 @@ impl ChangeFeedConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gust_events::Outcome;
     use crate::test_support::Recorder;
     use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues, EmbeddedTables};
     use gust_backends::{KeyValueProvider, QueueProvider, TableProvider};
+    use gust_events::Outcome;
     use gust_manifest::RetryStrategy;
 
     struct Fixture {

@@ -18,8 +18,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gust_backends::{Queue, Stream, StreamRecord};
 use gust_backends::stream::{MAX_PARTITIONS, StreamConfig};
+use gust_backends::{Queue, Stream, StreamRecord};
 use gust_events::{Event, new_traceparent, rfc3339};
 use gust_manifest::RetryPolicy;
 use serde::Deserialize;
@@ -384,10 +384,10 @@ mod tests {
 
     use gust_backends::StreamProvider;
     use gust_backends::embedded::{EmbeddedQueues, EmbeddedStreams};
-    use gust_events::Outcome;
     use gust_backends::stream::{
         DEAD_LETTER_ATTEMPTS_KEY, DEAD_LETTER_REASON_KEY, Retention, dead_letter_name,
     };
+    use gust_events::Outcome;
     use gust_manifest::RetryStrategy;
     use tokio::task::JoinHandle;
 
@@ -442,7 +442,11 @@ mod tests {
     fn dead_letters(function: &str) -> Arc<dyn Queue> {
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
         let queues = EmbeddedQueues::open(&dir.path().join("queues.redb")).unwrap();
-        Arc::new(queues.open_queue(&crate::settle::retry_queue("s", function)).unwrap())
+        Arc::new(
+            queues
+                .open_queue(&crate::settle::retry_queue("s", function))
+                .unwrap(),
+        )
     }
 
     fn start(
