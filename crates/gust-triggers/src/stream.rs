@@ -384,9 +384,7 @@ mod tests {
 
     use gust_backends::StreamProvider;
     use gust_backends::embedded::{EmbeddedQueues, EmbeddedStreams};
-    use gust_backends::stream::{
-        DEAD_LETTER_ATTEMPTS_KEY, DEAD_LETTER_REASON_KEY, Retention, dead_letter_name,
-    };
+    use gust_backends::stream::Retention;
     use gust_events::Outcome;
     use gust_manifest::RetryStrategy;
     use tokio::task::JoinHandle;
@@ -663,7 +661,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retries_then_dead_letters_and_moves_on() {
         let dir = tempfile::tempdir().unwrap();
-        let (streams, stream) = open(&dir, "s", 1).await;
+        let (_streams, stream) = open(&dir, "s", 1).await;
         for body in ["ok1", "poison", "fatal", "flaky", "ok2"] {
             append(&*stream, "k", body).await;
         }
