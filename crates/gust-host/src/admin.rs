@@ -17,6 +17,7 @@ use crate::host::Host;
 use crate::{dispatch, queues};
 use gust_manifest::Trigger;
 use gust_triggers::http::{RouteMatch, constant_time_eq, percent_decode};
+use gust_triggers::registry;
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -124,55 +125,12 @@ fn functions(host: &Host) -> Response<Body> {
         .map(|f| {
             let loaded = app.functions.get(&f.name);
             let event = app.events.functions.get(&f.name);
-            let trigger = match &f.trigger {
-                Trigger::Http(h) => json!({
-                    "kind": "http",
-                    "route": h.route,
-                    "url": format!("{}{}", host.url(), h.route),
-                    "methods": h.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-                    "auth": h.auth.as_str(),
-                }),
-                Trigger::Changefeed(c) => json!({
-                    "kind": "changefeed",
-                    "table": c.table,
-                    "start": match c.start {
-                        gust_manifest::ChangefeedStart::Beginning => "beginning",
-                        gust_manifest::ChangefeedStart::Now => "now",
-                    },
-                    "deadletter_queue": gust_triggers::changefeed::dead_letter_queue(&c.table, &f.name),
-                }),
-                Trigger::Queue(q) => json!({
-                    "kind": "queue",
-                    "queue": q.queue,
-                    "batch_size": q.batch_size,
-                    "concurrency": q.concurrency,
-                    "visibility_ms": q.visibility.as_millis() as u64,
-                }),
-                Trigger::Topic(t) => json!({
-                    "kind": "topic",
-                    "topic": t.topic,
-                    "queue": gust_triggers::topic::subscription_queue(&t.topic, &f.name),
-                    "filter": {
-                        "type": t.event_type,
-                        "subject_prefix": t.subject_prefix,
-                        "subject_suffix": t.subject_suffix,
-                        "attributes": t.attributes,
-                    },
-                }),
-                Trigger::Blob(b) => json!({
-                    "kind": "blob",
-                    "container": b.container,
-                    "path": b.path,
-                    "folder": host.blob_root().join(&b.container),
-                }),
-                Trigger::Timer(t) => json!({
-                    "kind": "timer",
-                    "schedule": t.schedule,
-                    "time_zone": t.time_zone,
-                    "run_on_startup": t.run_on_startup,
-                }),
-                Trigger::Event { kind, .. } => json!({ "kind": kind.as_str() }),
-            };
+            let mut trigger = registry::describe(f)
+                .map(|d| d.details)
+                .unwrap_or_else(|e| json!({ "kind": f.trigger.kind(), "error": e.to_string() }));
+            if let (Some(h), Some(map)) = (f.http(), trigger.as_object_mut()) {
+                map.insert("url".into(), format!("{}{}", host.url(), h.route).into());
+            }
             json!({
                 "name": f.name,
                 "trigger": trigger,

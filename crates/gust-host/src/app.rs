@@ -12,19 +12,11 @@ use std::pin::Pin;
 use anyhow::{Context, Result, bail};
 use gust_backends::{Services, TopicProvider};
 use gust_events::{Event, Outcome};
-use gust_manifest::EventTriggerKind;
-use gust_manifest::QueueTrigger;
 use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
-use gust_triggers::blob::BlobWatcher;
-use gust_triggers::changefeed::{ChangeFeedConsumer, dead_letter_queue};
 use gust_triggers::http::{HttpRouter, Keys};
-use gust_triggers::mqtt::{BrokerUrl, MqttTrigger, MqttTriggerSettings};
-use gust_triggers::queue::{EventFilter, QueueConsumer};
-use gust_triggers::settle::retry_queue;
-use gust_triggers::stream::{StreamConsumer, StreamTriggerSettings};
-use gust_triggers::timer::TimerRunner;
-use gust_triggers::topic::{Publisher, subscription_queue};
+use gust_triggers::registry::{self, StartContext};
+use gust_triggers::topic::Publisher;
 use gust_triggers::{Dispatcher, Shutdown};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -150,21 +142,12 @@ pub struct LoadedApp {
 pub struct TriggerContext<'a> {
     /// The app's resources.
     pub services: &'a Services,
-    /// Where timer schedules keep their status.
-    pub timer_status: Arc<dyn gust_backends::KeyValue>,
-    /// Where blob triggers keep their receipts.
-    pub blob_receipts: Arc<dyn gust_backends::KeyValue>,
-    /// Where change-feed consumers keep their checkpoints.
-    pub changefeed_checkpoints: Arc<dyn gust_backends::KeyValue>,
     /// This node's name in leases.
     pub node: String,
-    /// The embedded MQTT broker, for mqtt triggers that name no other broker.
-    pub mqtt_broker: Option<BrokerUrl>,
+    /// The embedded MQTT broker's URL, for mqtt triggers that name no other
+    /// broker.
+    pub mqtt_broker: Option<String>,
 }
-
-/// How long starting an mqtt trigger waits for its subscription to be
-/// granted before the app is reported ready anyway.
-const MQTT_SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What `load` needs from the host.
 pub struct LoadContext<'a> {
@@ -203,9 +186,7 @@ impl LoadedApp {
         let topics: Arc<dyn gust_runtime::TopicPublisher> =
             Arc::new(AppTopics(publisher.clone(), cx.sse.clone()));
         for f in &app.functions {
-            if let Trigger::Event { kind, settings } = &f.trigger {
-                check_event_trigger(&f.name, *kind, settings)?;
-            }
+            registry::validate(f)?;
             let path = components
                 .get(&f.name)
                 .with_context(|| format!("no component was built for function `{}`", f.name))?;
@@ -254,167 +235,41 @@ impl LoadedApp {
         })
     }
 
-    /// Starts a consumer for every queue-triggered function and every topic
-    /// subscription, and the topic publisher. Subscriptions that no function
-    /// of this app version has any more are removed.
+    /// Starts every function's trigger through its kind in the trigger
+    /// registry, then the topic publisher. Subscriptions that no function
+    /// of this app version has any more are removed first.
     pub async fn start_triggers(&self, cx: &TriggerContext<'_>) -> Result<()> {
         let (stop, shutdown) = Shutdown::new();
         let mut tasks = Vec::new();
         let mut subscriptions = Vec::new();
         self.remove_stale_subscriptions(cx.services.topics.as_ref())
             .await?;
-        let queues = cx.services.queues.as_ref();
-        for f in &self.app.functions {
-            if let Trigger::Timer(timer) = &f.trigger {
-                let runner = TimerRunner {
-                    function: f.name.clone(),
-                    trigger: timer.clone(),
-                    status: cx.timer_status.clone(),
-                    dispatcher: self.events.clone(),
-                    lease: Some((cx.services.leases.clone(), cx.node.clone())),
-                };
-                tasks.push(tokio::spawn(runner.run(shutdown.clone())));
-                continue;
+        let started = async {
+            for f in &self.app.functions {
+                let started = registry::kind_of(f)?
+                    .start(StartContext {
+                        app: &self.app.name,
+                        function: f,
+                        services: cx.services,
+                        dispatcher: self.events.clone(),
+                        shutdown: shutdown.clone(),
+                        node: &cx.node,
+                        mqtt_broker: cx.mqtt_broker.as_deref(),
+                    })
+                    .await?;
+                tasks.extend(started.tasks);
+                subscriptions.extend(started.subscription);
             }
-            if let Trigger::Blob(blob) = &f.trigger {
-                let container =
-                    cx.services
-                        .blobs
-                        .container(&blob.container)
-                        .with_context(|| {
-                            format!("function `{}`: blob container `{}`", f.name, blob.container)
-                        })?;
-                let name = retry_queue(&blob.container, &f.name);
-                let dead_letters = cx.services.queues.queue(&name).await.with_context(|| {
-                    format!("function `{}`: cannot open queue `{name}`", f.name)
-                })?;
-                tasks.push(tokio::spawn(
-                    self.redrive_consumer(f, dead_letters.clone())
-                        .run(shutdown.clone()),
-                ));
-                let watcher = BlobWatcher {
-                    function: f.name.clone(),
-                    trigger: blob.clone(),
-                    container,
-                    retry: f.retry.clone(),
-                    receipts: cx.blob_receipts.clone(),
-                    dispatcher: self.events.clone(),
-                    max_size: f.limits.max_body,
-                    dead_letters,
-                };
-                tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
-                continue;
+            Ok::<_, registry::TriggerError>(())
+        }
+        .await;
+        if let Err(e) = started {
+            // Stop what did start before failing the load.
+            let _ = stop.send(true);
+            for task in tasks {
+                let _ = task.await;
             }
-            if let Trigger::Changefeed(feed) = &f.trigger {
-                let table = cx.services.tables.open(&feed.table).with_context(|| {
-                    format!("function `{}`: cannot open table `{}`", f.name, feed.table)
-                })?;
-                let dead = dead_letter_queue(&feed.table, &f.name);
-                let dead_letters = queues.queue(&dead).await.with_context(|| {
-                    format!("function `{}`: cannot open queue `{dead}`", f.name)
-                })?;
-                tasks.push(tokio::spawn(
-                    self.redrive_consumer(f, dead_letters.clone())
-                        .run(shutdown.clone()),
-                ));
-                let consumer = ChangeFeedConsumer {
-                    function: f.name.clone(),
-                    trigger: feed.clone(),
-                    retry: f.retry.clone(),
-                    table,
-                    checkpoints: cx.changefeed_checkpoints.clone(),
-                    dead_letters,
-                    dispatcher: self.events.clone(),
-                };
-                tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
-                continue;
-            }
-            if let Trigger::Event { kind, settings } = &f.trigger {
-                match kind {
-                    EventTriggerKind::Stream => {
-                        let consumer = self.stream_consumer(f, settings, cx).await?;
-                        tasks.push(tokio::spawn(
-                            self.redrive_consumer(f, consumer.dead_letters.clone())
-                                .run(shutdown.clone()),
-                        ));
-                        tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
-                    }
-                    EventTriggerKind::Mqtt => {
-                        let trigger = self.mqtt_trigger(f, settings, cx).await?;
-                        let function = f.name.clone();
-                        let stop = shutdown.clone();
-                        let (subscribed, granted) = tokio::sync::oneshot::channel();
-                        tasks.push(tokio::spawn(async move {
-                            if let Err(e) = trigger.run_notifying(stop, Some(subscribed)).await {
-                                tracing::error!(function = %function, "mqtt trigger stopped: {e}");
-                            }
-                        }));
-                        // Ready only once messages published from now on reach
-                        // the function; a broker that is down is retried in
-                        // the background.
-                        if !matches!(
-                            tokio::time::timeout(MQTT_SUBSCRIBE_WAIT, granted).await,
-                            Ok(Ok(()))
-                        ) {
-                            tracing::warn!(function = %f.name, "MQTT subscription not granted within {MQTT_SUBSCRIBE_WAIT:?}; still trying in the background");
-                        }
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let trigger = match &f.trigger {
-                Trigger::Queue(trigger) => trigger.clone(),
-                Trigger::Topic(topic) => QueueTrigger {
-                    queue: subscription_queue(&topic.topic, &f.name),
-                    batch_size: 16,
-                    concurrency: topic.concurrency,
-                    visibility: std::time::Duration::from_secs(30),
-                },
-                _ => continue,
-            };
-            let (queue, filter) = match &f.trigger {
-                Trigger::Topic(topic) => {
-                    let queue = async {
-                        cx.services
-                            .topics
-                            .topic(&topic.topic)
-                            .await?
-                            .subscribe(&f.name)
-                            .await
-                    }
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "function `{}`: cannot subscribe to topic `{}`",
-                            f.name, topic.topic
-                        )
-                    })?;
-                    subscriptions.push(topic.clone());
-                    let wanted = topic.clone();
-                    let filter: EventFilter =
-                        Arc::new(move |e| gust_triggers::topic::matches(&wanted, e));
-                    (queue, Some(filter))
-                }
-                _ => {
-                    let queue = queues.queue(&trigger.queue).await.with_context(|| {
-                        format!(
-                            "function `{}`: cannot open queue `{}`",
-                            f.name, trigger.queue
-                        )
-                    })?;
-                    (queue, None)
-                }
-            };
-            let consumer = QueueConsumer {
-                function: f.name.clone(),
-                trigger,
-                retry: f.retry.clone(),
-                queue,
-                dispatcher: self.events.clone(),
-                filter,
-            };
-            tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
+            return Err(e.into());
         }
         let _ = self.publisher.set(Publisher::new(
             cx.services.topics.clone(),
@@ -454,114 +309,12 @@ impl LoadedApp {
         Ok(())
     }
 
-    /// The consumer of a stream-triggered function.
-    async fn stream_consumer(
-        &self,
-        f: &Function,
-        settings: &toml::Table,
-        cx: &TriggerContext<'_>,
-    ) -> Result<StreamConsumer> {
-        let settings = stream_settings(&f.name, settings)?;
-        let stream = match settings.stream_config() {
-            Some(config) => {
-                cx.services
-                    .streams
-                    .stream_with(&settings.stream, config)
-                    .await
-            }
-            None => cx.services.streams.stream(&settings.stream).await,
-        }
-        .with_context(|| {
-            format!(
-                "function `{}`: cannot open stream `{}`",
-                f.name, settings.stream
-            )
-        })?;
-        let name = retry_queue(&settings.stream, &f.name);
-        let dead_letters = cx
-            .services
-            .queues
-            .queue(&name)
-            .await
-            .with_context(|| format!("function `{}`: cannot open queue `{name}`", f.name))?;
-        Ok(StreamConsumer {
-            function: f.name.clone(),
-            settings,
-            retry: f.retry.clone(),
-            stream,
-            dead_letters,
-            dispatcher: self.events.clone(),
-        })
-    }
-
-    /// The consumer of the queue through which a stream or change-feed
-    /// trigger dead-letters (`<source>--<function>`): what a redrive puts
-    /// back there runs the function again, with its retry policy.
-    fn redrive_consumer(
-        &self,
-        f: &Function,
-        queue: Arc<dyn gust_backends::Queue>,
-    ) -> QueueConsumer {
-        QueueConsumer {
-            function: f.name.clone(),
-            trigger: QueueTrigger {
-                queue: queue.name().to_string(),
-                batch_size: 16,
-                concurrency: 1,
-                visibility: std::time::Duration::from_secs(30),
-            },
-            retry: f.retry.clone(),
-            queue,
-            dispatcher: self.events.clone(),
-            filter: None,
-        }
-    }
-
-    /// The subscriber of an mqtt-triggered function.
-    async fn mqtt_trigger(
-        &self,
-        f: &Function,
-        settings: &toml::Table,
-        cx: &TriggerContext<'_>,
-    ) -> Result<MqttTrigger> {
-        let settings = MqttTriggerSettings::from_table(&f.name, settings)?;
-        let broker = match (&settings.broker, &cx.mqtt_broker) {
-            (Some(url), _) => BrokerUrl::parse(url)?,
-            (None, Some(embedded)) => embedded.clone(),
-            (None, None) => bail!(
-                "function `{}`: the embedded MQTT broker is not running",
-                f.name
-            ),
-        };
-        let name = gust_triggers::mqtt::queue_name(&f.name);
-        let queue = cx
-            .services
-            .queues
-            .queue(&name)
-            .await
-            .with_context(|| format!("function `{}`: cannot open queue `{name}`", f.name))?;
-        Ok(MqttTrigger {
-            app: self.app.name.clone(),
-            function: f.name.clone(),
-            settings,
-            broker,
-            retry: f.retry.clone(),
-            queue,
-            dispatcher: self.events.clone(),
-        })
-    }
-
     /// Whether a function listens on the embedded MQTT broker.
     pub fn needs_embedded_broker(&self) -> bool {
-        self.app.functions.iter().any(|f| match &f.trigger {
-            Trigger::Event {
-                kind: EventTriggerKind::Mqtt,
-                settings,
-            } => MqttTriggerSettings::from_table(&f.name, settings)
-                .map(|s| s.broker.is_none())
-                .unwrap_or(false),
-            _ => false,
-        })
+        self.app
+            .functions
+            .iter()
+            .any(gust_triggers::mqtt::MqttKind::uses_embedded_broker)
     }
 
     /// Stops taking new events and waits for running ones to settle.
@@ -638,37 +391,6 @@ fn function_env(
         }
     }
     Ok(env)
-}
-
-/// The settings of a stream trigger, checked.
-fn stream_settings(function: &str, settings: &toml::Table) -> Result<StreamTriggerSettings> {
-    let parsed: StreamTriggerSettings = settings
-        .clone()
-        .try_into()
-        .with_context(|| format!("function `{function}`: invalid stream trigger settings"))?;
-    parsed
-        .validate()
-        .with_context(|| format!("function `{function}`: invalid stream trigger settings"))?;
-    Ok(parsed)
-}
-
-/// Checks the settings of the triggers the manifest keeps as written
-/// (stream, mqtt) when the app loads, so mistakes stop `gust up` early.
-fn check_event_trigger(
-    function: &str,
-    kind: EventTriggerKind,
-    settings: &toml::Table,
-) -> Result<()> {
-    match kind {
-        EventTriggerKind::Stream => stream_settings(function, settings).map(|_| ()),
-        EventTriggerKind::Mqtt => MqttTriggerSettings::from_table(function, settings)
-            .map(|_| ())
-            .map_err(Into::into),
-        other => bail!(
-            "function `{function}`: {} triggers are not served by this version of gust",
-            other.as_str()
-        ),
-    }
 }
 
 /// Lets functions publish to the app's topics, through the publisher the

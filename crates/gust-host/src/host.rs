@@ -7,20 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use gust_backends::{BackendConfig, KeyValue, Queue, QueueProvider, Services, StreamProvider};
+use gust_backends::{BackendConfig, Queue, QueueProvider, Services, StreamProvider};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 use gust_triggers::mqtt::{EmbeddedBroker, EmbeddedBrokerConfig};
 
 use crate::app::{FunctionStats, LoadContext, LoadedApp, TriggerContext};
 
-/// The internal kv store holding timer status (`:` keeps it apart from
-/// user store names).
-const TIMER_STORE: &str = "gust:timers";
-/// The internal kv store holding blob trigger receipts.
-const BLOB_RECEIPTS: &str = "gust:blob-receipts";
-/// Kv store holding each change-feed consumer's checkpoint.
-const CHANGEFEED_CHECKPOINTS: &str = "gust:changefeed-checkpoints";
 use crate::builder::{QuietProgress, build_app};
 use crate::keys;
 use crate::logs::LogHub;
@@ -57,9 +50,6 @@ pub struct Host {
     services: Services,
     node: String,
     mqtt: std::sync::Mutex<Option<EmbeddedBroker>>,
-    changefeed_checkpoints: Arc<dyn KeyValue>,
-    timer_status: Arc<dyn KeyValue>,
-    blob_receipts: Arc<dyn KeyValue>,
     current: ArcSwap<LoadedApp>,
     sse: Arc<crate::sse::SseHub>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
@@ -95,15 +85,6 @@ impl Host {
             ..RuntimeOptions::default()
         })?;
         let logs = Arc::new(LogHub::new(&state.join("logs"), options.echo_logs));
-        let internal = |name: &str, what: &str| {
-            services
-                .kv
-                .open(name)
-                .with_context(|| format!("cannot open the {what} store"))
-        };
-        let timer_status = internal(TIMER_STORE, "timer status")?;
-        let blob_receipts = internal(BLOB_RECEIPTS, "blob receipt")?;
-        let changefeed_checkpoints = internal(CHANGEFEED_CHECKPOINTS, "change-feed checkpoint")?;
         let node = format!("{}-{}", hostname(), std::process::id());
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
@@ -129,9 +110,6 @@ impl Host {
             services,
             node,
             mqtt: std::sync::Mutex::new(None),
-            changefeed_checkpoints,
-            timer_status,
-            blob_receipts,
             current: ArcSwap::from_pointee(loaded),
             sse,
             stats: Mutex::new(stats),
@@ -206,11 +184,8 @@ impl Host {
     fn trigger_context(&self, app: &LoadedApp) -> Result<TriggerContext<'_>> {
         Ok(TriggerContext {
             services: &self.services,
-            timer_status: self.timer_status.clone(),
-            blob_receipts: self.blob_receipts.clone(),
-            changefeed_checkpoints: self.changefeed_checkpoints.clone(),
             node: self.node.clone(),
-            mqtt_broker: self.mqtt_broker(app)?,
+            mqtt_broker: self.mqtt_broker(app)?.map(|url| url.to_string()),
         })
     }
 

@@ -23,7 +23,9 @@ use gust_manifest::{BlobPattern, BlobTrigger, RetryPolicy};
 use serde_json::json;
 
 use crate::dispatch::{Dispatcher, Shutdown};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
 use crate::settle::{Settlement, dead_letter_event, settle};
+use gust_manifest::{Function, Trigger};
 
 /// Full rescan period (catches anything a watch missed, runs retries, and
 /// is the poll interval of engines that cannot watch).
@@ -252,6 +254,75 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The internal kv store holding blob trigger receipts.
+pub const RECEIPT_STORE: &str = "gust:blob-receipts";
+
+/// The `blob` trigger kind: blobs of a container on any blob engine.
+pub struct BlobKind;
+
+impl TriggerKind for BlobKind {
+    fn name(&self) -> &'static str {
+        "blob"
+    }
+
+    fn serves(&self, trigger: &Trigger) -> bool {
+        matches!(trigger, Trigger::Blob(_))
+    }
+
+    fn describe(&self, function: &Function) -> Description {
+        let Trigger::Blob(b) = &function.trigger else {
+            return Description::other(self.name(), function);
+        };
+        Description {
+            kind: "blob",
+            source: format!("blobs matching `{}` in container `{}`", b.path, b.container),
+            details: json!({
+                "kind": "blob",
+                "container": b.container,
+                "path": b.path,
+                "deadletter_queue": crate::settle::retry_queue(&b.container, &function.name),
+            }),
+        }
+    }
+
+    fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
+        Box::pin(async move {
+            let Trigger::Blob(blob) = &cx.function.trigger else {
+                return Err(cx.error("not a blob trigger"));
+            };
+            let f = cx.function;
+            let container = cx.services.blobs.container(&blob.container).map_err(|e| {
+                cx.error(format!(
+                    "cannot open blob container `{}`: {e}",
+                    blob.container
+                ))
+            })?;
+            let receipts = cx
+                .services
+                .kv
+                .open(RECEIPT_STORE)
+                .map_err(|e| cx.error(format!("cannot open the blob receipt store: {e}")))?;
+            let dead_letters = cx
+                .queue(&crate::settle::retry_queue(&blob.container, &f.name))
+                .await?;
+            let mut started = Started::default();
+            cx.start_redrive(&mut started, dead_letters.clone());
+            let watcher = BlobWatcher {
+                function: f.name.clone(),
+                trigger: blob.clone(),
+                container,
+                retry: f.retry.clone(),
+                receipts,
+                dispatcher: cx.dispatcher.clone(),
+                max_size: f.limits.max_body,
+                dead_letters,
+            };
+            cx.spawn(&mut started, watcher.run(cx.shutdown.clone()));
+            Ok(started)
+        })
+    }
 }
 
 #[cfg(test)]

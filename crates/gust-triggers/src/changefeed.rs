@@ -20,7 +20,9 @@ use gust_events::{Event, rfc3339};
 use gust_manifest::{ChangefeedStart, ChangefeedTrigger, RetryPolicy};
 
 use crate::dispatch::{Dispatcher, Shutdown};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
 use crate::settle::{Settlement, dead_letter_event, settle};
+use gust_manifest::{Function, Trigger};
 
 /// Longest wait for new changes (bounds shutdown latency).
 const POLL: Duration = Duration::from_millis(500);
@@ -188,6 +190,74 @@ impl ChangeFeedConsumer {
                 }
             }
         }
+    }
+}
+
+/// The internal kv store holding each change-feed consumer's checkpoint.
+pub const CHECKPOINT_STORE: &str = "gust:changefeed-checkpoints";
+
+/// The `changefeed` trigger kind.
+pub struct ChangefeedKind;
+
+impl TriggerKind for ChangefeedKind {
+    fn name(&self) -> &'static str {
+        "changefeed"
+    }
+
+    fn serves(&self, trigger: &Trigger) -> bool {
+        matches!(trigger, Trigger::Changefeed(_))
+    }
+
+    fn describe(&self, function: &Function) -> Description {
+        let Trigger::Changefeed(c) = &function.trigger else {
+            return Description::other(self.name(), function);
+        };
+        Description {
+            kind: "changefeed",
+            source: format!("changes of table `{}`", c.table),
+            details: serde_json::json!({
+                "kind": "changefeed",
+                "table": c.table,
+                "start": match c.start {
+                    ChangefeedStart::Beginning => "beginning",
+                    ChangefeedStart::Now => "now",
+                },
+                "deadletter_queue": dead_letter_queue(&c.table, &function.name),
+            }),
+        }
+    }
+
+    fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
+        Box::pin(async move {
+            let Trigger::Changefeed(feed) = &cx.function.trigger else {
+                return Err(cx.error("not a changefeed trigger"));
+            };
+            let f = cx.function;
+            let table = cx
+                .services
+                .tables
+                .open(&feed.table)
+                .map_err(|e| cx.error(format!("cannot open table `{}`: {e}", feed.table)))?;
+            let checkpoints = cx
+                .services
+                .kv
+                .open(CHECKPOINT_STORE)
+                .map_err(|e| cx.error(format!("cannot open the checkpoint store: {e}")))?;
+            let dead_letters = cx.queue(&dead_letter_queue(&feed.table, &f.name)).await?;
+            let mut started = Started::default();
+            cx.start_redrive(&mut started, dead_letters.clone());
+            let consumer = ChangeFeedConsumer {
+                function: f.name.clone(),
+                trigger: feed.clone(),
+                retry: f.retry.clone(),
+                table,
+                checkpoints,
+                dead_letters,
+                dispatcher: cx.dispatcher.clone(),
+            };
+            cx.spawn(&mut started, consumer.run(cx.shutdown.clone()));
+            Ok(started)
+        })
     }
 }
 

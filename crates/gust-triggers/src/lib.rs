@@ -10,6 +10,7 @@ pub mod http;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod queue;
+pub mod registry;
 pub mod retry;
 pub mod settle;
 pub mod stream;

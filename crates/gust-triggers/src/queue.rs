@@ -11,7 +11,9 @@ use gust_manifest::{QueueTrigger, RetryPolicy};
 use tokio::sync::Semaphore;
 
 use crate::dispatch::{Dispatcher, Shutdown};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
 use crate::settle::{Settlement, settle};
+use gust_manifest::{Function, Trigger};
 
 /// Longest wait of one receive call (bounds shutdown latency).
 const POLL: Duration = Duration::from_millis(500);
@@ -155,6 +157,55 @@ impl QueueConsumer {
                     return;
                 }
             }
+        })
+    }
+}
+
+/// The `queue` trigger kind.
+pub struct QueueKind;
+
+impl TriggerKind for QueueKind {
+    fn name(&self) -> &'static str {
+        "queue"
+    }
+
+    fn serves(&self, trigger: &Trigger) -> bool {
+        matches!(trigger, Trigger::Queue(_))
+    }
+
+    fn describe(&self, function: &Function) -> Description {
+        let Trigger::Queue(q) = &function.trigger else {
+            return Description::other(self.name(), function);
+        };
+        Description {
+            kind: "queue",
+            source: format!("queue `{}`", q.queue),
+            details: serde_json::json!({
+                "kind": "queue",
+                "queue": q.queue,
+                "batch_size": q.batch_size,
+                "concurrency": q.concurrency,
+                "visibility_ms": q.visibility.as_millis() as u64,
+            }),
+        }
+    }
+
+    fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
+        Box::pin(async move {
+            let Trigger::Queue(trigger) = &cx.function.trigger else {
+                return Err(cx.error("not a queue trigger"));
+            };
+            let consumer = QueueConsumer {
+                function: cx.function.name.clone(),
+                trigger: trigger.clone(),
+                retry: cx.function.retry.clone(),
+                queue: cx.queue(&trigger.queue).await?,
+                dispatcher: cx.dispatcher.clone(),
+                filter: None,
+            };
+            let mut started = Started::default();
+            cx.spawn(&mut started, consumer.run(cx.shutdown.clone()));
+            Ok(started)
         })
     }
 }

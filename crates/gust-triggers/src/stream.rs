@@ -25,7 +25,9 @@ use gust_manifest::RetryPolicy;
 use serde::Deserialize;
 
 use crate::dispatch::{Dispatcher, Shutdown};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
 use crate::settle::{Settlement, dead_letter_event, settle};
+use gust_manifest::{EventTriggerKind, Function, Trigger};
 
 /// Longest wait for new records in one call (bounds the recovery from a
 /// failed wait; shutdown interrupts it at once).
@@ -375,6 +377,82 @@ async fn pause(shutdown: &mut Shutdown, d: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(d) => shutdown.is_requested(),
         () = shutdown.requested() => true,
+    }
+}
+
+/// The `stream` trigger kind: owns its settings ([`StreamTriggerSettings`]).
+pub struct StreamKind;
+
+impl StreamKind {
+    fn settings(function: &Function) -> Result<StreamTriggerSettings, TriggerError> {
+        let Trigger::Event { settings, .. } = &function.trigger else {
+            return Err(TriggerError::new(&function.name, "not a stream trigger"));
+        };
+        let invalid = |e: &dyn std::fmt::Display| {
+            TriggerError::new(
+                &function.name,
+                format!("invalid stream trigger settings: {e}"),
+            )
+        };
+        let parsed: StreamTriggerSettings = settings.clone().try_into().map_err(|e| invalid(&e))?;
+        parsed.validate().map_err(|e| invalid(&e))?;
+        Ok(parsed)
+    }
+}
+
+impl TriggerKind for StreamKind {
+    fn name(&self) -> &'static str {
+        "stream"
+    }
+
+    fn serves(&self, trigger: &Trigger) -> bool {
+        matches!(
+            trigger,
+            Trigger::Event {
+                kind: EventTriggerKind::Stream,
+                ..
+            }
+        )
+    }
+
+    fn validate(&self, function: &Function) -> Result<(), TriggerError> {
+        Self::settings(function).map(|_| ())
+    }
+
+    fn describe(&self, function: &Function) -> Description {
+        Description::from_settings(self.name(), "stream", function)
+    }
+
+    fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
+        Box::pin(async move {
+            let f = cx.function;
+            let settings = Self::settings(f)?;
+            let stream = match settings.stream_config() {
+                Some(config) => {
+                    cx.services
+                        .streams
+                        .stream_with(&settings.stream, config)
+                        .await
+                }
+                None => cx.services.streams.stream(&settings.stream).await,
+            }
+            .map_err(|e| cx.error(format!("cannot open stream `{}`: {e}", settings.stream)))?;
+            let dead_letters = cx
+                .queue(&crate::settle::retry_queue(&settings.stream, &f.name))
+                .await?;
+            let mut started = Started::default();
+            cx.start_redrive(&mut started, dead_letters.clone());
+            let consumer = StreamConsumer {
+                function: f.name.clone(),
+                settings,
+                retry: f.retry.clone(),
+                stream,
+                dead_letters,
+                dispatcher: cx.dispatcher.clone(),
+            };
+            cx.spawn(&mut started, consumer.run(cx.shutdown.clone()));
+            Ok(started)
+        })
     }
 }
 

@@ -20,6 +20,8 @@ use gust_manifest::TimerTrigger;
 use serde_json::json;
 
 use crate::dispatch::{Dispatcher, Shutdown};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
+use gust_manifest::{Function, Trigger};
 
 /// Persisted schedule status of one timer function.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -195,6 +197,63 @@ impl TimerRunner {
         if let Err(e) = self.status.set(&self.function, status.to_json()).await {
             tracing::warn!(function = %self.function, error = %e, "cannot persist timer status");
         }
+    }
+}
+
+/// The internal kv store holding timer status (`:` keeps it apart from
+/// user store names).
+pub const STATUS_STORE: &str = "gust:timers";
+
+/// The `timer` trigger kind: one firing per slot across the nodes sharing
+/// the app's leases.
+pub struct TimerKind;
+
+impl TriggerKind for TimerKind {
+    fn name(&self) -> &'static str {
+        "timer"
+    }
+
+    fn serves(&self, trigger: &Trigger) -> bool {
+        matches!(trigger, Trigger::Timer(_))
+    }
+
+    fn describe(&self, function: &Function) -> Description {
+        let Trigger::Timer(t) = &function.trigger else {
+            return Description::other(self.name(), function);
+        };
+        Description {
+            kind: "timer",
+            source: format!("schedule `{}` ({})", t.schedule, t.time_zone),
+            details: json!({
+                "kind": "timer",
+                "schedule": t.schedule,
+                "time_zone": t.time_zone,
+                "run_on_startup": t.run_on_startup,
+            }),
+        }
+    }
+
+    fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
+        Box::pin(async move {
+            let Trigger::Timer(timer) = &cx.function.trigger else {
+                return Err(cx.error("not a timer trigger"));
+            };
+            let status = cx
+                .services
+                .kv
+                .open(STATUS_STORE)
+                .map_err(|e| cx.error(format!("cannot open the timer status store: {e}")))?;
+            let runner = TimerRunner {
+                function: cx.function.name.clone(),
+                trigger: timer.clone(),
+                status,
+                dispatcher: cx.dispatcher.clone(),
+                lease: Some((cx.services.leases.clone(), cx.node.to_string())),
+            };
+            let mut started = Started::default();
+            cx.spawn(&mut started, runner.run(cx.shutdown.clone()));
+            Ok(started)
+        })
     }
 }
 

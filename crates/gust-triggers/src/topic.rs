@@ -8,9 +8,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::queue::{EventFilter, QueueConsumer};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
 use gust_backends::{Dedupe, Result, Topic, TopicProvider};
 use gust_events::{Event, to_metadata};
 use gust_manifest::TopicTrigger;
+use gust_manifest::{Function, QueueTrigger, Trigger};
 
 pub use gust_backends::topic::subscription_queue;
 
@@ -146,6 +149,81 @@ impl Publisher {
             .sum();
         report.accepted = fresh.len();
         Ok(report)
+    }
+}
+
+/// The `topic` trigger kind: a durable subscription `<topic>--<function>`
+/// with the trigger's filter applied by the consumer.
+pub struct TopicKind;
+
+impl TriggerKind for TopicKind {
+    fn name(&self) -> &'static str {
+        "topic"
+    }
+
+    fn serves(&self, trigger: &Trigger) -> bool {
+        matches!(trigger, Trigger::Topic(_))
+    }
+
+    fn describe(&self, function: &Function) -> Description {
+        let Trigger::Topic(t) = &function.trigger else {
+            return Description::other(self.name(), function);
+        };
+        Description {
+            kind: "topic",
+            source: format!("topic `{}`", t.topic),
+            details: serde_json::json!({
+                "kind": "topic",
+                "topic": t.topic,
+                "queue": subscription_queue(&t.topic, &function.name),
+                "filter": {
+                    "type": t.event_type,
+                    "subject_prefix": t.subject_prefix,
+                    "subject_suffix": t.subject_suffix,
+                    "attributes": t.attributes,
+                },
+            }),
+        }
+    }
+
+    fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
+        Box::pin(async move {
+            let Trigger::Topic(topic) = &cx.function.trigger else {
+                return Err(cx.error("not a topic trigger"));
+            };
+            let name = &cx.function.name;
+            let queue = async {
+                cx.services
+                    .topics
+                    .topic(&topic.topic)
+                    .await?
+                    .subscribe(name)
+                    .await
+            }
+            .await
+            .map_err(|e| cx.error(format!("cannot subscribe to topic `{}`: {e}", topic.topic)))?;
+            let wanted = topic.clone();
+            let filter: EventFilter = Arc::new(move |e| matches(&wanted, e));
+            let consumer = QueueConsumer {
+                function: name.clone(),
+                trigger: QueueTrigger {
+                    queue: subscription_queue(&topic.topic, name),
+                    batch_size: 16,
+                    concurrency: topic.concurrency,
+                    visibility: std::time::Duration::from_secs(30),
+                },
+                retry: cx.function.retry.clone(),
+                queue,
+                dispatcher: cx.dispatcher.clone(),
+                filter: Some(filter),
+            };
+            let mut started = Started {
+                subscription: Some(topic.clone()),
+                ..Started::default()
+            };
+            cx.spawn(&mut started, consumer.run(cx.shutdown.clone()));
+            Ok(started)
+        })
     }
 }
 

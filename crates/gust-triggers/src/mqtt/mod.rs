@@ -70,7 +70,7 @@ use thiserror::Error;
 pub use broker::{DEFAULT_LISTEN, EmbeddedBroker, EmbeddedBrokerConfig};
 pub use filter::{matching_functions, topic_matches, validate_filter};
 pub use trigger::{
-    BrokerUrl, EVENT_SOURCE, EVENT_TYPE, MqttTrigger, MqttTriggerSettings, client_id,
+    BrokerUrl, EVENT_SOURCE, EVENT_TYPE, MqttKind, MqttTrigger, MqttTriggerSettings, client_id,
     message_event, queue_name,
 };
 

@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use super::{MqttError, validate_filter};
 use crate::dispatch::{Dispatcher, Shutdown};
 use crate::queue::QueueConsumer;
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
+use gust_manifest::{EventTriggerKind, Function, Trigger};
 
 /// CloudEvents `type` of every MQTT message event.
 pub const EVENT_TYPE: &str = "gust.mqtt.message";
@@ -540,6 +542,96 @@ async fn acknowledge(client: &AsyncClient, generation: &Generation, batch: &[(u6
                 }
             }
         }
+    }
+}
+
+/// How long starting an mqtt trigger waits for its subscription to be
+/// granted before the app is reported ready anyway.
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The `mqtt` trigger kind: owns its settings ([`MqttTriggerSettings`]).
+pub struct MqttKind;
+
+impl MqttKind {
+    fn settings(function: &Function) -> Result<MqttTriggerSettings, TriggerError> {
+        let Trigger::Event { settings, .. } = &function.trigger else {
+            return Err(TriggerError::new(&function.name, "not an mqtt trigger"));
+        };
+        MqttTriggerSettings::from_table(&function.name, settings)
+            .map_err(|e| TriggerError::new(&function.name, e))
+    }
+
+    /// Whether `function` listens on the embedded broker (an mqtt trigger
+    /// that names no broker of its own).
+    pub fn uses_embedded_broker(function: &Function) -> bool {
+        MqttKind.serves(&function.trigger)
+            && Self::settings(function).is_ok_and(|s| s.broker.is_none())
+    }
+}
+
+impl TriggerKind for MqttKind {
+    fn name(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn serves(&self, trigger: &Trigger) -> bool {
+        matches!(
+            trigger,
+            Trigger::Event {
+                kind: EventTriggerKind::Mqtt,
+                ..
+            }
+        )
+    }
+
+    fn validate(&self, function: &Function) -> Result<(), TriggerError> {
+        Self::settings(function).map(|_| ())
+    }
+
+    fn describe(&self, function: &Function) -> Description {
+        Description::from_settings(self.name(), "topic", function)
+    }
+
+    fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
+        Box::pin(async move {
+            let f = cx.function;
+            let settings = Self::settings(f)?;
+            let broker = match (settings.broker.as_deref(), cx.mqtt_broker) {
+                (Some(url), _) | (None, Some(url)) => {
+                    BrokerUrl::parse(url).map_err(|e| cx.error(e))?
+                }
+                (None, None) => return Err(cx.error("the embedded MQTT broker is not running")),
+            };
+            let trigger = MqttTrigger {
+                app: cx.app.to_string(),
+                function: f.name.clone(),
+                settings,
+                broker,
+                retry: f.retry.clone(),
+                queue: cx.queue(&queue_name(&f.name)).await?,
+                dispatcher: cx.dispatcher.clone(),
+            };
+            let function = f.name.clone();
+            let (subscribed, granted) = tokio::sync::oneshot::channel();
+            let mut started = Started::default();
+            cx.spawn(&mut started, {
+                let stop = cx.shutdown.clone();
+                async move {
+                    if let Err(e) = trigger.run_notifying(stop, Some(subscribed)).await {
+                        tracing::error!(function = %function, "mqtt trigger stopped: {e}");
+                    }
+                }
+            });
+            // Ready only once messages published from now on reach the
+            // function; a broker that is down is retried in the background.
+            if !matches!(
+                tokio::time::timeout(SUBSCRIBE_WAIT, granted).await,
+                Ok(Ok(()))
+            ) {
+                tracing::warn!(function = %f.name, "MQTT subscription not granted within {SUBSCRIBE_WAIT:?}; still trying in the background");
+            }
+            Ok(started)
+        })
     }
 }
 

@@ -118,50 +118,11 @@ pub(super) fn describe(host: &Host, url: &str) -> (Vec<String>, Vec<String>) {
                     h.auth.as_str()
                 ));
             }
-            Trigger::Queue(q) => {
-                details.push(format!(
-                    "  {:<12} {} <- queue `{}`",
-                    "queue", f.name, q.queue
-                ));
-            }
-            Trigger::Topic(t) => {
-                details.push(format!(
-                    "  {:<12} {} <- topic `{}`",
-                    "topic", f.name, t.topic
-                ));
-            }
-            Trigger::Changefeed(c) => {
-                details.push(format!(
-                    "  {:<12} {} <- changes of table `{}`",
-                    "changefeed", f.name, c.table
-                ));
-            }
-            Trigger::Blob(b) => {
-                details.push(format!(
-                    "  {:<12} {} <- files matching `{}` in {}",
-                    "blob",
-                    f.name,
-                    b.path,
-                    host.blob_root().join(&b.container).display()
-                ));
-            }
-            Trigger::Timer(t) => {
-                details.push(format!(
-                    "  {:<12} {} <- schedule `{}` ({})",
-                    "timer", f.name, t.schedule, t.time_zone
-                ));
-            }
-            Trigger::Event { kind, settings } => {
-                let source = ["stream", "topic"]
-                    .iter()
-                    .find_map(|k| settings.get(*k).and_then(|v| v.as_str()))
-                    .unwrap_or("?");
-                details.push(format!(
-                    "  {:<12} {} <- {} `{source}`",
-                    kind.as_str(),
-                    f.name,
-                    kind.as_str()
-                ));
+            _ => {
+                let source = gust_host::registry::describe(f)
+                    .map(|d| d.source)
+                    .unwrap_or_else(|e| e.to_string());
+                details.push(format!("  {:<12} {} <- {source}", f.trigger.kind(), f.name));
             }
         }
     }
