@@ -438,7 +438,13 @@ pub struct Tally {
 
 /// Tallies kv store `store` of the app in `dir` against the `expected` bodies.
 pub fn tally(dir: &Path, store: &str, expected: impl Iterator<Item = String>) -> Tally {
-    let counts = kv_counts(dir, store);
+    tally_counts(&kv_counts(dir, store), expected)
+}
+
+/// Tallies `(body, times handled)` pairs, read from wherever the kv store
+/// lives (an engine's, for a host started with engine flags), against the
+/// `expected` bodies.
+pub fn tally_counts(counts: &[(String, u64)], expected: impl Iterator<Item = String>) -> Tally {
     let seen: std::collections::HashSet<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
     Tally {
         lost: expected.filter(|b| !seen.contains(b.as_str())).collect(),
