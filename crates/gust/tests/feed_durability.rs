@@ -77,7 +77,7 @@ impl Engine {
     fn kv_counts(self, dir: &std::path::Path, name: &str, store: &str) -> Vec<(String, u64)> {
         match self {
             Engine::Embedded => kv_counts(dir, store),
-            Engine::Nats => nats::kv_counts(name, store),
+            Engine::Nats => nats_kv_counts(NATS, name, store),
             Engine::Postgres => pg::kv_counts(name, store),
         }
     }
@@ -314,11 +314,6 @@ mod nats {
         tokio::runtime::Runtime::new().unwrap().block_on(f)
     }
 
-    async fn context() -> jetstream::Context {
-        let client = async_nats::connect(NATS).await.expect("connect to NATS");
-        jetstream::new(client)
-    }
-
     /// The JetStream name of partition `p` of stream `stream` of app `name`.
     fn partition_stream(client: async_nats::Client, name: &str, stream: &str, p: u32) -> String {
         let prefix = gust_backends::services::nats_prefix(name);
@@ -333,35 +328,6 @@ mod nats {
         p0.strip_suffix("S_x_P0")
             .expect("partition name")
             .to_string()
-    }
-
-    /// Every `(key, count)` in kv bucket of store `store` of app `name`.
-    pub fn kv_counts(name: &str, store: &str) -> Vec<(String, u64)> {
-        block_on(async {
-            let js = context().await;
-            let bucket =
-                gust_backends::nats::kv::NatsKv::with_context(js.clone(), name).bucket_name(store);
-            let kv = js.get_key_value(&bucket).await.expect("kv bucket");
-            let keys: Vec<String> = kv
-                .keys()
-                .await
-                .expect("list keys")
-                .map(|k| k.expect("key"))
-                .collect()
-                .await;
-            futures::stream::iter(keys)
-                .map(|key| {
-                    let kv = kv.clone();
-                    async move {
-                        let value = kv.get(&key).await.expect("get").expect("value");
-                        let n = std::str::from_utf8(&value).unwrap().trim().parse().unwrap();
-                        (key, n)
-                    }
-                })
-                .buffer_unordered(64)
-                .collect()
-                .await
-        })
     }
 
     /// Every record `(key, body)` in the partitions of stream `stream` of
