@@ -104,8 +104,9 @@ fn run(s: &Scenario, engine: Engine, in_engine: fn(name: &str)) {
     let mut first = up(dir, &args);
     let key = admin_key(dir);
     let (url, write_key, write) = (first.url.clone(), key.clone(), s.write);
+    let writing = Instant::now();
     in_parallel(ITEMS, WRITERS, move |i| write(&url, &write_key, i));
-    let write_time = started.elapsed();
+    let write_time = writing.elapsed();
     app.write("gust.toml", &(s.manifest)(&name, "jobs"));
     let r = send(
         "POST",
@@ -150,7 +151,8 @@ fn run(s: &Scenario, engine: Engine, in_engine: fn(name: &str)) {
         distinct,
     } = tally_counts(&engine.kv_counts(dir, &name, "seen"), (0..ITEMS).map(body));
     println!(
-        "{}{} durability: {ITEMS} items written in {:.2}s; {at_kill} handled when SIGKILLed; \
+        "{}{} durability: {ITEMS} items written in {:.2}s ({:.0}/s, {WRITERS} threads, \
+         a connection per write); {at_kill} handled when SIGKILLed; \
          restart drained the rest in {:.2}s; lost {}; duplicates {duplicates}; whole test {:.1}s",
         s.label,
         match engine {
@@ -159,6 +161,7 @@ fn run(s: &Scenario, engine: Engine, in_engine: fn(name: &str)) {
             Engine::Postgres => " [postgres]",
         },
         write_time.as_secs_f64(),
+        ITEMS as f64 / write_time.as_secs_f64(),
         drain_time.as_secs_f64(),
         lost.len(),
         started.elapsed().as_secs_f64(),
