@@ -10,7 +10,8 @@
 //! 10,000 are waiting when it is pointed at them (a reload) and the kill
 //! lands mid-flight: sending is slower than processing. After the second
 //! host drained the queue and stopped, the test opens `.gust/data/kv.redb`
-//! itself and reads every count.
+//! itself and reads every count (on NATS, where `--nats` puts kv too, the
+//! store's kv bucket, with async-nats).
 //!
 //! Runs on the embedded queue store and on NATS JetStream
 //! (nats://127.0.0.1:4222). The two tests take turns, so each has the whole
@@ -121,9 +122,15 @@ fn depth(url: &str, key: &str) -> u64 {
     r.json()["depth"].as_u64().expect("depth")
 }
 
-/// Every count in kv store `seen`, read from the file after the host stopped.
-fn counts(dir: &Path) -> Vec<(String, u64)> {
-    kv_counts(dir, "seen")
+/// Every count in kv store `seen` of app `name`, read after the host
+/// stopped: from the file, or from NATS when `extra` has `--nats` (which
+/// puts kv there too).
+fn counts(dir: &Path, name: &str, extra: &[&str]) -> Vec<(String, u64)> {
+    if extra.contains(&"--nats") {
+        nats_kv_counts(NATS, name, "seen")
+    } else {
+        kv_counts(dir, "seen")
+    }
 }
 
 /// The whole scenario for app `name`; `extra` are more `gust up` arguments.
@@ -181,7 +188,7 @@ fn kill_and_restart(label: &str, name: &str, extra: &[&str]) {
     assert_eq!(code, Some(0), "second host did not stop cleanly:\n{stderr}");
 
     // 4. The verdict, from the kv file itself.
-    let counts = counts(dir);
+    let counts = counts(dir, name, extra);
     let seen: HashSet<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
     let lost: Vec<String> = (0..MESSAGES)
         .map(body)
@@ -228,6 +235,16 @@ fn sigkill_mid_flight_loses_no_message_on_nats_jetstream() {
             for queue in ["jobs", "jobs-deadletter", "parked", "parked-deadletter"] {
                 queues.delete_queue(queue).await?;
             }
+            let js = async_nats::jetstream::new(
+                async_nats::connect(NATS)
+                    .await
+                    .map_err(|e| gust_backends::BackendError::engine("nats", e.to_string()))?,
+            );
+            let bucket = gust_backends::nats::kv::NatsKv::with_context(js.clone(), &name)
+                .bucket_name("seen");
+            js.delete_key_value(&bucket)
+                .await
+                .map_err(|e| gust_backends::BackendError::engine("nats", e.to_string()))?;
             Ok::<_, gust_backends::BackendError>(())
         });
         if let Err(e) = result {

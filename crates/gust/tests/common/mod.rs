@@ -438,11 +438,54 @@ pub struct Tally {
 
 /// Tallies kv store `store` of the app in `dir` against the `expected` bodies.
 pub fn tally(dir: &Path, store: &str, expected: impl Iterator<Item = String>) -> Tally {
-    let counts = kv_counts(dir, store);
+    tally_counts(&kv_counts(dir, store), expected)
+}
+
+/// Tallies `(body, times handled)` pairs, read from wherever the kv store
+/// lives (an engine's, for a host started with engine flags), against the
+/// `expected` bodies.
+pub fn tally_counts(counts: &[(String, u64)], expected: impl Iterator<Item = String>) -> Tally {
     let seen: std::collections::HashSet<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
     Tally {
         lost: expected.filter(|b| !seen.contains(b.as_str())).collect(),
         duplicates: counts.iter().map(|(_, n)| n.saturating_sub(1)).sum(),
         distinct: counts.len(),
     }
+}
+
+/// Every `(key, count)` in kv store `store` of app `app` on the NATS server
+/// at `url` (a host started with `--nats` keeps kv there), read with
+/// async-nats from the store's bucket. Keys come as stored: escaped, which
+/// leaves letters, digits and `-` as they are.
+pub fn nats_kv_counts(url: &str, app: &str, store: &str) -> Vec<(String, u64)> {
+    use futures::StreamExt;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = async_nats::connect(url).await.expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let bucket =
+            gust_backends::nats::kv::NatsKv::with_context(js.clone(), app).bucket_name(store);
+        let kv = js
+            .get_key_value(&bucket)
+            .await
+            .unwrap_or_else(|e| panic!("kv bucket {bucket}: {e}"));
+        let keys: Vec<String> = kv
+            .keys()
+            .await
+            .expect("list keys")
+            .map(|k| k.expect("key"))
+            .collect()
+            .await;
+        futures::stream::iter(keys)
+            .map(|key| {
+                let kv = kv.clone();
+                async move {
+                    let value = kv.get(&key).await.expect("get").expect("value");
+                    let n = std::str::from_utf8(&value).unwrap().trim().parse().unwrap();
+                    (key, n)
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await
+    })
 }
