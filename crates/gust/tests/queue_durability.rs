@@ -259,11 +259,5 @@ fn sigkill_mid_flight_loses_no_message_on_nats_jetstream() {
         }
     }
     let _cleanup = Cleanup(delete_streams);
-    // Queues on NATS; the function's `seen` store stays embedded so the
-    // verdict can read it from the kv file (`--nats` would move kv too).
-    kill_and_restart(
-        "nats",
-        &name,
-        &["--nats", NATS, "--backend", "kv=embedded://"],
-    );
+    kill_and_restart("nats", &name, &["--nats", NATS]);
 }
