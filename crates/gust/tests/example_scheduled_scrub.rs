@@ -7,7 +7,9 @@
 //! A second run cleans a MariaDB database instead (`--backend
 //! sql=mysql://.../legacy_<random>`): the same manifest and functions, the
 //! legacy tables created and seeded with the `mariadb` CLI, the result
-//! checked with it too, then the same HTTP scenario.
+//! checked with it too, then the same HTTP scenario. A third runs the HTTP
+//! scenario on a PostgreSQL schema (`?schema=legacy_<random>`), checked
+//! with `psql`.
 
 mod common;
 
@@ -370,4 +372,84 @@ fn the_same_functions_scrub_a_mariadb_database() {
         strings(&[&["8", "9"]])
     );
     eprintln!("done after {:?}", started.elapsed());
+}
+
+/// Runs `sql` with `psql` on the test database (unaligned, tuples only);
+/// `None` when it fails.
+fn psql(sql: &str) -> Option<String> {
+    let out = Command::new("psql")
+        .args([
+            POSTGRES_URL,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A PostgreSQL schema `legacy_<pid>_<random>`, dropped when this goes.
+struct LegacySchema(String);
+
+impl Drop for LegacySchema {
+    fn drop(&mut self) {
+        let _ = psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
+    }
+}
+
+#[test]
+fn the_same_functions_scrub_a_postgres_schema() {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = LegacySchema(format!("legacy_{}_{nanos}", std::process::id()));
+    psql(&format!("CREATE SCHEMA {}", schema.0))
+        .expect("create a schema (is PostgreSQL up on 127.0.0.1:5432?)");
+    let name = format!("scheduled-scrub-{}-{nanos}", std::process::id());
+    let app = TestApp::new(
+        &manifest().replace("name = \"scheduled-scrub\"", &format!("name = \"{name}\"")),
+    );
+    let backend = format!("sql={POSTGRES_URL}?schema={}", schema.0);
+    let host = up(
+        app.path(),
+        &["--quiet", "--no-watch", "--backend", &backend],
+    );
+    scenario(&host.url);
+    let table = |t: &str| format!("{}.{t}", schema.0);
+    assert_eq!(
+        psql(&format!(
+            "SELECT id FROM {} ORDER BY row_id",
+            table("orders")
+        ))
+        .unwrap(),
+        "100\n101\n102\n105\n107\n"
+    );
+    assert_eq!(
+        psql(&format!(
+            "SELECT id, coalesce(email, 'NULL') FROM {} ORDER BY row_id",
+            table("customers")
+        ))
+        .unwrap(),
+        "1|ada@example.com\n2|grace@example.org\n3|alan.turing@example.com\n4|NULL\n\
+         5|barbara@example.net\n6|NULL\n"
+    );
+    assert_eq!(
+        psql(&format!(
+            r#"SELECT count(*), sum("rows") FROM {}"#,
+            table("scrub_audit")
+        ))
+        .unwrap(),
+        "8|9\n"
+    );
 }
