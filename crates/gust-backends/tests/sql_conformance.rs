@@ -376,6 +376,40 @@ async fn optional_filters_and_untyped_parameters(e: Arc<Engine>) {
     assert_eq!(got.rows, vec![vec![int(2)]]);
 }
 
+/// Parameters PostgreSQL cannot type (or types two ways) inside a
+/// transaction: declaring them must not cost the transaction.
+async fn untyped_parameters_in_transactions(e: Arc<Engine>) {
+    let db = e.provider().await.open("main").unwrap();
+    db.execute_script("CREATE TABLE ut (id BIGINT, s VARCHAR(64))")
+        .await
+        .unwrap();
+    let statements = || {
+        vec![
+            stmt("INSERT INTO ut (id, s) VALUES (1, 'a')", vec![]),
+            // `?1` is text in the select list and varchar in the filter.
+            stmt(
+                "INSERT INTO ut (id, s) SELECT 2, ?1 FROM ut WHERE s <> ?1",
+                vec![text("b")],
+            ),
+            // Nothing gives `?1` a type.
+            stmt(
+                "UPDATE ut SET s = 'c' WHERE ?1 IS NULL AND s = ?2",
+                vec![SqlValue::Null, text("a")],
+            ),
+        ]
+    };
+    for round in 0..3 {
+        let changed = db.transaction(statements()).await.unwrap();
+        assert_eq!(changed, [1, 1 + round, 1], "round {round}");
+    }
+    assert_eq!(count(&*db, "ut").await, 9);
+    let got = db
+        .query("SELECT id, s FROM ut WHERE id = 2 ORDER BY s", vec![])
+        .await
+        .unwrap();
+    assert_eq!(got.rows.len(), 6);
+}
+
 async fn question_marks_in_literals_are_left_alone(e: Arc<Engine>) {
     let db = e.provider().await.open("main").unwrap();
     db.execute_script("CREATE TABLE q (id BIGINT, s TEXT)")
@@ -700,6 +734,7 @@ conformance!(
     positional_and_numbered_placeholders,
     question_marks_in_literals_are_left_alone,
     optional_filters_and_untyped_parameters,
+    untyped_parameters_in_transactions,
     rows_changed_are_counted,
     transactions_commit_together,
     a_failing_statement_rolls_back_the_transaction,

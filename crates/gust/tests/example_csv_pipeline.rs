@@ -6,6 +6,11 @@
 //! over HTTP, then dropping the same file again, a corrected version of
 //! it, an HTTP upload and a file with the wrong columns show that nothing
 //! is imported twice and that bad input is reported, not fatal.
+//!
+//! A second run keeps the container `uploads` in an S3 bucket (moto on
+//! 127.0.0.1:9000, `--backend blob=s3://...`): files are dropped with
+//! `PutObject` instead of `cp`, the browser is skipped, the HTTP checks are
+//! the same, and the objects are then checked in the bucket with boto3.
 
 mod browser;
 mod common;
@@ -13,7 +18,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use browser::Browser;
 use common::*;
@@ -215,6 +220,21 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
     b.screenshot(&browser::artifact("csv-pipeline"));
     drop(b);
 
+    after_the_first_import(&url, app.path(), &csv, &|src, name| {
+        cp(app.path(), src, name)
+    });
+    assert_eq!(host.stop(), Some(0));
+}
+
+/// The scenario once the sample is imported, shared by both runs: the
+/// query API, the same file again, a corrected version, an HTTP upload and
+/// a file with the wrong columns. `drop_file(src, name)` puts a file into
+/// the container `uploads` the way a person would.
+fn after_the_first_import(url: &str, app: &Path, csv: &str, drop_file: &dyn Fn(&Path, &str)) {
+    let want = expected(csv);
+    let url = url.to_owned();
+    let sample = repo().join("examples/csv-pipeline/sample/sales-2026-q1.csv");
+
     // ── The query API says the same.
     let s = summary(&url);
     assert_eq!(s["rows"], want.rows);
@@ -241,15 +261,12 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
 
     // ── The same file again (a new version by mtime, same content): skipped.
     std::thread::sleep(Duration::from_millis(1100));
-    cp(app.path(), &sample, "sales-2026-q1.csv");
+    drop_file(&sample, "sales-2026-q1.csv");
     assert!(
-        eventually(Duration::from_secs(30), || function_logs(
-            app.path(),
-            "import-csv"
-        )
-        .contains("content unchanged")),
+        eventually(Duration::from_secs(30), || function_logs(app, "import-csv")
+            .contains("content unchanged")),
         "{}",
-        function_logs(app.path(), "import-csv")
+        function_logs(app, "import-csv")
     );
     assert_eq!(summary(&url)["rows"], want.rows);
 
@@ -259,7 +276,7 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
     let fixed_csv = csv.replace("2026-02-30", "2026-02-28");
     std::fs::write(&fixed, &fixed_csv).unwrap();
     let want_fixed = expected(&fixed_csv);
-    cp(app.path(), &fixed, "sales-2026-q1.csv");
+    drop_file(&fixed, "sales-2026-q1.csv");
     assert!(
         eventually(Duration::from_secs(30), || summary(&url)["rows"]
             == want_fixed.rows),
@@ -295,7 +312,7 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
         "day,region,product,qty\n2026-01-01,North,Widget,1\n",
     )
     .unwrap();
-    cp(app.path(), &wrong, "wrong.csv");
+    drop_file(&wrong, "wrong.csv");
     let failed = |items: &[Value]| {
         items
             .iter()
@@ -318,5 +335,146 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
     );
     assert_eq!(summary(&url)["rows"], want_fixed.rows + 1);
     assert_eq!(get(&format!("{url}/api/nothing"), &[]).status, 404);
+}
+
+/// The moto S3 server the engine run uses.
+const S3_ENDPOINT: &str = "http://127.0.0.1:9000";
+
+/// Runs a boto3 snippet with `s3` (a client for moto) and `bucket` defined,
+/// and `sys.argv[1:]` = `args`; returns its stdout.
+fn boto3(bucket: &str, script: &str, args: &[&str]) -> String {
+    let program = format!(
+        "import sys, boto3\n\
+         s3 = boto3.client('s3', endpoint_url='{S3_ENDPOINT}', aws_access_key_id='test',\n\
+                           aws_secret_access_key='test', region_name='us-east-1')\n\
+         bucket = '{bucket}'\n{script}"
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "boto3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An S3 bucket on moto, emptied and deleted when this goes.
+struct Bucket(String);
+
+impl Bucket {
+    fn create(name: &str) -> Self {
+        boto3(name, "s3.create_bucket(Bucket=bucket)", &[]);
+        Self(name.to_owned())
+    }
+
+    /// The keys under `prefix`, in order.
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        boto3(
+            &self.0,
+            "for o in s3.list_objects_v2(Bucket=bucket, Prefix=sys.argv[1]).get('Contents', []):\n    print(o['Key'])",
+            &[prefix],
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    fn get(&self, key: &str) -> String {
+        boto3(
+            &self.0,
+            "sys.stdout.write(s3.get_object(Bucket=bucket, Key=sys.argv[1])['Body'].read().decode())",
+            &[key],
+        )
+    }
+
+    fn put(&self, key: &str, file: &Path) {
+        boto3(
+            &self.0,
+            "s3.put_object(Bucket=bucket, Key=sys.argv[1], Body=open(sys.argv[2], 'rb').read())",
+            &[key, file.to_str().unwrap()],
+        );
+    }
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        boto3(
+            &self.0,
+            "for o in s3.list_objects_v2(Bucket=bucket).get('Contents', []):\n    s3.delete_object(Bucket=bucket, Key=o['Key'])\ns3.delete_bucket(Bucket=bucket)",
+            &[],
+        );
+    }
+}
+
+#[test]
+fn the_uploads_container_on_s3_imports_the_same() {
+    let started = Instant::now();
+    let sample = repo().join("examples/csv-pipeline/sample/sales-2026-q1.csv");
+    let csv = std::fs::read_to_string(&sample).unwrap();
+    let want = expected(&csv);
+
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let bucket = Bucket::create(&format!("gust-csv-{unique}"));
+    let name = format!("csv-pipeline-{unique}");
+    let app = tempfile::tempdir().unwrap();
+    copy_example(app.path());
+    let manifest = std::fs::read_to_string(app.path().join("gust.toml")).unwrap();
+    assert!(manifest.contains("name = \"csv-pipeline\""));
+    std::fs::write(
+        app.path().join("gust.toml"),
+        manifest.replace("name = \"csv-pipeline\"", &format!("name = \"{name}\"")),
+    )
+    .unwrap();
+    let backend = format!(
+        "blob=s3://{}?endpoint={S3_ENDPOINT}&access_key_id=test&secret_access_key=test&region=us-east-1",
+        bucket.0
+    );
+    let mut host = up(app.path(), &["--quiet", "--backend", &backend]);
+    eprintln!("gust up ready after {:?}", started.elapsed());
+    let url = host.url.clone();
+    assert_eq!(summary(&url)["rows"], 0);
+
+    // Files reach the container as objects `<app>/uploads/<name>`.
+    let prefix = format!("{name}/uploads/");
+    let drop_file = |src: &Path, file: &str| bucket.put(&format!("{prefix}{file}"), src);
+    drop_file(&sample, "sales-2026-q1.csv");
+    assert!(
+        eventually(Duration::from_secs(60), || summary(&url)["rows"]
+            == want.rows),
+        "{}",
+        summary(&url)
+    );
+    assert_eq!(summary(&url)["files"], 1);
+    after_the_first_import(&url, app.path(), &csv, &drop_file);
     assert_eq!(host.stop(), Some(0));
+
+    // The bucket holds exactly the three files, the HTTP upload included
+    // (written by upload-csv through the blob binding), and nothing was
+    // written to the embedded container folder.
+    assert_eq!(
+        bucket.keys(&format!("{name}/")),
+        ["april.csv", "sales-2026-q1.csv", "wrong.csv"].map(|f| format!("{prefix}{f}"))
+    );
+    assert_eq!(
+        bucket.get(&format!("{prefix}april.csv")),
+        "date,region,product,units,unit_price\n2026-04-01,North,Widget,10,19.90\n"
+    );
+    assert_eq!(
+        bucket.get(&format!("{prefix}sales-2026-q1.csv")),
+        csv.replace("2026-02-30", "2026-02-28")
+    );
+    assert!(!app.path().join(".gust/blobs/uploads/april.csv").exists());
+    eprintln!("done after {:?}", started.elapsed());
 }

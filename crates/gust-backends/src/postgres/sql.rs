@@ -33,6 +33,9 @@
 //!
 //! `transaction` and `execute_script` run in one transaction (the script
 //! split on `;` outside quotes, so an error names the failing statement).
+//! A statement whose parameter must be declared (see Values) fails to
+//! prepare, and that aborts a transaction: the transaction is then rolled
+//! back and run again with that statement under a savepoint.
 //! A transaction, or a lone `execute`, that PostgreSQL aborts to break a
 //! deadlock or a serialization conflict (SQLSTATE `40P01`, `40001`) was not
 //! applied at all and is run again, up to 5 times. A cached statement whose
@@ -298,12 +301,39 @@ impl PgDatabase {
     }
 }
 
+/// What [`prepare`] may do when PostgreSQL cannot type a parameter (or
+/// deduces two types for it) and the statement must be prepared again with
+/// that parameter declared. A failed prepare aborts a transaction, so
+/// inside one that needs a savepoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Untyped {
+    /// Outside a transaction: prepare again.
+    Retry,
+    /// Inside a transaction, under `SAVEPOINT gust_declare`: roll back to
+    /// it, then prepare again.
+    RollBackToSavepoint,
+    /// Inside a transaction without a savepoint: fail with [`UNTYPED`]
+    /// (the caller runs the transaction again with a savepoint there).
+    Fail,
+}
+
+/// The error of [`Untyped::Fail`].
+const UNTYPED: &str = "a parameter needs its type declared; retry under a savepoint";
+
+/// The savepoint of [`Untyped::RollBackToSavepoint`].
+const DECLARE_SAVEPOINT: &str = "gust_declare";
+
+fn is_untyped(err: &BackendError) -> bool {
+    err.to_string().contains(UNTYPED)
+}
+
 /// Prepares `sql` (cached per connection) and binds `params` in the types
 /// PostgreSQL inferred for them.
 async fn prepare(
     conn: &mut PgConnection,
     sql: &str,
     params: &[SqlValue],
+    untyped: Untyped,
 ) -> Result<(String, PgArguments, Vec<String>)> {
     let translated = sql_engine::translate(sql, Dialect::Postgres)
         .map_err(|e| sql_engine::failed(BACKEND, sql, e))?;
@@ -320,6 +350,16 @@ async fn prepare(
                 let n = indeterminate_parameter(e.message()).unwrap_or(declared.len() + 1);
                 if n <= declared.len() || n > params.len() {
                     return Err(sql_engine::failed(BACKEND, sql, e.message()));
+                }
+                match untyped {
+                    Untyped::Retry => {}
+                    Untyped::Fail => return Err(sql_engine::failed(BACKEND, sql, UNTYPED)),
+                    Untyped::RollBackToSavepoint => {
+                        let rollback = format!("ROLLBACK TO SAVEPOINT {DECLARE_SAVEPOINT}");
+                        (&mut *conn).execute(rollback.as_str()).await.map_err(|e| {
+                            sql_engine::failed(BACKEND, &rollback, sql_engine::reason(&e))
+                        })?;
+                    }
                 }
                 declared.resize(n - 1, PgTypeInfo::with_oid(Oid(0)));
                 declared.push(declared_type(&params[n - 1]));
@@ -368,7 +408,7 @@ fn declared_type(value: &SqlValue) -> PgTypeInfo {
 
 async fn run_query(conn: &mut PgConnection, sql: &str, params: &[SqlValue]) -> Result<SqlRows> {
     use futures::TryStreamExt;
-    let (pg_sql, args, columns) = prepare(conn, sql, params).await?;
+    let (pg_sql, args, columns) = prepare(conn, sql, params, Untyped::Retry).await?;
     let mut stream = sqlx::query_with(&pg_sql, args).fetch(&mut *conn);
     let mut rows = Vec::new();
     let mut bytes = 0;
@@ -395,8 +435,13 @@ async fn run_query(conn: &mut PgConnection, sql: &str, params: &[SqlValue]) -> R
     Ok(SqlRows { columns, rows })
 }
 
-async fn run_execute(conn: &mut PgConnection, sql: &str, params: &[SqlValue]) -> Result<u64> {
-    let (pg_sql, args, _) = prepare(conn, sql, params).await?;
+async fn run_execute(
+    conn: &mut PgConnection,
+    sql: &str,
+    params: &[SqlValue],
+    untyped: Untyped,
+) -> Result<u64> {
+    let (pg_sql, args, _) = prepare(conn, sql, params, untyped).await?;
     sqlx::query_with(&pg_sql, args)
         .execute(&mut *conn)
         .await
@@ -422,10 +467,10 @@ impl Sql for PgDatabase {
         // victim was rolled back whole and can run again.
         sql_engine::retry_deadlocks(|| async {
             let mut conn = self.acquire().await?;
-            match run_execute(&mut conn, sql, &params).await {
+            match run_execute(&mut conn, sql, &params, Untyped::Retry).await {
                 Err(e) if is_stale_plan(&e) => {
                     forget_statements(&mut conn).await?;
-                    run_execute(&mut conn, sql, &params).await
+                    run_execute(&mut conn, sql, &params, Untyped::Retry).await
                 }
                 result => result,
             }
@@ -436,12 +481,22 @@ impl Sql for PgDatabase {
     async fn transaction(&self, statements: Vec<SqlStatement>) -> Result<Vec<u64>> {
         sql_engine::retry_deadlocks(|| async {
             let mut conn = self.acquire().await?;
-            match run_transaction(&mut conn, &statements).await {
-                Err(e) if is_stale_plan(&e) => {
-                    forget_statements(&mut conn).await?;
-                    run_transaction(&mut conn, &statements).await
+            // Statements to run under a savepoint, found by running the
+            // transaction (rolled back, so nothing of it applied): each
+            // round adds one, so this ends.
+            let mut guarded = Vec::new();
+            loop {
+                let outcome = match run_transaction(&mut conn, &statements, &guarded).await {
+                    Err(e) if is_stale_plan(&e) => {
+                        forget_statements(&mut conn).await?;
+                        run_transaction(&mut conn, &statements, &guarded).await
+                    }
+                    result => result,
+                }?;
+                match outcome {
+                    Ok(changed) => return Ok(changed),
+                    Err(i) => guarded.push(i),
                 }
-                result => result,
             }
         })
         .await
@@ -471,19 +526,44 @@ async fn forget_statements(conn: &mut PgConnection) -> Result<()> {
         .map_err(|e| BackendError::engine(BACKEND, format!("cannot clear statements: {e}")))
 }
 
-/// Runs `statements` in one transaction on `conn`.
-async fn run_transaction(conn: &mut PgConnection, statements: &[SqlStatement]) -> Result<Vec<u64>> {
+/// Runs `statements` in one transaction on `conn`, those at the indices
+/// `guarded` each under a savepoint, so that preparing it may fail and be
+/// retried with a parameter's type declared. `Ok(Err(i))`: statement `i`
+/// needs that too (the transaction was rolled back; run it again with `i`
+/// guarded). Savepoints only where needed: they cost round trips.
+async fn run_transaction(
+    conn: &mut PgConnection,
+    statements: &[SqlStatement],
+    guarded: &[usize],
+) -> Result<std::result::Result<Vec<u64>, usize>> {
     let mut tx = sqlx::Connection::begin(conn)
         .await
         .map_err(|e| sql_engine::failed(BACKEND, "BEGIN", sql_engine::reason(&e)))?;
     let mut changed = Vec::with_capacity(statements.len());
-    for s in statements {
-        changed.push(run_execute(&mut tx, &s.sql, &s.params).await?);
+    for (i, s) in statements.iter().enumerate() {
+        if !guarded.contains(&i) {
+            match run_execute(&mut tx, &s.sql, &s.params, Untyped::Fail).await {
+                Err(e) if is_untyped(&e) => return Ok(Err(i)),
+                result => changed.push(result?),
+            }
+            continue;
+        }
+        let savepoint = format!("SAVEPOINT {DECLARE_SAVEPOINT}");
+        let release = format!("RELEASE SAVEPOINT {DECLARE_SAVEPOINT}");
+        (&mut *tx)
+            .execute(savepoint.as_str())
+            .await
+            .map_err(|e| sql_engine::failed(BACKEND, &savepoint, sql_engine::reason(&e)))?;
+        changed.push(run_execute(&mut tx, &s.sql, &s.params, Untyped::RollBackToSavepoint).await?);
+        (&mut *tx)
+            .execute(release.as_str())
+            .await
+            .map_err(|e| sql_engine::failed(BACKEND, &release, sql_engine::reason(&e)))?;
     }
     tx.commit()
         .await
         .map_err(|e| sql_engine::failed(BACKEND, "COMMIT", sql_engine::reason(&e)))?;
-    Ok(changed)
+    Ok(Ok(changed))
 }
 
 /// Runs a `;`-separated script in one transaction on `conn`.

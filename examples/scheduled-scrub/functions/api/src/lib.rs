@@ -7,19 +7,25 @@
 //!   `{"customers": [{...}], "orders": [{...}]}` it inserts those rows
 //!   instead, exactly as given; `?reset=false` keeps the existing data.
 //! * `GET /api/report` returns the tables, the audit log and the runs.
+//!
+//! The SQL is portable (SQLite, MariaDB / MySQL, PostgreSQL): the legacy
+//! app numbers its rows itself (`row_id`, `max + 1`), and a table exists
+//! when a query on it works.
 
 use gust_sdk::http::{Request, Response};
 use gust_sdk::serde_json::{self, Map, Value as Json, json};
 use gust_sdk::sql::{Database, Value};
 
-/// The legacy schema: no primary keys, no foreign keys, no checks.
+/// The legacy schema: no primary keys, no foreign keys, no checks; each
+/// row has a number (`row_id`) the legacy app gives it, in insertion order.
 const LEGACY_SCHEMA: &str = "
 DROP TABLE IF EXISTS orders;
 DROP TABLE IF EXISTS customers;
 DROP TABLE IF EXISTS scrub_audit;
 DROP TABLE IF EXISTS scrub_runs;
-CREATE TABLE customers (id INTEGER, name TEXT, email TEXT);
-CREATE TABLE orders (id INTEGER, customer_id INTEGER, amount REAL, placed_on TEXT)";
+CREATE TABLE customers (row_id INTEGER NOT NULL, id INTEGER, name VARCHAR(255), email VARCHAR(255));
+CREATE TABLE orders (row_id INTEGER NOT NULL, id INTEGER, customer_id INTEGER,
+                     amount DOUBLE PRECISION, placed_on VARCHAR(255))";
 
 /// The columns a seeded row may set, per table.
 const CUSTOMER_COLUMNS: [&str; 3] = ["id", "name", "email"];
@@ -85,8 +91,10 @@ fn seed(db: &Database, req: &Request) -> Result<Response, Response> {
             rows_of(&body, "orders", &ORDER_COLUMNS)?,
         )
     };
-    // Schema and rows in one transaction: the scrub never sees half a seed.
+    // Schema and rows in one transaction: the scrub never sees half a seed
+    // (on SQLite and PostgreSQL; MySQL commits after each DROP / CREATE).
     let mut statements: Vec<(&str, Vec<Value>)> = Vec::new();
+    let (mut customer_row, mut order_row) = (0, 0);
     if reset {
         statements.extend(
             LEGACY_SCHEMA
@@ -96,29 +104,47 @@ fn seed(db: &Database, req: &Request) -> Result<Response, Response> {
                 .map(|s| (s, Vec::new())),
         );
     } else {
-        let exists = db
-            .query(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('customers', 'orders')",
+        // The last row numbers; a query that fails means no tables yet.
+        let last = |table: &str| {
+            db.query(
+                &format!("SELECT coalesce(max(row_id), 0) FROM {table}"),
                 &[],
             )
-            .map_err(db_error)?;
-        if exists.rows.first().and_then(|r| r[0].as_i64()) != Some(2) {
+            .ok()
+            .and_then(|rows| rows.rows.first().and_then(|r| r[0].as_i64()))
+        };
+        let (Some(c), Some(o)) = (last("customers"), last("orders")) else {
             return Err(error(
                 409,
                 "the tables do not exist yet: seed once without reset=false",
             ));
-        }
+        };
+        (customer_row, order_row) = (c, o);
     }
-    for row in &customers {
+    let numbered = |rows: &[Vec<Value>], last: i64| -> Vec<Vec<Value>> {
+        (last + 1..)
+            .zip(rows)
+            .map(|(n, row)| {
+                std::iter::once(Value::from(n))
+                    .chain(row.iter().cloned())
+                    .collect()
+            })
+            .collect()
+    };
+    let (customer_rows, order_rows) = (
+        numbered(&customers, customer_row),
+        numbered(&orders, order_row),
+    );
+    for row in customer_rows {
         statements.push((
-            "INSERT INTO customers (id, name, email) VALUES (?1, ?2, ?3)",
-            row.clone(),
+            "INSERT INTO customers (row_id, id, name, email) VALUES (?1, ?2, ?3, ?4)",
+            row,
         ));
     }
-    for row in &orders {
+    for row in order_rows {
         statements.push((
-            "INSERT INTO orders (id, customer_id, amount, placed_on) VALUES (?1, ?2, ?3, ?4)",
-            row.clone(),
+            "INSERT INTO orders (row_id, id, customer_id, amount, placed_on) VALUES (?1, ?2, ?3, ?4, ?5)",
+            row,
         ));
     }
     db.transaction(&statements).map_err(db_error)?;
@@ -219,17 +245,17 @@ fn report(db: &Database) -> Result<Response, Response> {
         (
             "customers",
             "customers",
-            "SELECT id, name, email FROM customers ORDER BY rowid",
+            "SELECT id, name, email FROM customers ORDER BY row_id",
         ),
         (
             "orders",
             "orders",
-            "SELECT id, customer_id, amount, placed_on FROM orders ORDER BY rowid",
+            "SELECT id, customer_id, amount, placed_on FROM orders ORDER BY row_id",
         ),
         (
             "audit",
             "scrub_audit",
-            "SELECT run_at, rule, action, table_name, rows, detail FROM scrub_audit ORDER BY id DESC LIMIT 100",
+            r#"SELECT run_at, rule, action, table_name, "rows", detail FROM scrub_audit ORDER BY id DESC LIMIT 100"#,
         ),
         (
             "runs",
@@ -237,14 +263,12 @@ fn report(db: &Database) -> Result<Response, Response> {
             "SELECT run_at, rows_changed FROM scrub_runs ORDER BY id DESC LIMIT 20",
         ),
     ] {
-        // The scrub creates its tables on its first run.
+        // The scrub creates its tables on its first run; a table exists
+        // when a query on it works.
         let exists = db
-            .query(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                &[table.into()],
-            )
-            .map_err(db_error)?;
-        let rows = if exists.rows.first().and_then(|r| r[0].as_i64()) == Some(1) {
+            .query(&format!("SELECT 1 FROM {table} WHERE 1 = 0"), &[])
+            .is_ok();
+        let rows = if exists {
             let rows = db.query(sql, &[]).map_err(db_error)?;
             rows.rows
                 .iter()

@@ -12,45 +12,95 @@
 //! | `invalid-amount`     | orders    | delete orders whose amount is missing, not a number or negative |
 //! | `orphan-order`       | orders    | delete orders whose customer does not exist       |
 //!
-//! Each rule that changed rows adds a row to `scrub_audit` (time, rule,
+//! Each rule that changes rows adds a row to `scrub_audit` (time, rule,
 //! action, table, row count) and every run adds one row to `scrub_runs`, in
 //! the same transaction as the changes: the log never disagrees with the
 //! data. Running the scrub again changes nothing (it is idempotent).
+//!
+//! The SQL is portable: the same code cleans an embedded SQLite database, a
+//! MariaDB / MySQL database or a PostgreSQL schema (`gust up --backend
+//! sql=...`). So it uses no engine catalogue (a table exists when a query
+//! on it works), no `rowid` (the legacy app numbers its rows in `row_id`),
+//! no `changes()` (each rule's audit row counts the rows its condition
+//! matches, in the transaction, right before the change), no `typeof()` or
+//! JSON functions (Rust decides, SQL re-checks) and no auto-increment (ids
+//! are `max(id) + 1`).
 
-use gust_sdk::serde_json::{self, json};
+use gust_sdk::serde_json;
 use gust_sdk::sql::{Database, Value};
 use gust_sdk::{Event, EventError, log};
 
 /// The audit tables (the only tables of this app with constraints).
-const AUDIT_SCHEMA: &str = "
+const AUDIT_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS scrub_audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_at TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    action TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    rows INTEGER NOT NULL CHECK (rows > 0),
+    id INTEGER NOT NULL PRIMARY KEY,
+    run_at VARCHAR(64) NOT NULL,
+    rule VARCHAR(64) NOT NULL,
+    action VARCHAR(16) NOT NULL,
+    table_name VARCHAR(64) NOT NULL,
+    "rows" INTEGER NOT NULL CHECK ("rows" > 0),
     detail TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS scrub_runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_at TEXT NOT NULL,
+    id INTEGER NOT NULL PRIMARY KEY,
+    run_at VARCHAR(64) NOT NULL,
     rows_changed INTEGER NOT NULL
-)";
+)"#;
 
-/// Records the previous statement's change count (`changes()`) as an audit
-/// row, only when it changed something.
-const AUDIT: &str = "INSERT INTO scrub_audit (run_at, rule, action, table_name, rows, detail)
-    SELECT ?1, ?2, ?3, ?4, changes(), ?5 WHERE changes() > 0";
-
-/// One cleaning rule: a statement and how to describe what it did.
+/// One cleaning rule: which rows of `table` it changes and how, and how
+/// to describe what it did.
 struct Rule {
     name: &'static str,
     action: &'static str,
     table: &'static str,
     detail: &'static str,
-    sql: &'static str,
+    /// The rows the rule changes: a `WHERE` condition on `table`, with its
+    /// parameters (`?`).
+    rows: String,
     params: Vec<Value>,
+    /// `None` deletes the rows; `Some((assignments, params))` updates them
+    /// with `SET assignments`.
+    set: Option<(String, Vec<Value>)>,
+}
+
+impl Rule {
+    /// The audit row for this rule: the number of rows its condition
+    /// matches, written only when that is more than zero.
+    fn audit(&self, run_at: &str) -> (String, Vec<Value>) {
+        let sql = format!(
+            r#"INSERT INTO scrub_audit (id, run_at, rule, action, table_name, "rows", detail)
+               SELECT (SELECT coalesce(max(id), 0) + 1 FROM scrub_audit), ?, ?, ?, ?, c.n, ?
+               FROM (SELECT count(*) AS n FROM {} WHERE {}) AS c WHERE c.n > 0"#,
+            self.table, self.rows
+        );
+        let mut params: Vec<Value> = vec![
+            run_at.into(),
+            self.name.into(),
+            self.action.into(),
+            self.table.into(),
+            self.detail.into(),
+        ];
+        params.extend(self.params.iter().cloned());
+        (sql, params)
+    }
+
+    /// The change itself.
+    fn change(&self) -> (String, Vec<Value>) {
+        match &self.set {
+            None => (
+                format!("DELETE FROM {} WHERE {}", self.table, self.rows),
+                self.params.clone(),
+            ),
+            Some((set, set_params)) => {
+                let mut params = set_params.clone();
+                params.extend(self.params.iter().cloned());
+                (
+                    format!("UPDATE {} SET {set} WHERE {}", self.table, self.rows),
+                    params,
+                )
+            }
+        }
+    }
 }
 
 /// Runs every rule once per timer firing.
@@ -58,35 +108,36 @@ struct Rule {
 fn handle(event: Event) -> Result<(), EventError> {
     let db = Database::open("db");
     db.execute_script(AUDIT_SCHEMA)?;
-    if !legacy_tables_exist(&db)? {
+    if !table_exists(&db, "customers") || !table_exists(&db, "orders") {
         log::info("nothing to scrub yet: the customers and orders tables do not exist");
         return Ok(());
     }
     let run_at = run_time(&event);
     let rules = rules(&db)?;
-    let mut statements: Vec<(&str, Vec<Value>)> = Vec::new();
+    let mut statements: Vec<(String, Vec<Value>)> = Vec::new();
     for rule in &rules {
-        statements.push((rule.sql, rule.params.clone()));
-        statements.push((
-            AUDIT,
-            vec![
-                run_at.clone().into(),
-                rule.name.into(),
-                rule.action.into(),
-                rule.table.into(),
-                rule.detail.into(),
-            ],
-        ));
+        statements.push(rule.audit(&run_at));
+        statements.push(rule.change());
     }
+    // (`run_at` twice rather than `?1` twice: PostgreSQL would deduce
+    // `text` for one use and `varchar` for the other.)
     statements.push((
-        "INSERT INTO scrub_runs (run_at, rows_changed)
-         SELECT ?1, coalesce(sum(rows), 0) FROM scrub_audit WHERE run_at = ?1",
-        vec![run_at.clone().into()],
+        r#"INSERT INTO scrub_runs (id, run_at, rows_changed)
+           SELECT (SELECT coalesce(max(id), 0) + 1 FROM scrub_runs), ?, coalesce(sum("rows"), 0)
+           FROM scrub_audit WHERE run_at = ?"#
+            .to_owned(),
+        vec![run_at.clone().into(), run_at.clone().into()],
     ));
+    let statements: Vec<(&str, Vec<Value>)> = statements
+        .iter()
+        .map(|(sql, params)| (sql.as_str(), params.clone()))
+        .collect();
     let changed = db.transaction(&statements)?;
+    // What each change statement reported (the audit rows counted the same
+    // rows in the same transaction).
     let summary: Vec<String> = rules
         .iter()
-        .zip(changed.iter().step_by(2))
+        .zip(changed.iter().skip(1).step_by(2))
         .filter(|(_, n)| **n > 0)
         .map(|(rule, n)| format!("{} {n}", rule.name))
         .collect();
@@ -98,13 +149,11 @@ fn handle(event: Event) -> Result<(), EventError> {
     Ok(())
 }
 
-/// Whether the legacy app created its tables yet.
-fn legacy_tables_exist(db: &Database) -> Result<bool, EventError> {
-    let rows = db.query(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('customers', 'orders')",
-        &[],
-    )?;
-    Ok(rows.rows.first().and_then(|r| r[0].as_i64()) == Some(2))
+/// Whether the legacy app created `table` yet: a query on it works (the
+/// same on every engine, unlike their catalogues).
+fn table_exists(db: &Database, table: &str) -> bool {
+    db.query(&format!("SELECT 1 FROM {table} WHERE 1 = 0"), &[])
+        .is_ok()
 }
 
 /// The timer slot this run belongs to (the event's `scheduled_time`).
@@ -117,89 +166,134 @@ fn run_time(event: &Event) -> String {
         .unwrap_or_else(|| event.id().to_owned())
 }
 
+/// `(row_id = ? AND email = ?) OR ...` for `fixes` of `(row_id, old
+/// email)`, so a row the legacy app changed since it was read is left
+/// alone; `1 = 0` for none.
+fn rows_with_email(fixes: &[(i64, String, Option<String>)]) -> (String, Vec<Value>) {
+    if fixes.is_empty() {
+        return ("1 = 0".into(), Vec::new());
+    }
+    let sql = vec!["(row_id = ? AND email = ?)"; fixes.len()].join(" OR ");
+    let params = fixes
+        .iter()
+        .flat_map(|(row, old, _)| [Value::from(*row), Value::from(old.as_str())])
+        .collect();
+    (sql, params)
+}
+
 /// The rules, in the order they run. The email rules need Rust to decide
-/// (validation is not expressible in SQLite), so the customers are read
-/// first and the fixes passed as a JSON parameter; the update re-checks the
-/// old value so a concurrent write by the legacy app is never overwritten.
+/// (validation is not expressible in portable SQL), so the customers are
+/// read first and the fixes named by `row_id` and old value; the same goes
+/// for amounts that are not numbers (only SQLite can store those in a
+/// `DOUBLE PRECISION` column).
 fn rules(db: &Database) -> Result<Vec<Rule>, EventError> {
     let customers = db.query(
-        "SELECT rowid, email FROM customers WHERE email IS NOT NULL",
+        "SELECT row_id, email FROM customers WHERE email IS NOT NULL",
         &[],
     )?;
     let mut normalised = Vec::new();
     let mut cleared = Vec::new();
     for row in &customers.rows {
-        let rowid = row[0].as_i64().unwrap_or_default();
-        match row[1].as_str().map(check_email) {
-            Some(EmailCheck::Valid) => {}
-            Some(EmailCheck::Normalise(email)) => {
-                normalised.push(json!([rowid, row[1].to_json(), email]))
-            }
-            Some(EmailCheck::Invalid) | None => {
-                cleared.push(json!([rowid, row[1].to_json(), null]))
-            }
+        let (Some(row_id), Some(old)) = (row[0].as_i64(), row[1].as_str()) else {
+            continue;
+        };
+        match check_email(old) {
+            EmailCheck::Valid => {}
+            EmailCheck::Normalise(email) => normalised.push((row_id, old.to_owned(), Some(email))),
+            EmailCheck::Invalid => cleared.push((row_id, old.to_owned(), None)),
         }
     }
-    const FIX_EMAILS: &str = "
-        WITH fix AS (
-            SELECT json_extract(value, '$[0]') AS rid,
-                   json_extract(value, '$[1]') AS old,
-                   json_extract(value, '$[2]') AS new
-            FROM json_each(?1))
-        UPDATE customers SET email = (SELECT new FROM fix WHERE rid = customers.rowid)
-        WHERE rowid IN (SELECT rid FROM fix WHERE old IS customers.email)";
+    let (normalised_rows, normalised_params) = rows_with_email(&normalised);
+    let normalise = if normalised.is_empty() {
+        ("email = email".to_owned(), Vec::new())
+    } else {
+        let whens = vec!["WHEN ? THEN ?"; normalised.len()].join(" ");
+        let params = normalised
+            .iter()
+            .flat_map(|(row, _, new)| [Value::from(*row), Value::from(new.clone())])
+            .collect();
+        (format!("email = CASE row_id {whens} END"), params)
+    };
+    let (cleared_rows, cleared_params) = rows_with_email(&cleared);
+
+    let orders = db.query("SELECT row_id, amount FROM orders", &[])?;
+    let not_numbers: Vec<Value> = orders
+        .rows
+        .iter()
+        .filter(|row| matches!(row[1], Value::Text(_) | Value::Blob(_)))
+        .filter_map(|row| row[0].as_i64().map(Value::from))
+        .collect();
+    let invalid_amount = if not_numbers.is_empty() {
+        "amount IS NULL OR amount < 0".to_owned()
+    } else {
+        format!(
+            "amount IS NULL OR amount < 0 OR row_id IN ({})",
+            vec!["?"; not_numbers.len()].join(", ")
+        )
+    };
+
+    let duplicates = |table: &str| {
+        format!(
+            "id IS NOT NULL AND row_id NOT IN
+             (SELECT min(row_id) FROM {table} WHERE id IS NOT NULL GROUP BY id)"
+        )
+    };
     Ok(vec![
         Rule {
             name: "duplicate-customer",
             action: "deleted",
             table: "customers",
             detail: "a customer id appeared more than once; the first row is kept",
-            sql: "DELETE FROM customers WHERE id IS NOT NULL AND rowid NOT IN
-                  (SELECT min(rowid) FROM customers WHERE id IS NOT NULL GROUP BY id)",
+            rows: duplicates("customers"),
             params: vec![],
+            set: None,
         },
         Rule {
             name: "email-normalised",
             action: "fixed",
             table: "customers",
             detail: "email trimmed and lower-cased",
-            sql: FIX_EMAILS,
-            params: vec![serde_json::Value::from(normalised).to_string().into()],
+            rows: normalised_rows,
+            params: normalised_params,
+            set: Some(normalise),
         },
         Rule {
             name: "email-cleared",
             action: "fixed",
             table: "customers",
             detail: "email was not a valid address and could not be repaired; set to NULL",
-            sql: FIX_EMAILS,
-            params: vec![serde_json::Value::from(cleared).to_string().into()],
+            rows: cleared_rows,
+            params: cleared_params,
+            set: Some(("email = NULL".to_owned(), Vec::new())),
         },
         Rule {
             name: "duplicate-order",
             action: "deleted",
             table: "orders",
             detail: "an order id appeared more than once; the first row is kept",
-            sql: "DELETE FROM orders WHERE id IS NOT NULL AND rowid NOT IN
-                  (SELECT min(rowid) FROM orders WHERE id IS NOT NULL GROUP BY id)",
+            rows: duplicates("orders"),
             params: vec![],
+            set: None,
         },
         Rule {
             name: "invalid-amount",
             action: "deleted",
             table: "orders",
             detail: "amount was missing, not a number or negative",
-            sql: "DELETE FROM orders
-                  WHERE typeof(amount) NOT IN ('integer', 'real') OR amount < 0",
-            params: vec![],
+            rows: invalid_amount,
+            params: not_numbers,
+            set: None,
         },
         Rule {
             name: "orphan-order",
             action: "deleted",
             table: "orders",
             detail: "the order's customer does not exist",
-            sql: "DELETE FROM orders WHERE customer_id IS NULL OR customer_id NOT IN
-                  (SELECT id FROM customers WHERE id IS NOT NULL)",
+            rows: "customer_id IS NULL OR customer_id NOT IN
+                   (SELECT id FROM customers WHERE id IS NOT NULL)"
+                .to_owned(),
             params: vec![],
+            set: None,
         },
     ])
 }
