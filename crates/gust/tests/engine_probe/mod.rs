@@ -198,6 +198,40 @@ pub fn nats_streams() -> Vec<String> {
     })
 }
 
+/// The JetStream stream of app `app`'s queue `queue` (`<PREFIX>_Q_<queue>`).
+pub fn nats_queue_stream(app: &str, queue: &str) -> String {
+    let prefix = nats_escape(&format!("gust_{}", app.replace('-', "_"))).to_uppercase();
+    format!("{prefix}_Q_{}", nats_escape(queue))
+}
+
+/// The JetStream stream of app `app`'s topic `topic` (`<PREFIX>_T_<topic>`).
+pub fn nats_topic_stream(app: &str, topic: &str) -> String {
+    let prefix = nats_escape(&format!("gust_{}", app.replace('-', "_"))).to_uppercase();
+    format!("{prefix}_T_{}", nats_escape(topic))
+}
+
+/// The payloads of every message in JetStream stream `name`.
+pub fn nats_payloads(name: &str) -> Vec<Vec<u8>> {
+    runtime().block_on(async {
+        let client = async_nats::connect(NATS).await.expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js
+            .get_stream(name)
+            .await
+            .unwrap_or_else(|e| panic!("get stream {name}: {e}"));
+        let state = stream.info().await.expect("stream info").state.clone();
+        let mut out = Vec::new();
+        if state.messages > 0 {
+            for seq in state.first_sequence..=state.last_sequence {
+                if let Ok(m) = stream.get_raw_message(seq).await {
+                    out.push(m.payload.to_vec());
+                }
+            }
+        }
+        out
+    })
+}
+
 /// Every message of JetStream stream `name`, decoded as Gust records; `None`
 /// when there is no such stream.
 pub fn nats_records(name: &str) -> Option<Vec<NatsRecord>> {
