@@ -8,7 +8,7 @@ mod engine_probe;
 use std::time::{Duration, Instant};
 
 use common::*;
-use engine_probe::{NatsCleanup, PgCleanup, psql, psql_rows};
+use engine_probe::{NatsCleanup, PgCleanup, psql_rows};
 use serde_json::{Value, json};
 
 /// The example's own manifest, its sources pointing back at the example's
@@ -278,7 +278,11 @@ fn on_postgres_the_models_and_the_change_feed_are_rows() {
     let Contacts { ada, grace } = scenario(&host.url);
     assert_eq!(host.stop(), Some(0), "{}", host.stderr());
     let s = &pg.schema;
-    assert_eq!(pg.schemas(), [s.clone()], "only the app's schema");
+    assert_eq!(
+        pg.schemas(),
+        std::slice::from_ref(s),
+        "only the app's schema"
+    );
     assert!(nats.streams().is_empty(), "{:?}", nats.streams());
 
     // Write model: Grace's header only (Ada and her address are deleted).
