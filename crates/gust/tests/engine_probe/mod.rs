@@ -125,12 +125,31 @@ fn nats_escape(name: &str) -> String {
     out
 }
 
+/// The prefix of app `app`'s JetStream streams: `GUST_<APP>` with `-` as
+/// `_` (app names are lower-case letters, digits and `-`).
+fn nats_prefix(app: &str) -> String {
+    format!("GUST_{}", app.replace('-', "_").to_uppercase())
+}
+
 /// The JetStream stream of partition `partition` of Gust stream `stream` of
-/// app `app`: `<PREFIX>_S_<stream>_P<partition>` where the prefix is
-/// `gust_<app>` (`-` as `_`), escaped and in upper case.
+/// app `app`: `GUST_<APP>_S_<stream>_P<partition>`, the stream's name
+/// escaped.
 pub fn nats_partition_stream(app: &str, stream: &str, partition: u32) -> String {
-    let prefix = nats_escape(&format!("gust_{}", app.replace('-', "_"))).to_uppercase();
-    format!("{prefix}_S_{}_P{partition}", nats_escape(stream))
+    format!(
+        "{}_S_{}_P{partition}",
+        nats_prefix(app),
+        nats_escape(stream)
+    )
+}
+
+/// The JetStream stream of app `app`'s queue `queue` (`GUST_<APP>_Q_<queue>`).
+pub fn nats_queue_stream(app: &str, queue: &str) -> String {
+    format!("{}_Q_{}", nats_prefix(app), nats_escape(queue))
+}
+
+/// The JetStream stream of app `app`'s topic `topic` (`GUST_<APP>_T_<topic>`).
+pub fn nats_topic_stream(app: &str, topic: &str) -> String {
+    format!("{}_T_{}", nats_prefix(app), nats_escape(topic))
 }
 
 /// A record as Gust stores it in a JetStream message.
@@ -196,18 +215,6 @@ pub fn nats_streams() -> Vec<String> {
         let js = async_nats::jetstream::new(client);
         js.stream_names().try_collect().await.expect("stream names")
     })
-}
-
-/// The JetStream stream of app `app`'s queue `queue` (`<PREFIX>_Q_<queue>`).
-pub fn nats_queue_stream(app: &str, queue: &str) -> String {
-    let prefix = nats_escape(&format!("gust_{}", app.replace('-', "_"))).to_uppercase();
-    format!("{prefix}_Q_{}", nats_escape(queue))
-}
-
-/// The JetStream stream of app `app`'s topic `topic` (`<PREFIX>_T_<topic>`).
-pub fn nats_topic_stream(app: &str, topic: &str) -> String {
-    let prefix = nats_escape(&format!("gust_{}", app.replace('-', "_"))).to_uppercase();
-    format!("{prefix}_T_{}", nats_escape(topic))
 }
 
 /// The payloads of every message in JetStream stream `name`.
