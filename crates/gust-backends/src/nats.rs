@@ -131,6 +131,26 @@ pub(crate) fn escape(name: &str) -> String {
     out
 }
 
+/// Escapes an app prefix (such as `gust_shop_api`, see
+/// `services::nats_prefix`) for stream names and subjects: like [`escape`],
+/// but `_` stays too, so Gust's prefixes (letters, digits and `_`) read as
+/// given and stay distinct. (Other bytes are escaped as by [`escape`], so a
+/// prefix with them may equal another that spells out the escape.) Names
+/// that follow a prefix are always [`escape`]d and come after a separator
+/// (`_Q_`, `_S_`, `.q.`, ...); an escaped name never has `_` followed by
+/// anything but two hex digits, so the names of two such prefixes differ.
+pub(crate) fn escape_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len());
+    for b in prefix.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
 /// Reverses [`escape`]; `None` for text `escape` never makes.
 fn unescape(escaped: &str) -> Option<String> {
     let bytes = escaped.as_bytes();
@@ -188,7 +208,7 @@ impl NatsQueues {
     ///
     /// `prefix` keeps apps apart on one server: streams are named
     /// `<PREFIX>_Q_<name>` and subjects `<prefix>.q.<name>`, with `prefix`
-    /// escaped like queue names.
+    /// escaped like queue names except that `_` stays.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         if prefix.is_empty() {
             return Err(BackendError::InvalidValue {
@@ -200,7 +220,7 @@ impl NatsQueues {
             .await
             .map_err(|e| engine(format!("cannot connect to {url}: {e}")))?;
         let js = jetstream::new(client.clone());
-        let prefix = escape(prefix);
+        let prefix = escape_prefix(prefix);
         Ok(Self {
             client,
             js,
@@ -1135,6 +1155,14 @@ mod tests {
             assert_eq!(unescape(&escape(name)).as_deref(), Some(name));
         }
         assert_eq!(unescape("a_zz"), None);
+    }
+
+    #[test]
+    fn prefixes_keep_underscores() {
+        assert_eq!(escape_prefix("gust_shop_api"), "gust_shop_api");
+        assert_eq!(escape_prefix("gust_a.b"), "gust_a_2eb");
+        assert_eq!(escape_prefix("_x__y_"), "_x__y_");
+        assert_eq!(escape_prefix("gust-ü"), "gust-_c3_bc");
     }
 
     #[test]

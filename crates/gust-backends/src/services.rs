@@ -778,7 +778,10 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Name prefix of an app's streams and subjects on NATS (`gust_<app>`).
+/// Name prefix of an app's streams and subjects on NATS (`gust_<app>`, `-`
+/// as `_`): the providers keep its `_`, so app `shop-api`'s queue `orders` is
+/// the JetStream stream `GUST_SHOP_API_Q_orders` on subject
+/// `gust_shop_api.q.orders`.
 pub fn nats_prefix(app: &str) -> String {
     format!("gust_{}", app.replace('-', "_"))
 }

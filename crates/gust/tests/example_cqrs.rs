@@ -3,19 +3,26 @@
 //! updates the read model, queries see the result once it has caught up.
 
 mod common;
+mod engine_probe;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+use engine_probe::{NatsCleanup, PgCleanup, psql_rows};
 use serde_json::{Value, json};
 
-/// The example's own manifest in a temporary app folder, its sources
-/// pointing back at the example's crates.
-fn app() -> TestApp {
+/// The example's own manifest, its sources pointing back at the example's
+/// crates.
+fn manifest() -> String {
     let example = repo().join("examples/cqrs");
     let manifest = std::fs::read_to_string(example.join("gust.toml")).unwrap();
     let functions = format!("source = \"{}/functions/", example.display());
-    TestApp::new(&manifest.replace("source = \"functions/", &functions))
+    manifest.replace("source = \"functions/", &functions)
+}
+
+/// The example's manifest in a temporary app folder.
+fn app() -> TestApp {
+    TestApp::new(&manifest())
 }
 
 fn command(url: &str, method: &str, path: &str, body: &Value) -> Reply {
@@ -68,9 +75,22 @@ fn commands_change_the_write_model_and_queries_see_the_projection() {
     let started = Instant::now();
     let app = app();
     let host = up(app.path(), &["--quiet", "--no-watch"]);
-    let url = &host.url;
     eprintln!("gust up ready after {:?}", started.elapsed());
+    scenario(&host.url);
+    eprintln!("done after {:?}", started.elapsed());
+}
 
+/// The ids of the two contacts the scenario creates.
+struct Contacts {
+    /// Created, updated twice, deleted.
+    ada: String,
+    /// Created; still there.
+    grace: String,
+}
+
+/// Drives the example through `url`: validation, creates, lists, updates,
+/// a stale update, removing the address, deleting Ada.
+fn scenario(url: &str) -> Contacts {
     // Commands validate: malformed JSON, invalid fields, unknown contacts.
     let r = send(
         "POST",
@@ -231,5 +251,165 @@ fn commands_change_the_write_model_and_queries_see_the_projection() {
         command(url, "DELETE", &format!("/{ada}"), &json!(null)).status,
         404
     );
+    Contacts { ada, grace }
+}
+
+/// The same scenario with the tables and their change feed on PostgreSQL
+/// (`--postgres`); then the write model, the read model and the change
+/// feed are read back with `psql` from the app's schema.
+#[test]
+fn on_postgres_the_models_and_the_change_feed_are_rows() {
+    let started = Instant::now();
+    let name = engine_probe::unique_app("cqrs");
+    let app = TestApp::new(&engine_probe::rename_app(&manifest(), &name));
+    let pg = PgCleanup::new(&name);
+    // Nothing of this app may reach NATS (no --nats given).
+    let nats = NatsCleanup::new(&name);
+    let mut host = up(
+        app.path(),
+        &[
+            "--quiet",
+            "--no-watch",
+            "--postgres",
+            engine_probe::POSTGRES,
+        ],
+    );
+    eprintln!("gust up ({name}) ready after {:?}", started.elapsed());
+    let Contacts { ada, grace } = scenario(&host.url);
+    assert_eq!(host.stop(), Some(0), "{}", host.stderr());
+    let s = &pg.schema;
+    assert_eq!(
+        pg.schemas(),
+        std::slice::from_ref(s),
+        "only the app's schema"
+    );
+    assert!(nats.streams().is_empty(), "{:?}", nats.streams());
+
+    // Write model: Grace's header only (Ada and her address are deleted).
+    let rows = psql_rows(&format!(
+        "SELECT key, doc->>'id', doc->>'name', doc->>'email', version, \
+         convert_from(body, 'UTF8')::jsonb = doc \
+         FROM {s}.table_docs WHERE tbl = 'contacts' ORDER BY key"
+    ));
+    assert_eq!(
+        rows,
+        [[
+            format!("contact/{grace}"),
+            grace.clone(),
+            "Grace Hopper".into(),
+            "grace@navy.mil".into(),
+            "3".into(),
+            "t".into(),
+        ]]
+    );
+
+    // Read model: Grace's flat view.
+    let rows = psql_rows(&format!(
+        "SELECT key, doc->>'name', doc->>'email', doc->>'version', \
+         doc->'city' = 'null'::jsonb FROM {s}.table_docs WHERE tbl = 'contact-views'"
+    ));
+    assert_eq!(
+        rows,
+        [[
+            grace.clone(),
+            "Grace Hopper".into(),
+            "grace@navy.mil".into(),
+            "3".into(),
+            "t".into(),
+        ]]
+    );
+    // The change feed of the write model: every write of the scenario, in
+    // order, numbered 1.. without gaps; deletes carry no body.
+    let changes = psql_rows(&format!(
+        "SELECT seq, key, deleted, body IS NULL, \
+         coalesce(convert_from(body, 'UTF8')::jsonb->>'name', \
+                  convert_from(body, 'UTF8')::jsonb->>'city', '') \
+         FROM {s}.table_changes WHERE tbl = 'contacts' ORDER BY seq"
+    ));
+    let expected: Vec<[String; 5]> = [
+        (format!("address/{ada}"), false, "London"),
+        (format!("contact/{ada}"), false, "Ada Lovelace"),
+        (format!("contact/{grace}"), false, "Grace Hopper"),
+        (format!("address/{ada}"), false, "Ockham"),
+        (format!("contact/{ada}"), false, "Ada King"),
+        (format!("address/{ada}"), true, ""),
+        (format!("contact/{ada}"), false, "Ada King"),
+        (format!("contact/{ada}"), true, ""),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (key, deleted, what))| {
+        let flag = if deleted { "t" } else { "f" };
+        [
+            (i + 1).to_string(),
+            key,
+            flag.into(),
+            flag.into(),
+            what.into(),
+        ]
+    })
+    .collect();
+    assert_eq!(changes, expected);
+
+    // The change feed of the read model: dense, Ada's views ending in her
+    // delete, Grace's one view.
+    let changes = psql_rows(&format!(
+        "SELECT seq, key, deleted, coalesce(convert_from(body, 'UTF8')::jsonb->>'name', '') \
+         FROM {s}.table_changes WHERE tbl = 'contact-views' ORDER BY seq"
+    ));
+    for (i, row) in changes.iter().enumerate() {
+        assert_eq!(row[0], (i + 1).to_string(), "{changes:?}");
+    }
+    let of = |id: &str| -> Vec<(String, String)> {
+        changes
+            .iter()
+            .filter(|r| r[1] == id)
+            .map(|r| (r[2].clone(), r[3].clone()))
+            .collect()
+    };
+    let ada_views = of(&ada);
+    assert_eq!(
+        ada_views.first(),
+        Some(&("f".into(), "Ada Lovelace".into())),
+        "{changes:?}"
+    );
+    assert!(
+        ada_views.contains(&("f".into(), "Ada King".into())),
+        "{changes:?}"
+    );
+    assert_eq!(
+        ada_views.last(),
+        Some(&("t".into(), String::new())),
+        "{changes:?}"
+    );
+    assert_eq!(
+        ada_views.iter().filter(|(d, _)| d == "t").count(),
+        1,
+        "{changes:?}"
+    );
+    assert_eq!(
+        of(&grace),
+        [("f".into(), "Grace Hopper".into())],
+        "{changes:?}"
+    );
+
+    // Each table's head is its newest change.
+    assert_eq!(
+        psql_rows(&format!(
+            "SELECT name, last_seq FROM {s}.table_heads ORDER BY name"
+        )),
+        [
+            ["contact-views".to_string(), changes.len().to_string()],
+            ["contacts".to_string(), expected.len().to_string()],
+        ]
+    );
+    eprintln!(
+        "{} write-model and {} read-model changes in {s}",
+        expected.len(),
+        changes.len()
+    );
+    drop(host);
+    drop(pg);
+    drop(nats);
     eprintln!("done after {:?}", started.elapsed());
 }

@@ -8,11 +8,13 @@
 //! dead letters listed by `gust queue dlq list`.
 
 mod common;
+mod engine_probe;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::*;
+use engine_probe::NatsCleanup;
 use serde_json::{Value, json};
 
 /// The example's manifest with sources pointing back at the example's
@@ -52,6 +54,8 @@ struct Expected {
     assignee: BTreeMap<String, String>,
     versions: BTreeMap<String, u64>,
     high_completed: BTreeSet<String>,
+    /// The kinds of each task's events, in order.
+    kinds: BTreeMap<String, Vec<&'static str>>,
 }
 
 impl Expected {
@@ -74,6 +78,7 @@ impl Expected {
             self.assignee.insert(task.clone(), a.into());
         }
         self.versions.insert(task.clone(), 1);
+        self.kinds.insert(task.clone(), vec!["created"]);
         task
     }
 
@@ -90,6 +95,7 @@ impl Expected {
         self.open.entry(to.into()).or_default().insert(task.into());
         *self.versions.get_mut(task).unwrap() += 1;
         assert_eq!(r.json()["seq"], self.versions[task]);
+        self.kinds.get_mut(task).unwrap().push("assigned");
     }
 
     fn complete(&mut self, url: &str, task: &str, by: Option<&str>, high: bool) {
@@ -111,6 +117,7 @@ impl Expected {
         assert_eq!(r.json()["by"], by.as_str());
         self.completed.entry(by).or_default().insert(task.into());
         *self.versions.get_mut(task).unwrap() += 1;
+        self.kinds.get_mut(task).unwrap().push("completed");
         if high {
             self.high_completed.insert(task.into());
         }
@@ -161,7 +168,21 @@ fn users(url: &str, model: &str) -> Value {
 fn task_events_feed_the_read_models_and_the_log_rebuilds_them() {
     let started = Instant::now();
     let app = TestApp::new(&manifest(false));
-    let mut host = up(app.path(), &["--quiet", "--no-watch"]);
+    scenario(&app, &manifest, &[]);
+    eprintln!("done after {:?}", started.elapsed());
+}
+
+/// Drives the example in `app` (its manifest from `manifest(with_replay)`)
+/// under `gust up` with `flags`: commands, read models, a poison event,
+/// then a restart with the replay projector. Returns what the commands did.
+fn scenario(app: &TestApp, manifest: &dyn Fn(bool) -> String, flags: &[&str]) -> Expected {
+    let started = Instant::now();
+    let flags: Vec<&str> = ["--quiet", "--no-watch"]
+        .iter()
+        .chain(flags)
+        .copied()
+        .collect();
+    let mut host = up(app.path(), &flags);
     let url = host.url.clone();
     let url = url.as_str();
     eprintln!("gust up ready after {:?}", started.elapsed());
@@ -347,7 +368,7 @@ fn task_events_feed_the_read_models_and_the_log_rebuilds_them() {
     assert_eq!(host.stop(), Some(0), "{}", host.stderr());
     app.write("gust.toml", &manifest(true));
     let t1 = Instant::now();
-    let host = up(app.path(), &["--quiet", "--no-watch"]);
+    let host = up(app.path(), &flags);
     let url = host.url.as_str();
     assert_eq!(
         users(url, "live"),
@@ -364,5 +385,72 @@ fn task_events_feed_the_read_models_and_the_log_rebuilds_them() {
         "rebuilt model differs:\nlive   {live:#}\nreplay {replay:#}"
     );
     eprintln!("rebuilt from the log after {:?}", t1.elapsed());
-    eprintln!("done after {:?}", started.elapsed());
+    x
+}
+
+/// The same scenario with the stream, the topic and its subscriber queues
+/// on NATS JetStream (`--nats`); then the event log is read back from the
+/// stream's JetStream streams (one per partition) with async-nats.
+#[test]
+fn on_nats_the_event_log_is_in_jetstream() {
+    let started = Instant::now();
+    let name = engine_probe::unique_app("event-sourcing");
+    let renamed = |with_replay: bool| engine_probe::rename_app(&manifest(with_replay), &name);
+    let app = TestApp::new(&renamed(false));
+    let nats = NatsCleanup::new(&name);
+    let x = scenario(&app, &renamed, &["--nats", engine_probe::NATS]);
+    let data = app.path().join(".gust/data");
+    for file in ["streams.redb", "queues.redb"] {
+        assert!(!data.join(file).exists(), "{file} on the embedded engine");
+    }
+    let streams = nats.streams();
+    eprintln!("{name} on JetStream: {streams:?}");
+
+    // Every event of every task, in the partition of its key, in order.
+    let mut total = 0;
+    let mut seen: BTreeMap<String, (u32, Vec<String>)> = BTreeMap::new();
+    for p in 0..4 {
+        let stream = engine_probe::nats_partition_stream(&name, "task-events", p);
+        assert!(streams.contains(&stream), "{stream} not in {streams:?}");
+        let records = engine_probe::nats_records(&stream).unwrap();
+        eprintln!("{stream}: {} records", records.len());
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.seq, i as u64 + 1, "{stream}: offsets are dense");
+            assert!(r.subject.ends_with(&format!(".s.task-events.{p}")), "{r:?}");
+            let event: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(event["task"], r.key.as_str(), "{event}");
+            let (partition, kinds) = seen.entry(r.key.clone()).or_insert((p, Vec::new()));
+            assert_eq!(*partition, p, "{}: events in two partitions", r.key);
+            kinds.push(event["kind"].as_str().unwrap().to_string());
+            assert_eq!(event["seq"], kinds.len(), "{event}");
+            total += 1;
+        }
+    }
+    let expected: BTreeMap<String, Vec<String>> = x
+        .kinds
+        .iter()
+        .map(|(t, k)| (t.clone(), k.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    let seen: BTreeMap<String, Vec<String>> = seen.into_iter().map(|(t, (_, k))| (t, k)).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(total, x.versions.values().sum::<u64>());
+
+    // The topic is a JetStream stream; each subscriber's dead letters are a
+    // queue holding the poison event.
+    let topic = engine_probe::nats_topic_stream(&name, "tasks");
+    assert!(streams.contains(&topic), "{topic} not in {streams:?}");
+    for function in ["record-high-priority", "update-task", "track-users"] {
+        let queue = format!("tasks--{function}-deadletter");
+        let stream = engine_probe::nats_queue_stream(&name, &queue);
+        assert!(streams.contains(&stream), "{stream} not in {streams:?}");
+        let payloads = engine_probe::nats_payloads(&stream);
+        assert_eq!(payloads.len(), 1, "{stream}");
+        let poison: Value = serde_json::from_slice(&payloads[0]).unwrap();
+        assert_eq!(poison["by"], "mallory", "{stream}: {poison}");
+    }
+    drop(nats);
+    eprintln!(
+        "{total} events in JetStream; done after {:?}",
+        started.elapsed()
+    );
 }

@@ -5,6 +5,7 @@
 //! that the query API reports exactly those.
 
 mod common;
+mod engine_probe;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -25,13 +26,18 @@ const BASE_MS: i64 = 1_735_689_600_000;
 const THRESHOLD: f64 = 80.0;
 const SUDDEN_CHANGE: f64 = 10.0;
 
-/// The example's manifest in a temporary app folder, its sources pointing
-/// back at the example's crates.
-fn app() -> TestApp {
+/// The example's manifest, its sources pointing back at the example's
+/// crates.
+fn manifest() -> String {
     let example = repo().join("examples/iot-stream");
     let manifest = std::fs::read_to_string(example.join("gust.toml")).unwrap();
     let functions = format!("source = \"{}/functions/", example.display());
-    TestApp::new(&manifest.replace("source = \"functions/", &functions))
+    manifest.replace("source = \"functions/", &functions)
+}
+
+/// The example's manifest in a temporary app folder.
+fn app() -> TestApp {
+    TestApp::new(&manifest())
 }
 
 #[derive(Debug, Clone)]
@@ -163,14 +169,20 @@ fn publish_mqtt(port: u16, messages: Vec<(String, String)>) {
 
 #[test]
 fn telemetry_from_mqtt_and_http_becomes_minute_aggregates_and_alerts() {
-    let started = Instant::now();
     let app = app();
+    scenario(&app, &[]);
+}
+
+/// Drives the example in `app` under `gust up` with `flags`: devices send
+/// over MQTT and HTTP, the queries report the aggregates and alerts the
+/// test computes.
+fn scenario(app: &TestApp, flags: &[&str]) {
+    let started = Instant::now();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let host = up(
-        app.path(),
-        &["--quiet", "--no-watch", "--mqtt-listen", &listen],
-    );
+    let mut args = vec!["--quiet", "--no-watch", "--mqtt-listen", &listen];
+    args.extend(flags);
+    let host = up(app.path(), &args);
     let url = host.url.clone();
     eprintln!("gust up ready after {:?}", started.elapsed());
 
@@ -345,4 +357,137 @@ fn telemetry_from_mqtt_and_http_becomes_minute_aggregates_and_alerts() {
     assert_eq!(spike[0]["temperature"], 95.5);
     assert_eq!(spike[1]["previous"], 95.5);
     eprintln!("done after {:?}", started.elapsed());
+}
+
+/// Readings the ingest functions append to `telemetry`: every reading of
+/// the fleet, the ten resent ones of `d05` and the three broken payloads
+/// that are JSON objects (the fourth is not JSON and never appended).
+const APPENDED: usize = DEVICES * READINGS + 10 + 3;
+
+/// The same scenario with the stream (and the topic) on NATS JetStream
+/// and the sql database on PostgreSQL; then the telemetry records are
+/// read from the stream's JetStream streams and the rows from the
+/// database's schema.
+#[test]
+fn on_nats_and_postgres_the_records_and_rows_are_in_the_engines() {
+    let started = Instant::now();
+    let name = engine_probe::unique_app("iot-stream");
+    let app = TestApp::new(&engine_probe::rename_app(&manifest(), &name));
+    let nats = engine_probe::NatsCleanup::new(&name);
+    let pg = engine_probe::PgCleanup::new(&name);
+    scenario(&app, &engine_flags());
+    let data = app.path().join(".gust/data");
+    for file in ["streams.redb", "queues.redb", "sql"] {
+        assert!(!data.join(file).exists(), "{file} on the embedded engine");
+    }
+    check_nats(&name, &nats);
+    check_postgres(&pg);
+    drop(nats);
+    drop(pg);
+    eprintln!("done after {:?}", started.elapsed());
+}
+
+fn engine_flags() -> Vec<&'static str> {
+    vec![
+        "--nats",
+        engine_probe::NATS,
+        "--postgres",
+        engine_probe::POSTGRES,
+    ]
+}
+
+/// Every reading is a record of `telemetry` on JetStream, keyed by its
+/// device, one device's records in one partition and in send order.
+fn check_nats(name: &str, nats: &engine_probe::NatsCleanup) {
+    let streams = nats.streams();
+    let fleet = fleet();
+    let mut total = 0;
+    let mut partition_of: BTreeMap<String, u32> = BTreeMap::new();
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for p in 0..4 {
+        let stream = engine_probe::nats_partition_stream(name, "telemetry", p);
+        assert!(streams.contains(&stream), "{stream} not in {streams:?}");
+        let records = engine_probe::nats_records(&stream).unwrap();
+        eprintln!("{stream}: {} records", records.len());
+        for r in records {
+            let reading: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(reading["device"], r.key.as_str(), "{reading}");
+            assert_eq!(
+                *partition_of.entry(r.key.clone()).or_insert(p),
+                p,
+                "{reading}"
+            );
+            if r.key == "broken-1" {
+                assert_eq!(reading["via"], "mqtt", "{reading}");
+            } else {
+                let d: usize = r.key[1..].parse().unwrap();
+                let i = reading["seq"].as_u64().unwrap() as usize - 1;
+                assert_eq!(reading["ts"], fleet[d][i].ts, "{reading}");
+                assert_eq!(reading["temperature"], fleet[d][i].temperature, "{reading}");
+                let via = if d >= DEVICES - HTTP_DEVICES {
+                    "http"
+                } else {
+                    "mqtt"
+                };
+                assert_eq!(reading["via"], via, "{reading}");
+                seen.entry(r.key.clone()).or_default().push(i as u64 + 1);
+            }
+            total += 1;
+        }
+    }
+    assert!(total >= APPENDED, "{total} records, {APPENDED} appended");
+    for d in 0..DEVICES {
+        let seqs = &seen[&device(d)];
+        let mut want: Vec<u64> = (1..=READINGS as u64).collect();
+        if d == 5 {
+            want.extend(1..=10);
+        }
+        if total == APPENDED {
+            assert_eq!(seqs, &want, "{}: records in send order", device(d));
+        } else {
+            let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
+            assert_eq!(distinct.len(), READINGS, "{}", device(d));
+        }
+    }
+    eprintln!("{total} telemetry records on JetStream");
+}
+
+/// The database `iot` is the schema `gust_<app>_iot` with the rows the
+/// queries reported.
+fn check_postgres(pg: &engine_probe::PgCleanup) {
+    let s = format!("{}_iot", pg.schema);
+    assert!(pg.schemas().contains(&s), "{:?}", pg.schemas());
+    let count = |sql: &str| engine_probe::psql(sql).trim().parse::<u64>().unwrap();
+    assert_eq!(
+        count(&format!("SELECT count(*) FROM {s}.readings")),
+        (DEVICES * READINGS) as u64
+    );
+    assert_eq!(count(&format!("SELECT count(*) FROM {s}.rejected")), 3);
+    assert_eq!(count(&format!("SELECT count(*) FROM {s}.alerts")), 8);
+    let fleet = fleet();
+    let expected = expected_minutes(&fleet);
+    assert_eq!(
+        count(&format!("SELECT count(*) FROM {s}.minute_stats")),
+        expected.len() as u64
+    );
+    assert_eq!(
+        count(&format!("SELECT sum(count) FROM {s}.minute_stats")),
+        (DEVICES * READINGS) as u64
+    );
+    let rows = engine_probe::psql_rows(&format!(
+        "SELECT device, readings, last_seq, last_ts FROM {s}.devices ORDER BY device"
+    ));
+    assert_eq!(rows.len(), DEVICES);
+    for (d, row) in rows.iter().enumerate() {
+        let want = [
+            device(d),
+            READINGS.to_string(),
+            READINGS.to_string(),
+            fleet[d][READINGS - 1].ts.to_string(),
+        ];
+        assert_eq!(row, &want);
+    }
+    let ids = engine_probe::psql(&format!("SELECT id FROM {s}.alerts ORDER BY id"));
+    let ids: BTreeSet<String> = ids.lines().map(str::to_string).collect();
+    assert_eq!(ids, expected_alerts(&fleet));
 }

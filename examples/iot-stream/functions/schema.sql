@@ -4,10 +4,10 @@
 -- One row per reading, as parsed from the stream.
 CREATE TABLE IF NOT EXISTS readings (
     device      TEXT    NOT NULL,
-    seq         INTEGER NOT NULL,  -- the device's own counter
-    ts          INTEGER NOT NULL,  -- measured at, Unix milliseconds
-    minute      INTEGER NOT NULL,  -- start of its minute, Unix seconds
-    temperature REAL    NOT NULL,  -- degrees Celsius
+    seq         BIGINT  NOT NULL,  -- the device's own counter
+    ts          BIGINT  NOT NULL,  -- measured at, Unix milliseconds
+    minute      BIGINT  NOT NULL,  -- start of its minute, Unix seconds
+    temperature DOUBLE PRECISION NOT NULL,  -- degrees Celsius
     via         TEXT    NOT NULL,  -- mqtt | http
     PRIMARY KEY (device, seq)
 );
@@ -15,11 +15,11 @@ CREATE TABLE IF NOT EXISTS readings (
 -- Per device per minute: count, min, max and sum (avg = sum / count).
 CREATE TABLE IF NOT EXISTS minute_stats (
     device   TEXT    NOT NULL,
-    minute   INTEGER NOT NULL,
-    count    INTEGER NOT NULL,
-    sum      REAL    NOT NULL,
-    min_temp REAL    NOT NULL,
-    max_temp REAL    NOT NULL,
+    minute   BIGINT  NOT NULL,
+    count    BIGINT  NOT NULL,
+    sum      DOUBLE PRECISION NOT NULL,
+    min_temp DOUBLE PRECISION NOT NULL,
+    max_temp DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (device, minute)
 );
 
@@ -27,10 +27,10 @@ CREATE TABLE IF NOT EXISTS minute_stats (
 -- rule compares against it).
 CREATE TABLE IF NOT EXISTS devices (
     device           TEXT PRIMARY KEY,
-    readings         INTEGER NOT NULL,
-    last_seq         INTEGER NOT NULL,
-    last_ts          INTEGER NOT NULL,
-    last_temperature REAL    NOT NULL
+    readings         BIGINT  NOT NULL,
+    last_seq         BIGINT  NOT NULL,
+    last_ts          BIGINT  NOT NULL,
+    last_temperature DOUBLE PRECISION NOT NULL
 );
 
 -- Stream records that are not readings, by stream position.
@@ -45,11 +45,11 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS alerts (
     id          TEXT PRIMARY KEY,  -- <device>/<seq>/<rule>
     device      TEXT    NOT NULL,
-    seq         INTEGER NOT NULL,
-    ts          INTEGER NOT NULL,
+    seq         BIGINT  NOT NULL,
+    ts          BIGINT  NOT NULL,
     rule        TEXT    NOT NULL,  -- threshold | sudden-change
-    temperature REAL    NOT NULL,
-    previous    REAL,              -- the previous reading (sudden-change)
+    temperature DOUBLE PRECISION NOT NULL,
+    previous    DOUBLE PRECISION,            -- the previous reading (sudden-change)
     message     TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_by_device ON alerts (device, seq)

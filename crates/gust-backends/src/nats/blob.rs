@@ -2,7 +2,7 @@
 //!
 //! A container is the object store bucket `<PREFIX>_B_<container>` (so the
 //! stream `OBJ_<PREFIX>_B_<container>`), the prefix and container escaped
-//! like queue names; it is created, file-stored, on first use. A blob is an
+//! like queue names (`_` stays in the prefix); it is created, file-stored, on first use. A blob is an
 //! object of the same name.
 //!
 //! How the [`BlobContainer`] operations map onto the object store:
@@ -33,7 +33,7 @@ use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, OnceCell};
 
-use super::escape;
+use super::{escape, escape_prefix};
 use crate::blob::{BlobContainer, BlobInfo, BlobProvider, check_blob_name, check_container_name};
 use crate::{BackendError, Result};
 
@@ -70,8 +70,8 @@ impl NatsBlobs {
     ///
     /// `namespace` keeps apps apart on one server: container `<name>` is the
     /// bucket `<NAMESPACE>_B_<name>`, both escaped (letters, digits and `-`
-    /// stay, any other byte becomes `_` and two hex digits) and the
-    /// namespace upper-cased.
+    /// stay, and `_` in the namespace; any other byte becomes `_` and two
+    /// hex digits) and the namespace upper-cased.
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
         if namespace.is_empty() {
             return Err(BackendError::InvalidValue {
@@ -84,7 +84,7 @@ impl NatsBlobs {
             .map_err(|e| engine(format!("cannot connect to {url}: {e}")))?;
         Ok(Self {
             js: jetstream::new(client),
-            prefix: escape(namespace).to_uppercase(),
+            prefix: escape_prefix(namespace).to_uppercase(),
         })
     }
 

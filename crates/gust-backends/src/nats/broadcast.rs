@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use super::{engine, escape};
+use super::{engine, escape, escape_prefix};
 use crate::Result;
 use crate::broadcast::{Broadcast, BroadcastStream};
 
@@ -17,11 +17,11 @@ pub struct NatsBroadcast {
 
 impl NatsBroadcast {
     /// Broadcast on `client`, keeping apps apart by `prefix` (escaped like
-    /// queue names).
+    /// queue names except that `_` stays).
     pub fn new(client: async_nats::Client, prefix: &str) -> Self {
         Self {
             client,
-            prefix: escape(prefix),
+            prefix: escape_prefix(prefix),
         }
     }
 

@@ -79,7 +79,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::{escape, is_not_found};
+use super::{escape, escape_prefix, is_not_found};
 use crate::queue::check_metadata;
 use crate::stream::{
     DEAD_LETTER_ATTEMPTS_KEY, DEAD_LETTER_OFFSET_KEY, DEAD_LETTER_PARTITION_KEY,
@@ -218,7 +218,7 @@ impl NatsStreams {
     ///
     /// `namespace` keeps apps apart on one server: JetStream streams are
     /// named `<NAMESPACE>_S_...` and subjects `<namespace>.s....`, with the
-    /// namespace escaped like names (the same prefix as
+    /// namespace escaped like names except that `_` stays (the same prefix as
     /// [`NatsQueues`](super::NatsQueues) uses for queues and topics, which
     /// take `_Q_` / `_T_` and `.q.` / `.t.`).
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
@@ -236,7 +236,7 @@ impl NatsStreams {
                 reason: "must not be empty".into(),
             });
         }
-        let prefix = escape(namespace);
+        let prefix = escape_prefix(namespace);
         Ok(Self {
             inner: Arc::new(Inner {
                 js: jetstream::new(client.clone()),

@@ -131,10 +131,12 @@ fn handle(event: Event) -> Result<(), EventError> {
             "INSERT INTO minute_stats (device, minute, count, sum, min_temp, max_temp)
              VALUES (?1, ?2, 1, ?3, ?3, ?3)
              ON CONFLICT (device, minute) DO UPDATE SET
-                 count = count + 1,
-                 sum = sum + excluded.sum,
-                 min_temp = min(min_temp, excluded.min_temp),
-                 max_temp = max(max_temp, excluded.max_temp)",
+                 count = minute_stats.count + 1,
+                 sum = minute_stats.sum + excluded.sum,
+                 min_temp = CASE WHEN excluded.min_temp < minute_stats.min_temp
+                                 THEN excluded.min_temp ELSE minute_stats.min_temp END,
+                 max_temp = CASE WHEN excluded.max_temp > minute_stats.max_temp
+                                 THEN excluded.max_temp ELSE minute_stats.max_temp END",
             vec![device.clone(), Value::Integer(minute), t.clone()],
         ),
         (
@@ -142,12 +144,13 @@ fn handle(event: Event) -> Result<(), EventError> {
             "INSERT INTO devices (device, readings, last_seq, last_ts, last_temperature)
              VALUES (?1, 1, ?2, ?3, ?4)
              ON CONFLICT (device) DO UPDATE SET
-                 readings = readings + 1,
-                 last_ts = CASE WHEN excluded.last_seq > last_seq
-                                THEN excluded.last_ts ELSE last_ts END,
-                 last_temperature = CASE WHEN excluded.last_seq > last_seq
-                                THEN excluded.last_temperature ELSE last_temperature END,
-                 last_seq = max(last_seq, excluded.last_seq)",
+                 readings = devices.readings + 1,
+                 last_ts = CASE WHEN excluded.last_seq > devices.last_seq
+                                THEN excluded.last_ts ELSE devices.last_ts END,
+                 last_temperature = CASE WHEN excluded.last_seq > devices.last_seq
+                                THEN excluded.last_temperature ELSE devices.last_temperature END,
+                 last_seq = CASE WHEN excluded.last_seq > devices.last_seq
+                                THEN excluded.last_seq ELSE devices.last_seq END",
             vec![device, seq, Value::Integer(reading.ts), t],
         ),
     ])
@@ -221,7 +224,8 @@ fn reject(db: &Database, event: &Event, reason: &str) -> Result<(), EventError> 
     log::warn!("record {} rejected: {reason}", event.id());
     with_schema(db, || {
         db.execute(
-            "INSERT OR IGNORE INTO rejected (record, device, reason, body) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO rejected (record, device, reason, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
             &[
                 event.id().into(),
                 event.subject().into(),
@@ -240,7 +244,7 @@ fn with_schema<T>(
     op: impl Fn() -> Result<T, gust_sdk::sql::Error>,
 ) -> Result<T, EventError> {
     match op() {
-        Err(e) if e.message().contains("no such table") => {
+        Err(e) if no_such_table(&e) => {
             db.execute_script(SCHEMA).map_err(retry)?;
             op().map_err(retry)
         }
@@ -251,4 +255,11 @@ fn with_schema<T>(
 /// A database or topic error: try the record again.
 fn retry(e: impl std::fmt::Display) -> EventError {
     EventError::retryable(e.to_string())
+}
+
+/// Whether `e` says a table is missing (SQLite: `no such table`;
+/// PostgreSQL: SQLSTATE 42P01 `relation ... does not exist`).
+fn no_such_table(e: &gust_sdk::sql::Error) -> bool {
+    let message = e.message();
+    message.contains("no such table") || message.contains("42P01")
 }

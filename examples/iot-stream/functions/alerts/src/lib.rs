@@ -39,9 +39,10 @@ fn handle(event: Event) -> Result<(), EventError> {
     let db = Database::open("db");
     let insert = || {
         db.execute(
-            "INSERT OR IGNORE INTO alerts
+            "INSERT INTO alerts
                  (id, device, seq, ts, rule, temperature, previous, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT DO NOTHING",
             &[
                 a.id.as_str().into(),
                 a.device.as_str().into(),
@@ -55,7 +56,9 @@ fn handle(event: Event) -> Result<(), EventError> {
         )
     };
     let inserted = match insert() {
-        Err(e) if e.message().contains("no such table") => {
+        // A missing table: SQLite says `no such table`, PostgreSQL
+        // SQLSTATE 42P01.
+        Err(e) if e.message().contains("no such table") || e.message().contains("42P01") => {
             db.execute_script(SCHEMA).and_then(|()| insert())
         }
         other => other,

@@ -60,14 +60,17 @@ fn minutes(db: &Database, req: &Request) -> http::Result {
         })
     };
     let (from, to) = (bound("from", i64::MIN)?, bound("to", i64::MAX)?);
-    let minutes = query(
+    let mut minutes = query(
         db,
-        "SELECT minute, strftime('%Y-%m-%dT%H:%M:%SZ', minute, 'unixepoch') AS start,
-                count, min_temp AS min, max_temp AS max, sum / count AS avg
+        "SELECT minute, count, min_temp AS min, max_temp AS max, sum / count AS avg
          FROM minute_stats WHERE device = ?1 AND minute >= ?2 AND minute <= ?3
          ORDER BY minute",
         &[device.into(), from.into(), to.into()],
     )?;
+    for m in &mut minutes {
+        let start = m["minute"].as_i64().map(utc);
+        m["start"] = start.into();
+    }
     if minutes.is_empty() && !known(db, device)? {
         return Err(http::Error::new(404, format!("no device `{device}`")));
     }
@@ -103,7 +106,10 @@ fn known(db: &Database, device: &str) -> Result<bool, http::Error> {
 fn query(db: &Database, sql: &str, params: &[Value]) -> Result<Vec<Json>, http::Error> {
     match db.query(sql, params) {
         Ok(rows) => Ok(objects(rows)),
-        Err(e) if e.message().contains("no such table") => Ok(Vec::new()),
+        // SQLite says `no such table`, PostgreSQL SQLSTATE 42P01.
+        Err(e) if e.message().contains("no such table") || e.message().contains("42P01") => {
+            Ok(Vec::new())
+        }
         Err(e) => Err(http::Error::internal(e.to_string())),
     }
 }
@@ -122,4 +128,26 @@ fn objects(rows: Rows) -> Vec<Json> {
             Json::Object(object)
         })
         .collect()
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (computed here rather than in SQL,
+/// where every engine spells it differently).
+fn utc(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
