@@ -45,9 +45,20 @@ impl Broadcast for NatsBroadcast {
             .subscribe(self.subject(channel))
             .await
             .map_err(engine)?;
-        // Make sure the server knows the subscription before the caller
-        // relies on it (e.g. publishes right after).
-        self.client.flush().await.map_err(engine)?;
+        // Make sure the server has registered the subscription before the
+        // caller relies on it (e.g. another node publishes right after): the
+        // server handles one connection's commands in order, so once a probe
+        // published after the SUB comes back, the SUB is in place. (A flush
+        // only empties the client's buffer.)
+        let probe = self.client.new_inbox();
+        let mut echo = self.client.subscribe(probe.clone()).await.map_err(engine)?;
+        self.client
+            .publish(probe, bytes::Bytes::new())
+            .await
+            .map_err(engine)?;
+        tokio::time::timeout(std::time::Duration::from_secs(10), echo.next())
+            .await
+            .map_err(|_| engine("the server did not confirm the subscription within 10 s"))?;
         Ok(Box::pin(subscriber.map(|m| m.payload.to_vec())))
     }
 }
