@@ -189,11 +189,6 @@ impl Host {
         })
     }
 
-    /// The folder holding the app's blob containers (`.gust/blobs/`).
-    pub fn blob_root(&self) -> PathBuf {
-        self.options.app_dir.join(".gust").join("blobs")
-    }
-
     /// Stops the triggers, letting running invocations settle.
     pub async fn stop_triggers(&self) {
         self.current().stop_triggers().await;
