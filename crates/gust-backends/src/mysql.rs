@@ -128,7 +128,12 @@ impl MySqlSql {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await
-            .map_err(|e| BackendError::engine(BACKEND, format!("cannot connect to {url}: {e}")))?;
+            .map_err(|e| {
+                BackendError::engine(
+                    BACKEND,
+                    format!("cannot connect to {}: {e}", crate::services::redact(url)),
+                )
+            })?;
         Ok(Self {
             options,
             admin,

@@ -216,9 +216,12 @@ impl NatsQueues {
                 reason: "must not be empty".into(),
             });
         }
-        let client = async_nats::connect(url)
-            .await
-            .map_err(|e| engine(format!("cannot connect to {url}: {e}")))?;
+        let client = async_nats::connect(url).await.map_err(|e| {
+            engine(format!(
+                "cannot connect to {}: {e}",
+                crate::services::redact(url)
+            ))
+        })?;
         let js = jetstream::new(client.clone());
         let prefix = escape_prefix(prefix);
         Ok(Self {

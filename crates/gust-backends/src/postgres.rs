@@ -27,7 +27,12 @@ pub async fn connect(url: &str) -> Result<PgPool> {
         .acquire_timeout(std::time::Duration::from_secs(10))
         .connect(url)
         .await
-        .map_err(|e| BackendError::engine("postgres", format!("cannot connect to {url}: {e}")))
+        .map_err(|e| {
+            BackendError::engine(
+                "postgres",
+                format!("cannot connect to {}: {e}", crate::services::redact(url)),
+            )
+        })
 }
 
 /// The schema holding the data of `namespace` (an app name): `gust_` and the

@@ -128,10 +128,12 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
 pub async fn connect(url: &str) -> Result<ConnectionManager> {
     let client = ::redis::Client::open(url)
         .map_err(|e| BackendError::engine("redis", format!("bad url {url}: {e}")))?;
-    client
-        .get_connection_manager()
-        .await
-        .map_err(|e| BackendError::engine("redis", format!("cannot connect to {url}: {e}")))
+    client.get_connection_manager().await.map_err(|e| {
+        BackendError::engine(
+            "redis",
+            format!("cannot connect to {}: {e}", crate::services::redact(url)),
+        )
+    })
 }
 
 /// `name` with `%`, `:`, `{`, `}` percent-escaped.

@@ -289,14 +289,15 @@ pub enum ServicesError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The engine could not be reached or opened.
-    #[error("{resource} on {engine}: {source}")]
+    #[error("{resource} on {engine}: {error}")]
     Open {
         /// The resource.
         resource: Resource,
-        /// The engine's URL or embedded path.
+        /// The engine's URL (password hidden) or embedded file.
         engine: String,
-        /// What went wrong.
-        source: BackendError,
+        /// What went wrong (part of this error's message, so not a
+        /// `source`: printing the chain would repeat it).
+        error: BackendError,
     },
 }
 
@@ -407,11 +408,11 @@ struct Opener<'a> {
 
 /// Wraps a failure to open `resource` on `engine`.
 fn failed(resource: Resource, engine: &str) -> impl FnOnce(BackendError) -> ServicesError {
-    let engine = engine.to_string();
-    move |source| ServicesError::Open {
+    let engine = redact(engine);
+    move |error| ServicesError::Open {
         resource,
         engine,
-        source,
+        error,
     }
 }
 
@@ -765,7 +766,7 @@ impl Opener<'_> {
 }
 
 /// `url` without a password, for printing.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -822,6 +823,26 @@ mod tests {
         config.add_override("table=ftp://x").unwrap();
         let err = config.engine_for(Resource::Table).unwrap_err().to_string();
         assert!(err.contains("table") && err.contains("ftp://x"), "{err}");
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn an_unreachable_engine_names_the_resource_and_hides_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BackendConfig::default();
+        config
+            .add_override("kv=redis://user:secret@127.0.0.1:1")
+            .unwrap();
+        let err = Services::open(&config, "t", dir.path())
+            .await
+            .err()
+            .expect("port 1 refuses")
+            .to_string();
+        assert!(
+            err.starts_with("kv on redis://user:***@127.0.0.1:1"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
     }
 
     #[test]

@@ -79,9 +79,12 @@ impl NatsBlobs {
                 reason: "must not be empty".into(),
             });
         }
-        let client = async_nats::connect(url)
-            .await
-            .map_err(|e| engine(format!("cannot connect to {url}: {e}")))?;
+        let client = async_nats::connect(url).await.map_err(|e| {
+            engine(format!(
+                "cannot connect to {}: {e}",
+                crate::services::redact(url)
+            ))
+        })?;
         Ok(Self {
             js: jetstream::new(client),
             prefix: escape_prefix(namespace).to_uppercase(),

@@ -71,9 +71,12 @@ fn key_from_name(name: &str) -> Option<String> {
 
 /// Connects to `url` and checks JetStream answers.
 async fn jetstream(url: &str) -> Result<jetstream::Context> {
-    let client = async_nats::connect(url)
-        .await
-        .map_err(|e| engine(&format!("cannot connect to {url}"), e))?;
+    let client = async_nats::connect(url).await.map_err(|e| {
+        engine(
+            &format!("cannot connect to {}", crate::services::redact(url)),
+            e,
+        )
+    })?;
     Ok(jetstream::new(client))
 }
 

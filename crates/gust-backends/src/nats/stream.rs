@@ -222,9 +222,12 @@ impl NatsStreams {
     /// [`NatsQueues`](super::NatsQueues) uses for queues and topics, which
     /// take `_Q_` / `_T_` and `.q.` / `.t.`).
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
-        let client = async_nats::connect(url)
-            .await
-            .map_err(|e| engine(&format!("cannot connect to {url}"), e))?;
+        let client = async_nats::connect(url).await.map_err(|e| {
+            engine(
+                &format!("cannot connect to {}", crate::services::redact(url)),
+                e,
+            )
+        })?;
         Self::with_client(client, namespace)
     }
 
