@@ -2,6 +2,7 @@
 
 mod admin;
 mod build;
+mod cluster;
 mod events;
 mod gateway;
 mod keys;
@@ -9,13 +10,14 @@ mod new;
 mod queue;
 mod stream;
 mod up;
+mod serve_cluster;
 mod up_many;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AppsCommand, Cli, ClusterCommand, Command};
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -24,6 +26,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build { dir } => build::run(&dir),
         Command::Up(args) => up::up(args),
         Command::Serve { config } => up::serve(&config),
+        Command::Deploy {
+            dir,
+            rollback,
+            target,
+        } => match rollback {
+            Some(app) => cluster::rollback(&target, &app),
+            None => cluster::deploy(&dir, &target),
+        },
+        Command::Apps {
+            command: AppsCommand::Ls { target, json },
+        } => cluster::apps(&target, json),
+        Command::Cluster {
+            command: ClusterCommand::Status { target, json },
+        } => cluster::status(&target, json),
         Command::Invoke {
             function,
             data,

@@ -124,6 +124,12 @@ pub fn up_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running 
     for (k, v) in env {
         cmd.env(k, v);
     }
+    start_ready(cmd)
+}
+
+/// Spawns `cmd` (a `gust` that prints a line with `ready` and `on <url>`)
+/// and waits for that line.
+pub fn start_ready(mut cmd: Command) -> Running {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
