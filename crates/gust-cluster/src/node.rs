@@ -187,7 +187,9 @@ impl Node {
             let address = self.url();
             match self.store.heartbeat(&self.id, &address, &self.describe()).await {
                 Ok(()) => match self.store.live_nodes(NODE_TIMEOUT).await {
-                    Ok(nodes) => self.membership.set_live(nodes.len()),
+                    Ok(nodes) => self
+                        .membership
+                        .set_live(nodes.into_iter().map(|n| n.id).collect()),
                     Err(e) => tracing::warn!(error = %e, "cannot list the cluster's nodes"),
                 },
                 Err(e) => tracing::warn!(error = %e, "cannot record this node's heartbeat"),

@@ -2,19 +2,22 @@
 //! feeds and blob watchers are each *owned* by one node through a lease, and
 //! spread over the live nodes.
 //!
-//! [`run_owned`] keeps, for a set of claims (say the four partitions of a
-//! stream consumed by one function), about a fair share of them on this
-//! node: `ceil(claims / live nodes)`. It renews what it holds, gives back
-//! what is above its share (so a node that joins gets work), takes free or
-//! expired claims while below it (so a dead node's work is taken over once
-//! its leases run out), and runs the work of each claim it holds until the
-//! claim is lost, given back, or the trigger stops.
+//! [`run_owned`] runs, for a group of claims (say the four partitions of a
+//! stream consumed by one function), the work of each claim on the node it
+//! is assigned to: the live nodes sorted by id take the group's claims in
+//! turn ([`assignee`]), starting at a place that depends on the group, so
+//! four partitions on three nodes are 2/1/1 and different streams put their
+//! extra partition on different nodes. Every node computes the same
+//! assignment from the heartbeats it sees; the lease decides when views
+//! briefly differ. A node renews what it holds, gives back what is no longer
+//! its own (so a joining node gets work), and takes its claims once they are
+//! free or expired (so a dead node's work moves once its leases run out and
+//! it drops out of the heartbeats).
 //!
 //! Outside a cluster (no [`Membership`]) every claim's work simply runs here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,13 +33,13 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(8);
 /// How often claims are renewed, balanced and looked for.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// This node's view of its cluster: its name, how many nodes are alive
-/// (kept current by the cluster's heartbeat), and what it owns now.
+/// This node's view of its cluster: its name, the live nodes (kept current
+/// by the cluster's heartbeat), and what it owns now.
 #[derive(Debug)]
 pub struct Membership {
     cluster: String,
     node: String,
-    live: AtomicUsize,
+    live: Mutex<Vec<String>>,
     owned: Mutex<BTreeSet<String>>,
 }
 
@@ -46,7 +49,7 @@ impl Membership {
         Self {
             cluster: cluster.into(),
             node: node.into(),
-            live: AtomicUsize::new(1),
+            live: Mutex::new(Vec::new()),
             owned: Mutex::new(BTreeSet::new()),
         }
     }
@@ -61,14 +64,24 @@ impl Membership {
         &self.node
     }
 
-    /// Sets how many nodes are alive (at least one: this one).
-    pub fn set_live(&self, nodes: usize) {
-        self.live.store(nodes.max(1), Ordering::Relaxed);
+    /// Sets the ids of the live nodes (this one is always among them).
+    pub fn set_live(&self, mut nodes: Vec<String>) {
+        if !nodes.contains(&self.node) {
+            nodes.push(self.node.clone());
+        }
+        nodes.sort();
+        nodes.dedup();
+        *self.live.lock().expect("membership lock") = nodes;
     }
 
-    /// How many nodes are alive.
-    pub fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed).max(1)
+    /// The live nodes' ids, sorted (this one alone until told otherwise).
+    pub fn live(&self) -> Vec<String> {
+        let live = self.live.lock().expect("membership lock");
+        if live.is_empty() {
+            vec![self.node.clone()]
+        } else {
+            live.clone()
+        }
     }
 
     /// The claims this node holds now, sorted.
@@ -93,9 +106,21 @@ impl Membership {
     }
 }
 
-/// The most claims of `total` one of `live` nodes should hold.
-pub fn fair_share(total: usize, live: usize) -> usize {
-    total.div_ceil(live.max(1))
+/// The node of `nodes` (sorted ids) that claim `index` of a group named
+/// `group` is assigned to: the nodes take the group's claims in turn,
+/// starting at a node that depends on the group.
+pub fn assignee<'a>(group: &str, index: usize, nodes: &'a [String]) -> Option<&'a str> {
+    if nodes.is_empty() {
+        return None;
+    }
+    // FNV-1a: the same on every node and every build.
+    let start = group
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let at = (start as usize).wrapping_add(index) % nodes.len();
+    Some(nodes[at].as_str())
 }
 
 /// A claim's running work and the switch that stops it.
@@ -153,23 +178,24 @@ pub async fn run_owned<F, Fut>(
                 tracing::info!(claim = %claims[i], "claim lost to another node");
             }
         }
-        let share = fair_share(claims.len(), members.live());
-        // Above the share: give the highest back so joining nodes get work.
-        while held.len() > share {
-            let Some((i, r)) = held.pop_last() else { break };
-            r.stop().await;
-            members.drop_claim(&claims[i]);
-            if let Err(e) = leases.release(&claims[i], &node).await {
-                tracing::warn!(claim = %claims[i], error = %e, "cannot release a claim");
+        let nodes = members.live();
+        let group = claims.first().map(String::as_str).unwrap_or_default();
+        let mine = |i: usize| assignee(group, i, &nodes) == Some(node.as_str());
+        // No longer ours: give it back so its node can take it.
+        let leaving: Vec<usize> = held.keys().copied().filter(|&i| !mine(i)).collect();
+        for i in leaving {
+            if let Some(r) = held.remove(&i) {
+                r.stop().await;
+                members.drop_claim(&claims[i]);
+                if let Err(e) = leases.release(&claims[i], &node).await {
+                    tracing::warn!(claim = %claims[i], error = %e, "cannot release a claim");
+                }
+                tracing::info!(claim = %claims[i], "claim handed over for rebalancing");
             }
-            tracing::info!(claim = %claims[i], share, "claim handed back for rebalancing");
         }
-        // Below it: take free (or expired) claims.
+        // Ours: take it once it is free or expired.
         for (i, claim) in claims.iter().enumerate() {
-            if held.len() >= share {
-                break;
-            }
-            if held.contains_key(&i) {
+            if held.contains_key(&i) || !mine(i) {
                 continue;
             }
             match leases.acquire(claim, &node, CLAIM_TTL).await {
@@ -200,14 +226,25 @@ pub async fn run_owned<F, Fut>(
 mod tests {
     use super::*;
     use gust_backends::KeyValueProvider;
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
-    fn fair_share_rounds_up() {
-        assert_eq!(fair_share(4, 1), 4);
-        assert_eq!(fair_share(4, 3), 2);
-        assert_eq!(fair_share(1, 3), 1);
-        assert_eq!(fair_share(4, 0), 4);
+    fn claims_are_dealt_in_turn_from_a_group_dependent_start() {
+        let nodes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let mut per_node = BTreeMap::<&str, usize>::new();
+        for i in 0..4 {
+            *per_node.entry(assignee("g", i, &nodes).unwrap()).or_default() += 1;
+        }
+        let mut counts: Vec<usize> = per_node.values().copied().collect();
+        counts.sort();
+        assert_eq!(counts, [1, 1, 2]);
+        assert_eq!(assignee("g", 0, &nodes[..1]), Some("a"));
+        assert_eq!(assignee("g", 0, &[]), None);
+        // Different groups put their first claim on different nodes.
+        let firsts: BTreeSet<&str> = (0..20)
+            .map(|g| assignee(&format!("stream:s{g}"), 0, &nodes).unwrap())
+            .collect();
+        assert_eq!(firsts.len(), 3);
     }
 
     /// Counts, per claim, how many workers run at once and ever ran.
@@ -232,7 +269,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    // Real time: the embedded store's work runs on blocking threads, which
+    // paused time would not wait for.
+    #[tokio::test]
     async fn two_nodes_split_claims_and_one_takes_over_when_the_other_stops() {
         let dir = tempfile::tempdir().unwrap();
         let kv = gust_backends::embedded::EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
@@ -245,8 +284,8 @@ mod tests {
         });
         let a = Arc::new(Membership::new("c", "a"));
         let b = Arc::new(Membership::new("c", "b"));
-        a.set_live(2);
-        b.set_live(2);
+        a.set_live(vec!["a".into(), "b".into()]);
+        b.set_live(vec!["a".into(), "b".into()]);
         let (stop_a, sd_a) = Shutdown::new();
         let (stop_b, sd_b) = Shutdown::new();
         let ta = tokio::spawn(run_owned(
@@ -267,7 +306,7 @@ mod tests {
         // `a` stops cleanly (releases) and `b`, alone, takes everything.
         stop_a.send(true).unwrap();
         ta.await.unwrap();
-        b.set_live(1);
+        b.set_live(vec!["b".into()]);
         tokio::time::sleep(TICK * 3).await;
         assert_eq!(b.owned().len(), 4);
         for p in 0..4 {
@@ -278,7 +317,7 @@ mod tests {
         assert!(b.owned().is_empty());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_dead_nodes_claims_are_taken_after_they_expire() {
         let dir = tempfile::tempdir().unwrap();
         let kv = gust_backends::embedded::EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
@@ -305,8 +344,6 @@ mod tests {
         ));
         tokio::time::sleep(TICK / 2).await;
         assert!(me.owned().is_empty(), "taken before the dead node's lease ran out");
-        // Lease expiry is on the wall clock.
-        tokio::time::resume();
         let deadline = std::time::Instant::now() + TICK * 6;
         while me.owned().is_empty() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
