@@ -369,7 +369,7 @@ fn sigkill_a_node_mid_load_loses_nothing_and_its_partitions_move() {
                 &[("x-gust-key", &k), ("content-type", "text/plain")],
                 format!("q{i:05}").as_bytes(),
             );
-            assert_eq!(r.status, 201, "send {i}: {}", r.body);
+            assert_eq!(r.status, 202, "send {i}: {}", r.body);
         });
         let (b, k) = (base, key);
         in_parallel(ITEMS, 4, move |i| {
