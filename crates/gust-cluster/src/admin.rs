@@ -98,10 +98,7 @@ async fn status(node: &Node) -> Answer {
 async fn apps(node: &Node) -> Answer {
     let store = node.store();
     let current = store.current().await.map_err(unavailable)?;
-    let nodes = store
-        .live_nodes(NODE_TIMEOUT)
-        .await
-        .map_err(unavailable)?;
+    let nodes = store.live_nodes(NODE_TIMEOUT).await.map_err(unavailable)?;
     let apps: Vec<serde_json::Value> = current
         .values()
         .map(|r| {
@@ -133,11 +130,15 @@ async fn deploy(node: &Arc<Node>, app_name: &str, req: Request<Incoming>) -> Ans
             return Err(body::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "bad-artifact",
-                format!("cannot read the artifact (at most {} MiB): {e}", MAX_ARTIFACT >> 20),
+                format!(
+                    "cannot read the artifact (at most {} MiB): {e}",
+                    MAX_ARTIFACT >> 20
+                ),
             ));
         }
     };
-    let bad = |e: anyhow::Error| body::error(StatusCode::BAD_REQUEST, "bad-artifact", format!("{e:#}"));
+    let bad =
+        |e: anyhow::Error| body::error(StatusCode::BAD_REQUEST, "bad-artifact", format!("{e:#}"));
     let checked = {
         let bytes = bytes.clone();
         let expected = app_name.to_string();
@@ -146,10 +147,7 @@ async fn deploy(node: &Arc<Node>, app_name: &str, req: Request<Incoming>) -> Ans
             let unpacked = artifact::unpack(&bytes, dir.path())?;
             let app = gust_manifest::load_app(&unpacked.app_dir)?;
             if app.name != expected {
-                anyhow::bail!(
-                    "the artifact holds app `{}`, not `{expected}`",
-                    app.name
-                );
+                anyhow::bail!("the artifact holds app `{}`, not `{expected}`", app.name);
             }
             for f in &app.functions {
                 if !unpacked.components.contains_key(&f.name) {
@@ -165,7 +163,9 @@ async fn deploy(node: &Arc<Node>, app_name: &str, req: Request<Incoming>) -> Ans
         Ok(Err(e)) => return Err(bad(e)),
         Err(e) => return Err(bad(anyhow::anyhow!("{e}"))),
     };
-    node.ensure_keys(&app).await.map_err(|e| unavailable(format!("{e:#}")))?;
+    node.ensure_keys(&app)
+        .await
+        .map_err(|e| unavailable(format!("{e:#}")))?;
     let deployed = node
         .store()
         .deploy(app_name, &bytes, &artifact::digest(&bytes))

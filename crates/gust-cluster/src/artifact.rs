@@ -81,7 +81,10 @@ pub fn unpack(bytes: &[u8], dest: &Path) -> Result<Unpacked> {
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let mut archive = tar::Archive::new(bytes);
     archive.set_preserve_permissions(false);
-    for entry in archive.entries().context("the artifact is not a tar archive")? {
+    for entry in archive
+        .entries()
+        .context("the artifact is not a tar archive")?
+    {
         let mut entry = entry.context("the artifact is damaged")?;
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind.is_dir()) {
@@ -157,7 +160,8 @@ mod tests {
         let mut header = tar::Header::new_gnu();
         header.set_size(1);
         header.set_cksum();
-        tar.append_data(&mut header, "other/file", &b"x"[..]).unwrap();
+        tar.append_data(&mut header, "other/file", &b"x"[..])
+            .unwrap();
         let bytes = tar.into_inner().unwrap();
         let e = unpack(&bytes, dest.path()).unwrap_err();
         assert!(e.to_string().contains("app/gust.toml"), "{e}");

@@ -89,11 +89,7 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>, client: SocketAddr)
     }
     // At the root: the app that has the route, or the only app.
     let only = (apps.len() == 1).then(|| apps.values().next()).flatten();
-    if let Some(serving) = apps
-        .values()
-        .find(|s| serves_path(s, &req, &path))
-        .or(only)
-    {
+    if let Some(serving) = apps.values().find(|s| serves_path(s, &req, &path)).or(only) {
         return forward(serving, req, &path, None, client).await;
     }
     let names: Vec<&String> = apps.keys().collect();

@@ -185,7 +185,11 @@ impl Node {
     async fn beat(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let address = self.url();
-            match self.store.heartbeat(&self.id, &address, &self.describe()).await {
+            match self
+                .store
+                .heartbeat(&self.id, &address, &self.describe())
+                .await
+            {
                 Ok(()) => match self.store.live_nodes(NODE_TIMEOUT).await {
                     Ok(nodes) => self
                         .membership
@@ -214,8 +218,8 @@ impl Node {
                 Err(e) => {
                     let message = format!("{e:#}");
                     let mut failures = self.failures.lock().expect("failures lock");
-                    let again = failures.get(&release.app)
-                        == Some(&(release.version, message.clone()));
+                    let again =
+                        failures.get(&release.app) == Some(&(release.version, message.clone()));
                     if !again {
                         tracing::error!(app = %release.app, version = release.version, "cannot start: {message}");
                         eprintln!(
@@ -259,7 +263,9 @@ impl Node {
             .lock()
             .expect("failures lock")
             .remove(&release.app);
-        let from = old.map(|o| format!(" (was v{})", o.version)).unwrap_or_default();
+        let from = old
+            .map(|o| format!(" (was v{})", o.version))
+            .unwrap_or_default();
         eprintln!("gust: serving `{}` v{}{from}", release.app, release.version);
     }
 
@@ -267,7 +273,11 @@ impl Node {
     async fn start_release(&self, release: &Release) -> Result<Arc<Host>> {
         let app_root = self.options.data_dir.join("apps").join(&release.app);
         let version_dir = app_root.join(format!("v{}", release.version));
-        if !version_dir.join("app").join(gust_manifest::MANIFEST_FILE).is_file() {
+        if !version_dir
+            .join("app")
+            .join(gust_manifest::MANIFEST_FILE)
+            .is_file()
+        {
             let bytes = self.store.artifact(&release.app, release.version).await?;
             if artifact::digest(&bytes) != release.digest {
                 bail!("the stored artifact does not match its digest");

@@ -155,12 +155,14 @@ impl ClusterStore {
         .bind(archive)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO gust_cluster_releases (cluster, app, version) VALUES ($1, $2, $3)")
-            .bind(&self.cluster)
-            .bind(app)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO gust_cluster_releases (cluster, app, version) VALUES ($1, $2, $3)",
+        )
+        .bind(&self.cluster)
+        .bind(app)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Deployed {
             app: app.into(),
@@ -242,13 +244,15 @@ impl ClusterStore {
 
     /// The stored keys of `app` (JSON), if any.
     pub async fn keys(&self, app: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT keys FROM gust_cluster_keys WHERE cluster = $1 AND app = $2",
+        Ok(
+            sqlx::query_scalar(
+                "SELECT keys FROM gust_cluster_keys WHERE cluster = $1 AND app = $2",
+            )
+            .bind(&self.cluster)
+            .bind(app)
+            .fetch_optional(&self.pool)
+            .await?,
         )
-        .bind(&self.cluster)
-        .bind(app)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     /// Stores the keys of `app` (JSON).
@@ -267,7 +271,12 @@ impl ClusterStore {
 
     /// Records that `node` (listening on `address`) is alive, with what it
     /// serves and owns.
-    pub async fn heartbeat(&self, node: &str, address: &str, info: &serde_json::Value) -> Result<()> {
+    pub async fn heartbeat(
+        &self,
+        node: &str,
+        address: &str,
+        info: &serde_json::Value,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO gust_cluster_nodes (cluster, node, address, info) VALUES ($1, $2, $3, $4)
              ON CONFLICT (cluster, node) DO UPDATE
@@ -405,10 +414,17 @@ mod tests {
             Err(StoreError::UnknownApp(_))
         ));
         // A deploy after a rollback gets a new number.
-        assert_eq!(store.deploy("shop", b"three", "d3").await.unwrap().version, 3);
+        assert_eq!(
+            store.deploy("shop", b"three", "d3").await.unwrap().version,
+            3
+        );
 
         store
-            .heartbeat("n1", "127.0.0.1:1", &serde_json::json!({"apps": {"shop": 3}}))
+            .heartbeat(
+                "n1",
+                "127.0.0.1:1",
+                &serde_json::json!({"apps": {"shop": 3}}),
+            )
             .await
             .unwrap();
         let nodes = store.live_nodes(Duration::from_secs(10)).await.unwrap();

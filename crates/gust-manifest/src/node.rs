@@ -150,7 +150,10 @@ impl NodeConfig {
         let problem = match &mut config.cluster {
             Some(cluster) => {
                 resolve(&mut cluster.admin_key_file);
-                cluster.validate().err().map(|e| (e, "[cluster] name = \"prod\""))
+                cluster
+                    .validate()
+                    .err()
+                    .map(|e| (e, "[cluster] name = \"prod\""))
             }
             None if config.app.is_none() => Some((
                 "the node config names no app and no [cluster]".to_string(),

@@ -114,11 +114,9 @@ pub fn assignee<'a>(group: &str, index: usize, nodes: &'a [String]) -> Option<&'
         return None;
     }
     // FNV-1a: the same on every node and every build.
-    let start = group
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let start = group.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     let at = (start as usize).wrapping_add(index) % nodes.len();
     Some(nodes[at].as_str())
 }
@@ -233,7 +231,9 @@ mod tests {
         let nodes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let mut per_node = BTreeMap::<&str, usize>::new();
         for i in 0..4 {
-            *per_node.entry(assignee("g", i, &nodes).unwrap()).or_default() += 1;
+            *per_node
+                .entry(assignee("g", i, &nodes).unwrap())
+                .or_default() += 1;
         }
         let mut counts: Vec<usize> = per_node.values().copied().collect();
         counts.sort();
@@ -310,7 +310,11 @@ mod tests {
         tokio::time::sleep(TICK * 3).await;
         assert_eq!(b.owned().len(), 4);
         for p in 0..4 {
-            assert_eq!(board.max[p].load(Ordering::SeqCst), 1, "claim {p} ran twice at once");
+            assert_eq!(
+                board.max[p].load(Ordering::SeqCst),
+                1,
+                "claim {p} ran twice at once"
+            );
         }
         stop_b.send(true).unwrap();
         tb.await.unwrap();
@@ -343,7 +347,10 @@ mod tests {
             worker(board.clone()),
         ));
         tokio::time::sleep(TICK / 2).await;
-        assert!(me.owned().is_empty(), "taken before the dead node's lease ran out");
+        assert!(
+            me.owned().is_empty(),
+            "taken before the dead node's lease ran out"
+        );
         let deadline = std::time::Instant::now() + TICK * 6;
         while me.owned().is_empty() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;

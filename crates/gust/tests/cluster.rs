@@ -103,6 +103,15 @@ impl Cluster {
         r.json()
     }
 
+    /// Stops every node (SIGTERM); each must exit cleanly.
+    fn stop_all(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut n) = node.take() {
+                assert_eq!(n.stop(), Some(0), "{}", n.stderr());
+            }
+        }
+    }
+
     /// The engine namespace of app `app` in this cluster.
     fn namespace(&self, app: &str) -> String {
         format!("{}_{app}", self.name)
@@ -384,13 +393,20 @@ fn sigkill_a_node_mid_load_loses_nothing_and_its_partitions_move() {
         started.elapsed()
     });
     assert!(
-        eventually(Duration::from_secs(120), || nats_kv_len(&ns, "seen") >= 2_000),
+        eventually(Duration::from_secs(120), || nats_kv_len(&ns, "seen")
+            >= 2_000),
         "fewer than 2,000 handled"
     );
     let killed_at = Instant::now();
     let mut dead = cluster.nodes[victim].take().unwrap();
     let pid = dead.pid().to_string();
-    assert!(std::process::Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert!(eventually(Duration::from_secs(10), || !dead.alive()));
     let handled_at_kill = nats_kv_len(&ns, "seen");
 
@@ -400,18 +416,21 @@ fn sigkill_a_node_mid_load_loses_nothing_and_its_partitions_move() {
         !owners.contains_key(&victim_id) && owners.values().map(Vec::len).sum::<usize>() == 4
     });
     let takeover = killed_at.elapsed();
-    assert!(moved, "partitions not taken over: {:?}", stream_owners(&cluster.status(0)));
+    assert!(
+        moved,
+        "partitions not taken over: {:?}",
+        stream_owners(&cluster.status(0))
+    );
 
     let write_time = writing.join().unwrap();
     assert!(
-        eventually(Duration::from_secs(180), || nats_kv_len(&ns, "seen") >= 2 * ITEMS as u64),
+        eventually(Duration::from_secs(180), || nats_kv_len(&ns, "seen")
+            >= 2 * ITEMS as u64),
         "only {} of {} handled",
         nats_kv_len(&ns, "seen"),
         2 * ITEMS
     );
-    for node in cluster.nodes.iter_mut().flatten() {
-        assert_eq!(node.stop(), Some(0), "{}", node.stderr());
-    }
+    cluster.stop_all();
     let counts = nats_kv_counts(NATS, &ns, "seen");
     let expected = (0..ITEMS).flat_map(|i| [format!("q{i:05}"), format!("s{i:05}")]);
     let Tally {
@@ -427,7 +446,12 @@ fn sigkill_a_node_mid_load_loses_nothing_and_its_partitions_move() {
         takeover.as_secs_f64(),
         lost.len()
     );
-    assert!(lost.is_empty(), "{} lost, first {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    assert!(
+        lost.is_empty(),
+        "{} lost, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
     assert_eq!(distinct, 2 * ITEMS);
     cluster.forget(&["shop"]);
 }
@@ -466,9 +490,7 @@ bindings = { seen = { kv = "ticks" } }
     assert!(cluster.deploy(app.path()).contains("deployed shop v1"));
     std::thread::sleep(Duration::from_secs(62));
     let mut cluster = cluster;
-    for node in cluster.nodes.iter_mut().flatten() {
-        assert_eq!(node.stop(), Some(0), "{}", node.stderr());
-    }
+    cluster.stop_all();
     let counts = nats_kv_counts(NATS, &cluster.namespace("shop"), "ticks");
     let mut slots = BTreeMap::new();
     for (key, n) in &counts {
@@ -477,10 +499,7 @@ bindings = { seen = { kv = "ticks" } }
         *slots.entry(at).or_insert(0) += n;
     }
     let twice: Vec<_> = slots.iter().filter(|(_, n)| **n > 1).collect();
-    let seconds: BTreeSet<i64> = slots
-        .keys()
-        .map(|t| chrono_seconds(t))
-        .collect();
+    let seconds: BTreeSet<i64> = slots.keys().map(|t| chrono_seconds(t)).collect();
     let (first, last) = (*seconds.first().unwrap(), *seconds.last().unwrap());
     let missing: Vec<i64> = (first..=last).filter(|s| !seconds.contains(s)).collect();
     println!(
@@ -490,7 +509,11 @@ bindings = { seen = { kv = "ticks" } }
         twice.len(),
         missing.len()
     );
-    assert!(slots.len() >= 55, "only {} slots fired in 62 s", slots.len());
+    assert!(
+        slots.len() >= 55,
+        "only {} slots fired in 62 s",
+        slots.len()
+    );
     assert!(twice.is_empty(), "slots fired more than once: {twice:?}");
     assert!(missing.is_empty(), "slots never fired: {missing:?}");
     cluster.forget(&["shop"]);
@@ -502,7 +525,11 @@ fn chrono_seconds(t: &str) -> i64 {
     let (date, time) = t.split_once('T').unwrap();
     let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
     let hms: Vec<i64> = time[..8].split(':').map(|x| x.parse().unwrap()).collect();
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + d[2] - 1;

@@ -18,7 +18,9 @@ fn read(path: &str) -> String {
 
 /// The `node.toml` embedded in the ConfigMap (`node.toml: |` block).
 fn configmap_node_toml(yaml: &str) -> String {
-    let start = yaml.find("node.toml: |").expect("node.toml in the ConfigMap");
+    let start = yaml
+        .find("node.toml: |")
+        .expect("node.toml in the ConfigMap");
     yaml[start..]
         .lines()
         .skip(1)
@@ -72,7 +74,9 @@ fn deploy_files_agree_with_the_binary() {
     ] {
         assert!(!ports.is_empty(), "no {what}");
         assert!(
-            ports.iter().all(|p| *p == port || (what == "probe port" && *p == 80)),
+            ports
+                .iter()
+                .all(|p| *p == port || (what == "probe port" && *p == 80)),
             "{what}: {ports:?} but node.toml listens on {port}"
         );
     }
@@ -100,14 +104,24 @@ fn deploy_files_agree_with_the_binary() {
     assert!(image.contains(probe));
     let cluster = unique_app("deploy-files");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("admin.key"), "a-test-admin-key-of-some-length\n").unwrap();
+    std::fs::write(
+        dir.path().join("admin.key"),
+        "a-test-admin-key-of-some-length\n",
+    )
+    .unwrap();
     let local = node
         .replace("0.0.0.0:7071", "127.0.0.1:0")
         .replace("name = \"prod\"", &format!("name = \"{cluster}\""))
         .replace("nats://nats:4222", NATS)
         .replace("postgres://gust@postgres:5432/gust", POSTGRES)
-        .replace("/etc/gust/admin.key", &dir.path().join("admin.key").display().to_string())
-        .replace("/var/lib/gust", &dir.path().join("data").display().to_string());
+        .replace(
+            "/etc/gust/admin.key",
+            &dir.path().join("admin.key").display().to_string(),
+        )
+        .replace(
+            "/var/lib/gust",
+            &dir.path().join("data").display().to_string(),
+        );
     let config = dir.path().join("node.toml");
     std::fs::write(&config, local).unwrap();
     let mut cmd = gust_command();
@@ -117,6 +131,8 @@ fn deploy_files_agree_with_the_binary() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "ok");
     assert_eq!(running.stop(), Some(0), "{}", running.stderr());
-    psql(&format!("DELETE FROM gust_cluster_nodes WHERE cluster = '{cluster}'"));
+    psql(&format!(
+        "DELETE FROM gust_cluster_nodes WHERE cluster = '{cluster}'"
+    ));
     drop(NatsCleanup::new(&cluster));
 }

@@ -112,12 +112,24 @@ pub fn status(target: &ClusterTarget, json: bool) -> Result<ExitCode> {
             .collect();
         println!(
             "{} {}  {}  heartbeat {:.1}s ago  apps: {}  owns: {}",
-            if n["this_node"].as_bool() == Some(true) { "*" } else { " " },
+            if n["this_node"].as_bool() == Some(true) {
+                "*"
+            } else {
+                " "
+            },
             n["id"].as_str().unwrap_or("?"),
             n["address"].as_str().unwrap_or("?"),
             n["seconds_since_heartbeat"].as_f64().unwrap_or(0.0),
-            if apps.is_empty() { "-".into() } else { apps.join(" ") },
-            if owns.is_empty() { "-".into() } else { owns.join(" ") },
+            if apps.is_empty() {
+                "-".into()
+            } else {
+                apps.join(" ")
+            },
+            if owns.is_empty() {
+                "-".into()
+            } else {
+                owns.join(" ")
+            },
         );
     }
     Ok(ExitCode::SUCCESS)

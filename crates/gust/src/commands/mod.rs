@@ -8,9 +8,9 @@ mod gateway;
 mod keys;
 mod new;
 mod queue;
+mod serve_cluster;
 mod stream;
 mod up;
-mod serve_cluster;
 mod up_many;
 
 use std::process::ExitCode;

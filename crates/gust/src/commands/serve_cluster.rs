@@ -81,7 +81,11 @@ async fn run(options: NodeOptions, listen: std::net::SocketAddr) -> Result<()> {
             node.cluster(),
             node.url(),
             started.elapsed().as_millis(),
-            if apps.is_empty() { "none yet".into() } else { apps.join(", ") },
+            if apps.is_empty() {
+                "none yet".into()
+            } else {
+                apps.join(", ")
+            },
             node.url()
         );
     }
