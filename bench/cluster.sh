@@ -11,22 +11,24 @@
 # deploy to N `handled` log lines over all nodes. Spread = each node's share
 # of the N (its own functions.log).
 #
-#   bench/cluster.sh              # N=3000 CONC=16 by default
+#   bench/cluster.sh              # N=3000 CONC=16 PROFILE=release by default
+#   PROFILE=debug bench/cluster.sh   # the debug binary (dependencies optimised)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 N=${N:-3000}
 CONC=${CONC:-16}
+PROFILE=${PROFILE:-release}
 NATS=${NATS:-nats://127.0.0.1:4222}
 PG=${PG:-postgres://postgres@127.0.0.1:5432/test}
 WORK=$ROOT/target/bench/cluster
 rm -rf "$WORK"; mkdir -p "$WORK"
 export GUST_CACHE_DIR=$ROOT/target/bench/cache
 
-cargo build --release -q -p gust
+if [ "$PROFILE" = release ]; then cargo build --release -q -p gust; else cargo build -q -p gust; fi
 CARGO_TARGET_DIR=$ROOT/target/guests cargo build --release -q --target wasm32-wasip2 \
   --manifest-path bench/cluster-worker/Cargo.toml
-GUST=$ROOT/target/release/gust
+GUST=$ROOT/target/$PROFILE/gust
 WASM=$ROOT/target/guests/wasm32-wasip2/release/cluster_worker.wasm
 
 # The upstream: answers every GET after 20 ms, many at once.

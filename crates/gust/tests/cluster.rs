@@ -28,12 +28,19 @@ struct Cluster {
     name: String,
     dir: tempfile::TempDir,
     key: String,
+    nats: String,
+    postgres: String,
     nodes: Vec<Option<Running>>,
 }
 
 impl Cluster {
     /// `n` nodes of a new cluster, started together.
     fn start(label: &str, n: usize) -> Self {
+        Self::start_on(label, n, NATS, POSTGRES)
+    }
+
+    /// `n` nodes of a new cluster on the given engines.
+    fn start_on(label: &str, n: usize, nats: &str, postgres: &str) -> Self {
         let name = unique_app(label);
         let dir = tempfile::tempdir().unwrap();
         let key = format!("test-admin-key-{name}");
@@ -42,6 +49,8 @@ impl Cluster {
             name,
             dir,
             key,
+            nats: nats.to_string(),
+            postgres: postgres.to_string(),
             nodes: Vec::new(),
         };
         let starting: Vec<_> = (0..n)
@@ -65,8 +74,8 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\n[cluster]\nname = \"{}\"\nnats = \"{NATS}\"\npostgres = \"{POSTGRES}\"\nadmin_key_file = \"../admin.key\"\n",
-                self.name
+                "listen = \"127.0.0.1:0\"\n[cluster]\nname = \"{}\"\nnats = \"{}\"\npostgres = \"{}\"\nadmin_key_file = \"../admin.key\"\n",
+                self.name, self.nats, self.postgres
             ),
         )
         .unwrap();
@@ -536,4 +545,186 @@ fn chrono_seconds(t: &str) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]
+}
+
+/// A `nats-server -js` of the test's own, on a free port with its own store.
+struct OwnNats {
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNats {
+    fn start() -> Self {
+        let mut nats = Self {
+            port: free_port(),
+            store: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn up(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    /// (Re)starts the server on the same port and store.
+    fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("/usr/sbin/nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        assert!(
+            eventually(Duration::from_secs(10), || self.up()),
+            "own nats-server not listening"
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn nodes_ride_out_a_nats_restart_and_killed_postgres_connections() {
+    let mut nats = OwnNats::start();
+    // A name PostgreSQL shows for the nodes' connections, so the test
+    // terminates only those.
+    let tag = unique_app("faults").replace('-', "_");
+    let postgres = format!("{POSTGRES}?application_name={tag}");
+    let mut cluster = Cluster::start_on("clu-faults", 2, &nats.url(), &postgres);
+    let app = shop(
+        r#"
+[app]
+name = "shop"
+[[function]]
+name = "web"
+source = "misbehave.wasm"
+trigger = { http = { route = "/t/{action}", auth = "anonymous" } }
+[[function]]
+name = "worker"
+source = "probe.wasm"
+trigger = { queue = { queue = "jobs", concurrency = 8 } }
+bindings = { seen = { kv = "seen" } }
+"#,
+    );
+    assert!(cluster.deploy(app.path()).contains("deployed shop v1"));
+    assert!(eventually(Duration::from_secs(10), || {
+        (0..2).all(|i| get(&format!("{}/shop/t/ok", cluster.url(i)), &[]).status == 200)
+    }));
+
+    // Messages are sent one by one through node 0; only those answered 202
+    // were acknowledged, and each of them must be handled.
+    const SENDS: usize = 1_500;
+    let (base, key) = (format!("{}/shop", cluster.url(0)), cluster.key.clone());
+    let sender = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for i in 0..SENDS {
+            let r = send(
+                "POST",
+                &format!("{base}/_gust/queues/jobs/messages"),
+                &[("x-gust-key", &key), ("content-type", "text/plain")],
+                format!("f{i:05}").as_bytes(),
+            );
+            if r.status == 202 {
+                acked.push(format!("f{i:05}"));
+            }
+            std::thread::sleep(Duration::from_millis(4));
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // NATS goes away for 3 s: HTTP that does not need it keeps working.
+    nats.stop();
+    let outage = Instant::now();
+    let mut served = 0;
+    while outage.elapsed() < Duration::from_secs(3) {
+        for i in 0..2 {
+            let r = get(&format!("{}/shop/t/ok", cluster.url(i)), &[]);
+            assert_eq!(
+                r.status, 200,
+                "node {i} stopped serving HTTP without NATS: {}",
+                r.body
+            );
+            served += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nats.restart();
+    // Then every PostgreSQL connection of the nodes is terminated.
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = psql(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{tag}'"
+    ))
+    .trim()
+    .to_string();
+    let acked = sender.join().unwrap();
+    // The nodes still serve, deploy still works (store reconnected).
+    for i in 0..2 {
+        let r = get(&format!("{}/shop/t/ok", cluster.url(i)), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || cluster.status(1)["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 2)),
+        "heartbeats did not recover: {}",
+        cluster.status(1)
+    );
+    let ns = cluster.namespace("shop");
+    let nats_url = nats.url();
+    let all_seen = eventually(Duration::from_secs(90), || {
+        let counts = nats_kv_counts(&nats_url, &ns, "seen");
+        let seen: BTreeSet<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
+        acked.iter().all(|a| seen.contains(a.as_str()))
+    });
+    let counts = nats_kv_counts(&nats_url, &ns, "seen");
+    let Tally {
+        lost, duplicates, ..
+    } = tally_counts(&counts, acked.iter().cloned());
+    cluster.stop_all();
+    println!(
+        "cluster faults: {} of {SENDS} sends acknowledged across a 3 s NATS outage; {served} HTTP requests \
+         served during it; {killed} PostgreSQL connections terminated; lost {}; duplicates {duplicates}",
+        acked.len(),
+        lost.len()
+    );
+    assert!(
+        all_seen && lost.is_empty(),
+        "{} acknowledged messages lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(
+        acked.len() > SENDS / 2,
+        "too few sends acknowledged: {}",
+        acked.len()
+    );
+    cluster.forget(&["shop"]);
 }
