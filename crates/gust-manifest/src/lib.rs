@@ -18,7 +18,7 @@ mod units;
 pub use blob_pattern::BlobPattern;
 pub use error::ManifestError;
 pub use model::*;
-pub use node::NodeConfig;
+pub use node::{ClusterConfig, NodeConfig};
 pub use outbound::{OutboundRule, outbound_allowed};
 pub use parse::{MANIFEST_FILE, is_resource_name, load_app, parse_app};
 pub use route::{RouteError, route_shape, validate_route};

@@ -28,6 +28,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         echo_logs: !args.quiet,
         backends,
         mqtt_listen: args.mqtt_listen,
+        cluster: None,
     })
 }
 
@@ -44,8 +45,12 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
             .add_override(&format!("{resource}={url}"))
             .with_context(|| format!("{}: [backends] {resource}", config.display()))?;
     }
+    if let Some(cluster) = node.cluster.clone() {
+        return super::serve_cluster::serve(config, node, cluster);
+    }
+    let app = node.app.clone().context("the node config names no app")?;
     start(HostOptions {
-        app_dir: std::path::absolute(&node.app).unwrap_or(node.app),
+        app_dir: std::path::absolute(&app).unwrap_or(app),
         listen: node.listen,
         watch: node.watch,
         reuse_instances: node.reuse_instances,
@@ -53,6 +58,7 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
         echo_logs: true,
         backends,
         mqtt_listen: node.mqtt_listen,
+        cluster: None,
     })
 }
 

@@ -129,6 +129,7 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         echo_logs: !args.quiet,
         backends,
         mqtt_listen: args.mqtt_listen,
+        cluster: None,
     };
     runtime.block_on(serve_all(&phases, front, options, built, failed))
 }

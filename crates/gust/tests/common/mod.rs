@@ -130,6 +130,12 @@ pub fn up_command(mut cmd: Command, dir: &Path, extra: &[&str]) -> Running {
         .arg(dir)
         .args(["--listen", "127.0.0.1:0"])
         .args(extra);
+    start_ready(cmd)
+}
+
+/// Spawns `cmd` (a `gust` that prints a line with `ready` and `on <url>`)
+/// and waits for that line.
+pub fn start_ready(mut cmd: Command) -> Running {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
