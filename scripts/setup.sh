@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs what building and testing Gust needs on a fresh machine:
-# the wasm32-wasip2 Rust target, Debian's chromium and chromedriver (the
-# example apps' pages are tested in a headless browser), and (when
-# --services is given) starts the local services the engine-backed tests
-# talk to if they are down (installing the S3 test server, moto, with pip
-# if it is missing).
+# Installs what building and testing Gust needs on a fresh machine: the
+# wasm32-wasip2 Rust target; with --services (the test path, scripts/test.sh)
+# also Debian's chromium and chromedriver (the example apps' pages are tested
+# in a headless browser) and starts the local services the engine-backed
+# tests talk to if they are down (installing the S3 test server, moto, with
+# pip if it is missing).
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -12,7 +12,10 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
+# The headless browser is for the tests only (scripts/test.sh passes
+# --services); running Gust (scripts/up.sh) never waits for it.
+install_browser() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return 0; fi
   if command -v apt-get >/dev/null; then
     echo "setup: apt-get install chromium chromium-driver (headless browser tests)"
     apt-get update -qq
@@ -20,6 +23,9 @@ if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
   else
     echo "setup: chromium and chromedriver are missing and apt-get is not available; the browser tests will fail" >&2
   fi
+}
+if [[ "${1:-}" == "--services" ]]; then
+  install_browser
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -766,7 +766,7 @@ impl Opener<'_> {
 }
 
 /// `url` without a password, for printing.
-pub(crate) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

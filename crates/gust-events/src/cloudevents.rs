@@ -86,7 +86,8 @@ struct StrictJson(Value);
 
 impl<'de> serde::Deserialize<'de> for StrictJson {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor { depth: 0 }).map(StrictJson)
+        d.deserialize_any(StrictVisitor { depth: 0 })
+            .map(StrictJson)
     }
 }
 
@@ -212,7 +213,10 @@ pub fn parse_binary<'a>(
         Some("1.0") => {}
         Some(other) => return Err(CloudEventError::Version(format!("\"{other}\""))),
     }
-    if event.datacontenttype.as_deref().is_some_and(|c| c.contains("json"))
+    if event
+        .datacontenttype
+        .as_deref()
+        .is_some_and(|c| c.contains("json"))
         && !event.data.is_empty()
         && serde_json::from_slice::<serde::de::IgnoredAny>(&event.data).is_err()
     {
@@ -536,13 +540,11 @@ mod tests {
 
     #[test]
     fn what_the_spec_refuses_is_refused() {
-        let e = parse_structured(
-            br#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#,
-        );
+        let e =
+            parse_structured(br#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#);
         assert_eq!(e, Err(CloudEventError::Duplicate("id".into())));
-        let e = parse_batch(
-            br#"[{"specversion":"1.0","id":"1","source":"s","type":"t","type":"u"}]"#,
-        );
+        let e =
+            parse_batch(br#"[{"specversion":"1.0","id":"1","source":"s","type":"t","type":"u"}]"#);
         assert_eq!(e, Err(CloudEventError::Duplicate("type".into())));
         // Duplicate keys inside `data` are the payload's business.
         parse_structured(
@@ -552,7 +554,10 @@ mod tests {
         let e = parse_structured(
             br#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"yesterday"}"#,
         );
-        assert!(matches!(e, Err(CloudEventError::Invalid { ref name, .. }) if name == "time"), "{e:?}");
+        assert!(
+            matches!(e, Err(CloudEventError::Invalid { ref name, .. }) if name == "time"),
+            "{e:?}"
+        );
         let base = [
             ("ce-specversion", "1.0"),
             ("ce-id", "9"),

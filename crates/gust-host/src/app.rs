@@ -147,6 +147,8 @@ pub struct TriggerContext<'a> {
     /// The embedded MQTT broker's URL, for mqtt triggers that name no other
     /// broker.
     pub mqtt_broker: Option<String>,
+    /// The node's cluster, if it is in one.
+    pub cluster: Option<Arc<gust_triggers::ownership::Membership>>,
 }
 
 /// What `load` needs from the host.
@@ -255,6 +257,7 @@ impl LoadedApp {
                         shutdown: shutdown.clone(),
                         node: &cx.node,
                         mqtt_broker: cx.mqtt_broker.as_deref(),
+                        cluster: cx.cluster.as_ref(),
                     })
                     .await?;
                 tasks.extend(started.tasks);

@@ -11,6 +11,7 @@ use gust_backends::{BackendConfig, Queue, QueueProvider, Services, StreamProvide
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 use gust_triggers::mqtt::{EmbeddedBroker, EmbeddedBrokerConfig};
+use gust_triggers::ownership::Membership;
 
 use crate::app::{FunctionStats, LoadContext, LoadedApp, TriggerContext};
 
@@ -39,6 +40,10 @@ pub struct HostOptions {
     /// Where the embedded MQTT broker listens (started only when a function
     /// has an mqtt trigger on it).
     pub mqtt_listen: SocketAddr,
+    /// The cluster this host's node belongs to (`gust serve` with
+    /// `[cluster]`): its node name is then the host's lease holder, and
+    /// single-owner work is spread over the nodes. `None` for one node.
+    pub cluster: Option<Arc<Membership>>,
 }
 
 /// The state of a running host, shared by every connection.
@@ -66,7 +71,12 @@ impl Host {
         components: &BTreeMap<String, PathBuf>,
     ) -> Result<Arc<Self>> {
         let state = app.state_dir();
-        let services = Services::open(&options.backends, &app.name, &state)
+        // Clusters sharing engines keep apart by their name.
+        let namespace = match &options.cluster {
+            Some(cluster) => format!("{}_{}", cluster.cluster(), app.name),
+            None => app.name.clone(),
+        };
+        let services = Services::open(&options.backends, &namespace, &state)
             .await
             .context("cannot open the app's backends")?;
         tokio::task::block_in_place(|| Self::build(options, addr, app, components, services))
@@ -85,7 +95,10 @@ impl Host {
             ..RuntimeOptions::default()
         })?;
         let logs = Arc::new(LogHub::new(&state.join("logs"), options.echo_logs));
-        let node = format!("{}-{}", hostname(), std::process::id());
+        let node = match &options.cluster {
+            Some(cluster) => cluster.node().to_string(),
+            None => node_name(),
+        };
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
         let sse = Arc::new(crate::sse::SseHub::new());
@@ -186,6 +199,7 @@ impl Host {
             services: &self.services,
             node: self.node.clone(),
             mqtt_broker: self.mqtt_broker(app)?.map(|url| url.to_string()),
+            cluster: self.options.cluster.clone(),
         })
     }
 
@@ -288,6 +302,11 @@ impl Host {
             }
         }
     }
+}
+
+/// This process's name in leases: `<hostname>-<pid>`.
+pub fn node_name() -> String {
+    format!("{}-{}", hostname(), std::process::id())
 }
 
 /// This machine's name, for lease holders (`localhost` if unknown).

@@ -63,7 +63,9 @@ pub async fn serve(listener: TcpListener, host: Arc<Host>, shutdown: impl Future
     }
 }
 
-async fn route(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+/// Answers one request to `host`: its admin API, event streams, gateway,
+/// static files and functions.
+pub async fn route(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if path == "/_gust" || path.starts_with("/_gust/") {
         return admin::handle(host, req).await;

@@ -5,7 +5,6 @@
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-
 use crate::error::line_column;
 
 /// One step of a path into a TOML document.

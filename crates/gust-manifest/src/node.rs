@@ -16,8 +16,17 @@ pub struct NodeConfig {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The app folder to serve (relative to the config file).
-    pub app: PathBuf,
+    /// The app folder to serve (relative to the config file); not used in
+    /// a cluster, whose nodes serve every app deployed to it.
+    #[serde(default)]
+    pub app: Option<PathBuf>,
+    /// `[cluster]`: join a cluster of nodes sharing NATS and PostgreSQL.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+    /// Where a cluster node keeps the apps deployed to it (relative to the
+    /// config file; default `.gust-node` beside it).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
     /// Reuse instances between requests (faster; weaker isolation).
     #[serde(default)]
     pub reuse_instances: bool,
@@ -95,6 +104,42 @@ pub struct Backends {
     pub resources: std::collections::BTreeMap<String, String>,
 }
 
+/// `[cluster]` of a node config: the nodes with the same `name` on the same
+/// NATS and PostgreSQL form one cluster (many clusters can share them).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name: letters, digits, `-` and `_`.
+    pub name: String,
+    /// NATS server URL (queues, topics, streams, kv, leases, broadcast).
+    pub nats: String,
+    /// PostgreSQL URL (deployments, node heartbeats, sql, tables).
+    pub postgres: String,
+    /// A file holding the admin key, the same on every node (relative to
+    /// the config file; created with a new key when missing).
+    pub admin_key_file: PathBuf,
+}
+
+impl ClusterConfig {
+    /// Checks the name (it becomes part of engine names).
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = !self.name.is_empty()
+            && self.name.len() <= 32
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "cluster name `{}` must be 1 to 32 letters, digits, `-` or `_`",
+                self.name
+            ))
+        }
+    }
+}
+
 fn default_mqtt_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1884))
 }
@@ -127,19 +172,41 @@ impl NodeConfig {
                 e.span(),
                 "",
                 e.message().trim(),
-                "keys: listen = \"127.0.0.1:7070\", app = \"path\", reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\"",
+                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
             )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        if config.app.is_relative() {
-            config.app = base.join(&config.app);
-        }
-        if let Some(tls) = &mut config.tls {
-            for file in [&mut tls.cert, &mut tls.key] {
-                if file.is_relative() {
-                    *file = base.join(&*file);
-                }
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
             }
+        };
+        if let Some(app) = config.app.as_mut() {
+            resolve(app);
+        }
+        if let Some(dir) = config.data_dir.as_mut() {
+            resolve(dir);
+        }
+        let problem = match &mut config.cluster {
+            Some(cluster) => {
+                resolve(&mut cluster.admin_key_file);
+                cluster
+                    .validate()
+                    .err()
+                    .map(|e| (e, "[cluster] name = \"prod\""))
+            }
+            None if config.app.is_none() => Some((
+                "the node config names no app and no [cluster]".to_string(),
+                "add app = \"path/to/app\", or a [cluster] table (name, nats, postgres, admin_key_file)",
+            )),
+            None => None,
+        };
+        if let Some((message, fix)) = problem {
+            return Err(ManifestError::at(path, &source, None, "", message, fix));
+        }
+        if let Some(tls) = config.tls.as_mut() {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
         }
         Ok(config)
     }
@@ -156,7 +223,7 @@ mod tests {
         std::fs::write(&p, "app = \"apps/hello\"\n").unwrap();
         let c = NodeConfig::load(&p).unwrap();
         assert_eq!(c.listen, default_listen());
-        assert_eq!(c.app, dir.path().join("apps/hello"));
+        assert_eq!(c.app, Some(dir.path().join("apps/hello")));
         assert!(c.pooling && !c.reuse_instances && !c.watch);
         std::fs::write(
             &p,
@@ -173,5 +240,27 @@ mod tests {
         assert_eq!(NodeConfig::load(&p).unwrap_err().line, 2);
         std::fs::write(&p, "app = \"x\"\nlisten = \"nope\"\n").unwrap();
         assert_eq!(NodeConfig::load(&p).unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn a_cluster_node_needs_no_app_but_a_valid_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:7071\"\n[cluster]\nname = \"prod\"\nnats = \"nats://127.0.0.1:4222\"\npostgres = \"postgres://127.0.0.1:5432/test\"\nadmin_key_file = \"admin.key\"\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.name, "prod");
+        assert_eq!(cluster.admin_key_file, dir.path().join("admin.key"));
+        assert!(c.app.is_none());
+        std::fs::write(&p, "[cluster]\nname = \"no way\"\nnats = \"n\"\npostgres = \"p\"\nadmin_key_file = \"k\"\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(e.to_string().contains("cluster name"), "{e}");
+        std::fs::write(&p, "listen = \"127.0.0.1:7071\"\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(e.to_string().contains("no app and no [cluster]"), "{e}");
     }
 }

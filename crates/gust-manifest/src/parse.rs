@@ -1279,32 +1279,65 @@ trigger = { queue = { queue = "jobs" } }
         .unwrap();
         let e = load_app(dir.path()).unwrap_err();
         assert_eq!((e.line, e.column), (3, 6), "{e}");
-        assert!(e.message.contains("not UTF-8") && e.fix.contains("UTF-8"), "{e}");
+        assert!(
+            e.message.contains("not UTF-8") && e.fix.contains("UTF-8"),
+            "{e}"
+        );
     }
 
     #[test]
     fn limits_and_retries_that_switch_themselves_off_are_refused() {
         let http = format!("{HEAD}trigger = {{ http = {{ route = \"/x\" }} }}\n");
         for (line, key, says) in [
-            ("limits = { concurrency = 4294967295 }", "limits.concurrency", "1 to 10000"),
+            (
+                "limits = { concurrency = 4294967295 }",
+                "limits.concurrency",
+                "1 to 10000",
+            ),
             (
                 "limits = { max_body = \"99999999999999999999999999999GiB\" }",
                 "limits.max_body",
                 "too large",
             ),
-            ("limits = { max_body = \"2GiB\" }", "limits.max_body", "at most 1GiB"),
-            ("limits = { timeout = \"100000000 years\" }", "limits.timeout", ""),
-            ("limits = { timeout = \"2h\" }", "limits.timeout", "at most 1h"),
-            ("retry = { max_attempts = 4294967295 }", "retry.max_attempts", "1 to 100"),
-            ("retry = { min = \"0s\", max = \"0s\" }", "retry.min", "at least 10ms"),
-            ("retry = { min = \"1s\", max = \"1000d\" }", "retry.max", "24h"),
+            (
+                "limits = { max_body = \"2GiB\" }",
+                "limits.max_body",
+                "at most 1GiB",
+            ),
+            (
+                "limits = { timeout = \"100000000 years\" }",
+                "limits.timeout",
+                "",
+            ),
+            (
+                "limits = { timeout = \"2h\" }",
+                "limits.timeout",
+                "at most 1h",
+            ),
+            (
+                "retry = { max_attempts = 4294967295 }",
+                "retry.max_attempts",
+                "1 to 100",
+            ),
+            (
+                "retry = { min = \"0s\", max = \"0s\" }",
+                "retry.min",
+                "at least 10ms",
+            ),
+            (
+                "retry = { min = \"1s\", max = \"1000d\" }",
+                "retry.max",
+                "24h",
+            ),
         ] {
             let e = error_of(&format!("{http}{line}\n"));
             assert_eq!(e.key, format!("function[0].{key}"), "{line}: {e}");
             assert_eq!(e.line, 7, "{line}: {e}");
             assert!(e.message.contains(says), "{line}: {e}");
         }
-        let ok = format!("{http}retry = {{ min = \"10ms\", max = \"24h\", max_attempts = 100 }}\nlimits = {{ concurrency = 10000, max_body = \"1GiB\", timeout = \"1h\" }}\n");
+        let ok = format!(
+            "{http}retry = {{ min = \"10ms\", max = \"24h\", max_attempts = 100 }}\nlimits = {{ concurrency = 10000, max_body = \"1GiB\", timeout = \"1h\" }}\n"
+        );
         parse(app_dir().path(), &ok).unwrap();
     }
 

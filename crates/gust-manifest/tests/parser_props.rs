@@ -32,9 +32,14 @@ target = { function = "f" }
 /// `VALID` with one span replaced by arbitrary text.
 fn mutated() -> impl Strategy<Value = String> {
     (0..VALID.len(), 0..16usize, "[ -~\n]{0,24}").prop_map(|(at, len, with)| {
-        let start = (0..=at).rev().find(|i| VALID.is_char_boundary(*i)).unwrap_or(0);
+        let start = (0..=at)
+            .rev()
+            .find(|i| VALID.is_char_boundary(*i))
+            .unwrap_or(0);
         let end = (start + len).min(VALID.len());
-        let end = (end..=VALID.len()).find(|i| VALID.is_char_boundary(*i)).unwrap_or(VALID.len());
+        let end = (end..=VALID.len())
+            .find(|i| VALID.is_char_boundary(*i))
+            .unwrap_or(VALID.len());
         format!("{}{}{}", &VALID[..start], with, &VALID[end..])
     })
 }

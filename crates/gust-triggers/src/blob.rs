@@ -36,6 +36,7 @@ const SOON: Duration = Duration::from_millis(300);
 const PAGE: usize = 500;
 
 /// Watches one container for one function.
+#[derive(Clone)]
 pub struct BlobWatcher {
     /// The function.
     pub function: String,
@@ -319,7 +320,10 @@ impl TriggerKind for BlobKind {
                 max_size: f.limits.max_body,
                 dead_letters,
             };
-            cx.spawn(&mut started, watcher.run(cx.shutdown.clone()));
+            let claim = format!("blob:{}:{}", blob.container, f.name);
+            cx.spawn_owned(&mut started, vec![claim], move |_, shutdown| {
+                watcher.clone().run(shutdown)
+            });
             Ok(started)
         })
     }

@@ -42,6 +42,7 @@ pub fn checkpoint_key(table: &str, function: &str) -> String {
 }
 
 /// One function consuming one table's change feed.
+#[derive(Clone)]
 pub struct ChangeFeedConsumer {
     /// The function to run.
     pub function: String,
@@ -255,7 +256,10 @@ impl TriggerKind for ChangefeedKind {
                 dead_letters,
                 dispatcher: cx.dispatcher.clone(),
             };
-            cx.spawn(&mut started, consumer.run(cx.shutdown.clone()));
+            let claim = format!("changefeed:{}:{}", feed.table, f.name);
+            cx.spawn_owned(&mut started, vec![claim], move |_, shutdown| {
+                consumer.clone().run(shutdown)
+            });
             Ok(started)
         })
     }

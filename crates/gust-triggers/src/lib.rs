@@ -9,6 +9,7 @@ mod dispatch;
 pub mod http;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+pub mod ownership;
 pub mod queue;
 pub mod registry;
 pub mod retry;

@@ -16,6 +16,7 @@ use gust_manifest::{Function, QueueTrigger, TopicTrigger, Trigger};
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{Dispatcher, Shutdown};
+use crate::ownership::{Membership, run_owned};
 use crate::queue::QueueConsumer;
 
 /// A trigger could not be checked or started.
@@ -54,6 +55,10 @@ pub struct StartContext<'a> {
     pub node: &'a str,
     /// The embedded MQTT broker's URL (`mqtt://host:port`), when it runs.
     pub mqtt_broker: Option<&'a str>,
+    /// The cluster this node is in, if any: then work one node does at a
+    /// time (stream partitions, change feeds, blob watchers) is spread over
+    /// the nodes through leases ([`crate::ownership`]).
+    pub cluster: Option<&'a Arc<Membership>>,
 }
 
 impl StartContext<'_> {
@@ -77,6 +82,23 @@ impl StartContext<'_> {
         F: Future<Output = ()> + Send + 'static,
     {
         started.tasks.push(tokio::spawn(task));
+    }
+
+    /// Starts `work(i, shutdown)` for each of `claims` (names of the units of
+    /// work, such as `stream:<name>:<function>:<partition>`): all here on one
+    /// node, or each on the one node of the cluster that owns it.
+    pub fn spawn_owned<F, Fut>(&self, started: &mut Started, claims: Vec<String>, work: F)
+    where
+        F: Fn(usize, Shutdown) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let cluster = self
+            .cluster
+            .map(|m| (m.clone(), self.services.leases.clone()));
+        self.spawn(
+            started,
+            run_owned(cluster, claims, self.shutdown.clone(), work),
+        );
     }
 
     /// Starts a consumer of the queue through which a trigger that is not a

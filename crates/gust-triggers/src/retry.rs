@@ -45,7 +45,11 @@ mod tests {
             max: Duration::ZERO,
             ..p.clone()
         };
-        assert_eq!(backoff(&zero, 1), RetryPolicy::MIN_DELAY, "delays are floored");
+        assert_eq!(
+            backoff(&zero, 1),
+            RetryPolicy::MIN_DELAY,
+            "delays are floored"
+        );
         p.strategy = RetryStrategy::Exponential;
         let d1 = backoff(&p, 1);
         assert!(

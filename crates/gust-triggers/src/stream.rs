@@ -203,17 +203,7 @@ impl StreamConsumer {
     /// Consumes every partition until `shutdown`; the record being handled
     /// in each partition finishes, and what was handled is committed.
     pub async fn run(self, shutdown: Shutdown) {
-        if let Some(want) = self.settings.partitions
-            && want != self.stream.partitions()
-        {
-            tracing::warn!(
-                stream = %self.stream.name(),
-                function = %self.function,
-                configured = want,
-                actual = self.stream.partitions(),
-                "stream has another partition count than its trigger says; consuming all it has"
-            );
-        }
+        self.warn_on_partition_mismatch();
         let this = Arc::new(self);
         // Dropping `run` (e.g. aborting its task) aborts every partition
         // task with it, without committing: like a crash.
@@ -225,6 +215,22 @@ impl StreamConsumer {
             if let Err(e) = done {
                 tracing::error!(stream = %this.stream.name(), error = %e, "stream partition task failed");
             }
+        }
+    }
+
+    /// Says so when the stream has another partition count than the
+    /// trigger's settings name.
+    fn warn_on_partition_mismatch(&self) {
+        if let Some(want) = self.settings.partitions
+            && want != self.stream.partitions()
+        {
+            tracing::warn!(
+                stream = %self.stream.name(),
+                function = %self.function,
+                configured = want,
+                actual = self.stream.partitions(),
+                "stream has another partition count than its trigger says; consuming all it has"
+            );
         }
     }
 
@@ -450,7 +456,14 @@ impl TriggerKind for StreamKind {
                 dead_letters,
                 dispatcher: cx.dispatcher.clone(),
             };
-            cx.spawn(&mut started, consumer.run(cx.shutdown.clone()));
+            consumer.warn_on_partition_mismatch();
+            let consumer = Arc::new(consumer);
+            let claims = (0..consumer.stream.partitions())
+                .map(|p| format!("stream:{}:{}:{p}", consumer.stream.name(), f.name))
+                .collect();
+            cx.spawn_owned(&mut started, claims, move |p, shutdown| {
+                consumer.clone().consume(p as u32, shutdown)
+            });
             Ok(started)
         })
     }

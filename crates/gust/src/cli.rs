@@ -33,11 +33,34 @@ pub enum Command {
     },
     /// Build and run the app with embedded backends; watch and hot-reload.
     Up(UpArgs),
-    /// Run a long-lived node from a runtime config file.
+    /// Run a long-lived node from a runtime config file: one app, or (with
+    /// `[cluster]`) every app deployed to the cluster.
     Serve {
-        /// The node config (listen address, app, runtime options).
+        /// The node config (listen address, app or [cluster], runtime options).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Build the app and deploy it to a cluster as its next version (or
+    /// roll an app back to its previous version with --rollback).
+    Deploy {
+        /// App folder (holding gust.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Instead of deploying, return this app to its previous version.
+        #[arg(long, value_name = "APP")]
+        rollback: Option<String>,
+        #[command(flatten)]
+        target: ClusterTarget,
+    },
+    /// The apps deployed to a cluster.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+    /// The nodes of a cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
     },
     /// Invoke a function on the running host and print its response body.
     Invoke {
@@ -194,6 +217,45 @@ pub struct Target {
     /// Admin key (overrides the app folder's keys).
     #[arg(long, env = "GUST_KEY", hide_env_values = true, global = true)]
     pub key: Option<String>,
+}
+
+/// Which cluster a command talks to: any node's URL and the cluster's
+/// admin key.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterTarget {
+    /// URL of any node of the cluster.
+    #[arg(long, env = "GUST_URL")]
+    pub url: String,
+    /// The cluster's admin key (the content of `admin_key_file`).
+    #[arg(long, env = "GUST_KEY", hide_env_values = true)]
+    pub key: String,
+}
+
+/// `gust apps ...`.
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// List the apps with their current version and the version each node serves.
+    Ls {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `gust cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List the live nodes: id, address, last heartbeat, apps, and what each
+    /// owns (stream partitions, change feeds, blob watchers).
+    Status {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// [`Target`] for `gust stream`, where `--key` is a record's partition key:

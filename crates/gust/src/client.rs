@@ -79,6 +79,20 @@ impl Client {
         Ok(Self { base, key, agent })
     }
 
+    /// A client of the host (or cluster node) at `base` using `key`.
+    pub fn new(base: &str, key: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+            agent,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -2,11 +2,13 @@
 
 mod admin;
 mod build;
+mod cluster;
 mod events;
 mod gateway;
 mod keys;
 mod new;
 mod queue;
+mod serve_cluster;
 mod stream;
 mod up;
 mod up_many;
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AppsCommand, Cli, ClusterCommand, Command};
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -24,6 +26,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build { dir } => build::run(&dir),
         Command::Up(args) => up::up(args),
         Command::Serve { config } => up::serve(&config),
+        Command::Deploy {
+            dir,
+            rollback,
+            target,
+        } => match rollback {
+            Some(app) => cluster::rollback(&target, &app),
+            None => cluster::deploy(&dir, &target),
+        },
+        Command::Apps {
+            command: AppsCommand::Ls { target, json },
+        } => cluster::apps(&target, json),
+        Command::Cluster {
+            command: ClusterCommand::Status { target, json },
+        } => cluster::status(&target, json),
         Command::Invoke {
             function,
             data,

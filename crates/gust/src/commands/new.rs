@@ -1,6 +1,6 @@
 //! `gust new <template> <dir>`: a ready-to-run app from a template.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -62,7 +62,7 @@ pub fn run(template: &str, dir: &Path) -> Result<ExitCode> {
         );
     }
     let app_name = app_name(dir);
-    let sdk = sdk_path();
+    let sdk_version = gust_host::sdk::rust_requirement();
     for (out, text) in files.iter() {
         let path = dir.join(out);
         if let Some(parent) = path.parent() {
@@ -71,17 +71,15 @@ pub fn run(template: &str, dir: &Path) -> Result<ExitCode> {
         }
         let text = text
             .replace("{{app_name}}", &app_name)
-            .replace("{{sdk_path}}", &sdk.display().to_string());
+            .replace("{{sdk_version}}", &sdk_version);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("created app `{app_name}` in {}", dir.display());
+    println!(
+        "functions depend on gust-sdk = \"{sdk_version}\"; `gust build` and `gust up` supply the SDK shipped in this binary (offline, from {})",
+        gust_host::sdk::cache_dir().display()
+    );
     println!("next: gust up {}", dir.display());
-    if !sdk.is_dir() {
-        eprintln!(
-            "warning: the Gust SDK was not found at {}; set GUST_SDK_PATH and fix functions/*/Cargo.toml",
-            sdk.display()
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -101,16 +99,6 @@ fn app_name(dir: &Path) -> String {
     } else {
         trimmed.to_string()
     }
-}
-
-/// Where the guest SDK lives: `$GUST_SDK_PATH`, else the source tree this
-/// binary was built from.
-fn sdk_path() -> PathBuf {
-    std::env::var_os("GUST_SDK_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust/gust-sdk"))
-        .canonicalize()
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust/gust-sdk"))
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
 //! `gust up` and `gust serve`: run a host in the foreground. A folder of
 //! apps (no `gust.toml` of its own) is handed to [`super::up_many`].
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use gust_host::builder::build_app;
+use gust_host::builder::{WASM_TARGET, build_app, ensure_wasm_target};
 use gust_host::{Host, HostOptions};
 use gust_manifest::{NodeConfig, Trigger};
 
 use crate::cli::UpArgs;
-use crate::progress::BuildBar;
+use crate::progress::{BuildBar, Phases};
 
 /// Builds the app, serves it and hot-reloads on change until Ctrl-C.
 pub fn up(args: UpArgs) -> Result<ExitCode> {
@@ -27,6 +28,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         echo_logs: !args.quiet,
         backends,
         mqtt_listen: args.mqtt_listen,
+        cluster: None,
     })
 }
 
@@ -43,8 +45,12 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
             .add_override(&format!("{resource}={url}"))
             .with_context(|| format!("{}: [backends] {resource}", config.display()))?;
     }
+    if let Some(cluster) = node.cluster.clone() {
+        return super::serve_cluster::serve(config, node, cluster);
+    }
+    let app = node.app.clone().context("the node config names no app")?;
     start(HostOptions {
-        app_dir: std::path::absolute(&node.app).unwrap_or(node.app),
+        app_dir: std::path::absolute(&app).unwrap_or(app),
         listen: node.listen,
         watch: node.watch,
         reuse_instances: node.reuse_instances,
@@ -52,29 +58,72 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
         echo_logs: true,
         backends,
         mqtt_listen: node.mqtt_listen,
+        cluster: None,
     })
 }
 
 fn start(options: HostOptions) -> Result<ExitCode> {
+    let phases = Phases::new();
     let app = gust_manifest::load_app(&options.app_dir)?;
-    let components = build_app(&app, &BuildBar::new())?;
+    let components = build_with_progress(&phases, &app)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gust")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(gust_host::run(
+    let starting = phases.begin(format!(
+        "starting: compiling {} components (native code is cached), triggers",
+        components.len()
+    ));
+    let result = runtime.block_on(gust_host::run(
         options,
         app,
         components,
-        announce,
+        |host| {
+            starting.done("");
+            announce(host);
+        },
         |result| match result {
             Ok(()) => eprintln!("gust: reloaded"),
             Err(e) => eprintln!("gust: reload failed (still serving the previous version): {e:#}"),
         },
-    ))?;
+    ));
+    if let Err(e) = result {
+        phases.line(&format!("FAILED: {e:#}"));
+        return Err(e);
+    }
     eprintln!("gust: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The toolchain and build phases of one app, with progress lines.
+pub(super) fn build_with_progress(
+    phases: &Phases,
+    app: &gust_manifest::App,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let crates = app
+        .functions
+        .iter()
+        .filter(|f| matches!(f.source, gust_manifest::Source::Crate { .. }))
+        .count();
+    if crates > 0 {
+        phases.run(&format!("toolchain: {WASM_TARGET}"), ensure_wasm_target)?;
+    }
+    let bar = BuildBar::new();
+    let phase = phases.begin(format!(
+        "building app `{}` ({crates} function crates)",
+        app.name
+    ));
+    match build_app(app, &bar) {
+        Ok(components) => {
+            phase.done(&bar.summary());
+            Ok(components)
+        }
+        Err(e) => {
+            phase.failed(&format!("{e:#}"));
+            Err(e)
+        }
+    }
 }
 
 /// Prints one line with `ready` and every route's URL, then a line per route.

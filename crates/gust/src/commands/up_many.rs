@@ -5,41 +5,28 @@
 //! CLI command work per app), behind one front listener on `--listen` that
 //! routes `/<app>/...` to the app with the prefix stripped.
 //!
-//! The front uses the API gateway crate to proxy (bodies stream both ways,
-//! query strings and `/_gust/...` pass through) and adds
-//! `x-forwarded-prefix: /<app>`. `GET /` lists the apps. A request whose
-//! path names no app but whose `Referer` is a page of an app goes to that
-//! app, so single-page apps that call `/api/...` work under their prefix.
-//! An app that fails to build or start is reported and the others run.
+//! The front listener is [`gust_host::front`] (proxying through the API
+//! gateway crate; `GET /` indexes the apps and their pages). All apps'
+//! function crates are built together (one `cargo build` per cargo
+//! workspace). An app that fails to build or start is reported and the
+//! others run.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use gust_gateway::{Body, Gateway, GatewayConfig, NoFunctions};
-use gust_host::builder::build_app;
+use gust_host::builder::{WASM_TARGET, build_apps, ensure_wasm_target, target_dir};
+use gust_host::front::{self, Front, FrontApp};
 use gust_host::{Host, HostOptions, server, state_file, watch};
-use gust_manifest::{App, MANIFEST_FILE};
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use gust_manifest::{App, MANIFEST_FILE, Source};
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 
 use crate::cli::UpArgs;
-use crate::progress::BuildBar;
-
-/// How long shutdown waits for requests open on the front listener.
-const DRAIN: Duration = Duration::from_secs(30);
+use crate::progress::{BuildBar, Phases};
 
 /// An app found in a multi-app folder.
 #[derive(Debug, Clone)]
@@ -124,28 +111,8 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         .context("cannot configure the front listener")?;
     share_target_dir(&args.dir);
 
-    let total = apps.len();
-    let mut failed: Vec<(AppFolder, String)> = Vec::new();
-    let mut built = Vec::new();
-    for (i, folder) in apps.into_iter().enumerate() {
-        eprintln!(
-            "gust: [{}/{total}] building `{}` ({})",
-            i + 1,
-            folder.name,
-            folder.dir.display()
-        );
-        match build_one(&folder) {
-            Ok((app, components)) => built.push(Built {
-                folder,
-                app,
-                components,
-            }),
-            Err(e) => {
-                eprintln!("gust: app `{}` failed to build: {e:#}", folder.name);
-                failed.push((folder, format!("{e:#}")));
-            }
-        }
-    }
+    let phases = Phases::new();
+    let (built, failed) = build_all(&phases, apps)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -162,15 +129,76 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         echo_logs: !args.quiet,
         backends,
         mqtt_listen: args.mqtt_listen,
+        cluster: None,
     };
-    runtime.block_on(serve_all(front, options, built, failed))
+    runtime.block_on(serve_all(&phases, front, options, built, failed))
 }
 
-/// Loads and builds one app.
-fn build_one(folder: &AppFolder) -> Result<(App, BTreeMap<String, PathBuf>)> {
-    let app = gust_manifest::load_app(&folder.dir)?;
-    let components = build_app(&app, &BuildBar::new())?;
-    Ok((app, components))
+/// Loads every app's manifest and builds all their functions together (the
+/// toolchain and build phases). Apps that fail are returned with the error.
+fn build_all(
+    phases: &Phases,
+    apps: Vec<AppFolder>,
+) -> Result<(Vec<Built>, Vec<(AppFolder, String)>)> {
+    let mut failed: Vec<(AppFolder, String)> = Vec::new();
+    let mut loaded: Vec<(AppFolder, App)> = Vec::new();
+    for folder in apps {
+        match gust_manifest::load_app(&folder.dir) {
+            Ok(app) => loaded.push((folder, app)),
+            Err(e) => {
+                eprintln!("gust: app `{}` failed to load: {e:#}", folder.name);
+                failed.push((folder, format!("{e:#}")));
+            }
+        }
+    }
+    let crate_dirs: BTreeSet<&Path> = loaded
+        .iter()
+        .flat_map(|(_, app)| &app.functions)
+        .filter_map(|f| match &f.source {
+            Source::Crate { dir, .. } => Some(dir.as_path()),
+            _ => None,
+        })
+        .collect();
+    if loaded.is_empty() {
+        return Ok((Vec::new(), failed));
+    }
+    if !crate_dirs.is_empty() {
+        phases.run(&format!("toolchain: {WASM_TARGET}"), ensure_wasm_target)?;
+    }
+    let workspaces: BTreeSet<PathBuf> = crate_dirs
+        .iter()
+        .map(|d| gust_host::builder::rust::workspace_root(d))
+        .collect();
+    let bar = BuildBar::new();
+    let phase = phases.begin(format!(
+        "building {} apps: {} function crates in {} cargo {}",
+        loaded.len(),
+        crate_dirs.len(),
+        workspaces.len(),
+        if workspaces.len() == 1 { "run" } else { "runs" }
+    ));
+    let apps: Vec<&App> = loaded.iter().map(|(_, app)| app).collect();
+    let results = build_apps(&apps, &target_dir(apps[0]), &bar);
+    let mut built = Vec::new();
+    for ((folder, app), result) in loaded.into_iter().zip(results) {
+        match result {
+            Ok(components) => built.push(Built {
+                folder,
+                app,
+                components,
+            }),
+            Err(e) => failed.push((folder, format!("{e:#}"))),
+        }
+    }
+    if failed.is_empty() {
+        phase.done(&bar.summary());
+    } else {
+        phase.done(&format!("{}, {} apps failed", bar.summary(), failed.len()));
+        for (folder, error) in &failed {
+            eprintln!("gust: app `{}` failed to build: {error}", folder.name);
+        }
+    }
+    Ok((built, failed))
 }
 
 /// Lets the apps' function crates share one cargo target folder
@@ -191,6 +219,7 @@ fn share_target_dir(dir: &Path) {
 
 /// Starts every built app, the front listener, and serves until a signal.
 async fn serve_all(
+    phases: &Phases,
     front: std::net::TcpListener,
     options: HostOptions,
     built: Vec<Built>,
@@ -200,10 +229,19 @@ async fn serve_all(
     let mut running: Vec<Running> = Vec::new();
     for b in built {
         let folder = b.folder.clone();
+        let phase = phases.begin(format!(
+            "starting `{}`: compiling {} components (native code is cached), triggers",
+            folder.name,
+            b.components.len()
+        ));
         match start_app(b, &options).await {
-            Ok(r) => running.push(r),
+            Ok(r) => {
+                phase.done("");
+                running.push(r);
+            }
             Err(e) => {
                 let hint = mqtt_hint(&running, &options, &e);
+                phase.failed(&format!("{e:#}"));
                 eprintln!("gust: app `{}` failed to start: {e:#}{hint}", folder.name);
                 failed.push((folder, format!("{e:#}{hint}")));
             }
@@ -219,19 +257,15 @@ async fn serve_all(
 
     let front = TcpListener::from_std(front).context("cannot use the front listener")?;
     let front_url = format!("http://{}", front.local_addr()?);
-    let gateway = gateway(&running).context("cannot set up the front router")?;
-    let state = Arc::new(Front {
-        gateway,
-        url: front_url.clone(),
-        apps: running
-            .iter()
-            .map(|r| (r.folder.name.clone(), r.host.url()))
-            .collect(),
-        failed: failed
-            .iter()
-            .map(|(f, e)| (f.name.clone(), e.clone()))
-            .collect(),
-    });
+    let apps = running
+        .iter()
+        .map(|r| FrontApp::new(&r.folder.name, &r.host))
+        .collect();
+    let failures = failed
+        .iter()
+        .map(|(f, e)| (f.name.clone(), e.clone()))
+        .collect();
+    let state = Arc::new(Front::new(front_url.clone(), apps, failures)?);
     announce(&front_url, &running, &failed);
 
     let mut tasks = Vec::new();
@@ -245,7 +279,7 @@ async fn serve_all(
             stopped(stop_rx.clone()),
         )));
     }
-    tasks.push(tokio::spawn(serve_front(
+    tasks.push(tokio::spawn(front::serve(
         front,
         state,
         stopped(stop_rx.clone()),
@@ -336,31 +370,6 @@ fn mqtt_hint(running: &[Running], options: &HostOptions, error: &anyhow::Error) 
     }
 }
 
-/// The front router: one prefix route per running app to its host.
-fn gateway(running: &[Running]) -> Result<Gateway> {
-    let routes: Vec<serde_json::Value> = running
-        .iter()
-        .map(|r| {
-            let name = &r.folder.name;
-            serde_json::json!({
-                "name": name,
-                "prefix": format!("/{name}"),
-                "target": { "upstream": r.host.url(), "rewrite": "/{rest}" },
-                "request_headers": { "set": { "x-forwarded-prefix": format!("/{name}") } },
-                // A development front: no limits of its own beyond the apps'.
-                "timeout": "24h",
-                "max_body": "64GiB",
-                "body_timeout": "10m",
-                // Never fail fast: an app answering 5xx is the app's business.
-                "breaker": { "failure_ratio": 1.0, "min_calls": u32::MAX },
-            })
-        })
-        .collect();
-    let config: GatewayConfig = serde_json::from_value(serde_json::json!({ "route": routes }))
-        .context("invalid front routes")?;
-    Ok(Gateway::new(config, Arc::new(NoFunctions))?)
-}
-
 /// Prints the `ready` line (the front URL, then every app's URL), one line
 /// per app with its direct URL and data folder and its functions under the
 /// prefix, and the apps that failed.
@@ -402,206 +411,6 @@ fn announce(front: &str, running: &[Running], failed: &[(AppFolder, String)]) {
     }
 }
 
-/// The front listener's state.
-struct Front {
-    gateway: Gateway,
-    url: String,
-    /// Running apps: (prefix name, direct URL).
-    apps: Vec<(String, String)>,
-    /// Apps that failed: (prefix name, error).
-    failed: Vec<(String, String)>,
-}
-
-/// Serves the front until `shutdown`, then lets open requests finish (up
-/// to 30 s).
-async fn serve_front(
-    listener: TcpListener,
-    front: Arc<Front>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(pair) => pair,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let front = front.clone();
-                let service = service_fn(move |req| {
-                    let front = front.clone();
-                    async move { Ok::<_, Infallible>(route(&front, req, client).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => {}
-    }
-}
-
-/// Routes one request on the front.
-async fn route(front: &Front, mut req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    if path == "/" {
-        return index(front, wants_html(&req));
-    }
-    let first = first_segment(&path);
-    if front.apps.iter().any(|(name, _)| name == first) {
-        if path.len() == first.len() + 1 && wants_html(&req) {
-            // `/app` -> `/app/`, so relative links in the app's pages resolve
-            // under its prefix.
-            let query = req
-                .uri()
-                .query()
-                .map(|q| format!("?{q}"))
-                .unwrap_or_default();
-            return redirect(&format!("{path}/{query}"));
-        }
-        return front.gateway.handle(req, client).await;
-    }
-    if let Some((name, error)) = front.failed.iter().find(|(name, _)| name == first) {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("app `{name}` is not running: it failed to start.\n\n{error}\n"),
-        );
-    }
-    if let Some(app) = referring_app(front, &req) {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/");
-        if let Ok(uri) = format!("/{app}{pq}").parse::<Uri>() {
-            *req.uri_mut() = uri;
-            return front.gateway.handle(req, client).await;
-        }
-    }
-    let apps: Vec<String> = front
-        .apps
-        .iter()
-        .map(|(name, _)| format!("  {}/{name}/", front.url))
-        .collect();
-    text(
-        StatusCode::NOT_FOUND,
-        format!(
-            "no app at {path}; every app is under its own prefix:\n{}\n",
-            apps.join("\n")
-        ),
-    )
-}
-
-/// The first segment of a path: `alpha` for `/alpha/x`.
-fn first_segment(path: &str) -> &str {
-    path.trim_start_matches('/').split('/').next().unwrap_or("")
-}
-
-/// The running app whose page sent the request (from `Referer`), if any.
-fn referring_app<'a>(front: &'a Front, req: &Request<Incoming>) -> Option<&'a str> {
-    let referer: Uri = req
-        .headers()
-        .get(header::REFERER)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()?;
-    let first = first_segment(referer.path());
-    front
-        .apps
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .find(|name| *name == first)
-}
-
-/// Whether the client asked for HTML (a browser navigating).
-fn wants_html(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"))
-}
-
-/// `GET /`: the apps and where they are, as HTML or text.
-fn index(front: &Front, html: bool) -> Response<Body> {
-    if !html {
-        let mut out = format!("Gust: {} apps on {}\n", front.apps.len(), front.url);
-        for (name, direct) in &front.apps {
-            out.push_str(&format!(
-                "  {name:<16} {}/{name}/  (direct {direct})\n",
-                front.url
-            ));
-        }
-        for (name, error) in &front.failed {
-            let first = error.lines().next().unwrap_or_default();
-            out.push_str(&format!("  {name:<16} FAILED: {first}\n"));
-        }
-        return text(StatusCode::OK, out);
-    }
-    let mut items = String::new();
-    for (name, direct) in &front.apps {
-        items.push_str(&format!(
-            "<li><a href=\"/{name}/\">{name}</a> <small>direct <a href=\"{direct}/\">{direct}</a>, admin API <a href=\"/{name}/_gust/\">/{name}/_gust/</a></small></li>\n"
-        ));
-    }
-    for (name, error) in &front.failed {
-        items.push_str(&format!(
-            "<li>{name} <strong>failed to start</strong><pre>{}</pre></li>\n",
-            escape(error)
-        ));
-    }
-    let page = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Gust apps</title></head>\n<body><h1>Gust: {} apps</h1>\n<ul>\n{items}</ul></body></html>\n",
-        front.apps.len()
-    );
-    let mut resp = Response::new(gust_gateway::full(page));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp
-}
-
-/// Escapes text for HTML.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// A plain-text response.
-fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut resp = Response::new(gust_gateway::full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-/// A permanent redirect to `location` (same method).
-fn redirect(location: &str) -> Response<Body> {
-    let mut resp = text(StatusCode::PERMANENT_REDIRECT, format!("see {location}\n"));
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,8 +439,5 @@ mod tests {
         assert!(!is_prefix_safe("a b"));
         assert!(!is_prefix_safe("é"));
         assert!(!is_prefix_safe(".."));
-        assert_eq!(first_segment("/alpha/x/y"), "alpha");
-        assert_eq!(first_segment("/alpha"), "alpha");
-        assert_eq!(first_segment("/"), "");
     }
 }

@@ -117,13 +117,25 @@ pub fn up(dir: &Path, extra: &[&str]) -> Running {
 /// As [`up`], with extra environment variables.
 pub fn up_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
     let mut cmd = gust_command();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    up_command(cmd, dir, extra)
+}
+
+/// As [`up`], running `cmd` (a `gust` binary with its environment) instead
+/// of the one cargo built.
+pub fn up_command(mut cmd: Command, dir: &Path, extra: &[&str]) -> Running {
     cmd.arg("up")
         .arg(dir)
         .args(["--listen", "127.0.0.1:0"])
         .args(extra);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    start_ready(cmd)
+}
+
+/// Spawns `cmd` (a `gust` that prints a line with `ready` and `on <url>`)
+/// and waits for that line.
+pub fn start_ready(mut cmd: Command) -> Running {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
