@@ -23,6 +23,9 @@ pub enum CloudEventError {
     /// `specversion` is not 1.0.
     #[error("specversion must be \"1.0\", not {0}")]
     Version(String),
+    /// An attribute is given twice (two JSON keys or two `ce-` headers).
+    #[error("attribute `{0}` is given more than once")]
+    Duplicate(String),
     /// An attribute has the wrong type or an invalid name.
     #[error("attribute `{name}` is invalid: {why}")]
     Invalid {
@@ -47,22 +50,121 @@ const CORE: [&str; 9] = [
 
 /// Parses a structured-mode event (`application/cloudevents+json`).
 pub fn parse_structured(body: &[u8]) -> Result<Event, CloudEventError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| CloudEventError::NotJson(e.to_string()))?;
-    from_json(value)
+    let value: StrictJson = serde_json::from_slice(body).map_err(json_error)?;
+    from_json(value.0)
 }
 
 /// Parses a batch (`application/cloudevents-batch+json`): a JSON array of
 /// structured events.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, CloudEventError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| CloudEventError::NotJson(e.to_string()))?;
-    let Value::Array(items) = value else {
+    let value: StrictJson = serde_json::from_slice(body).map_err(json_error)?;
+    let Value::Array(items) = value.0 else {
         return Err(CloudEventError::Shape(
             "a batch is a JSON array of events".into(),
         ));
     };
     items.into_iter().map(from_json).collect()
+}
+
+/// Marks the duplicate-key error of [`StrictJson`] so that it is reported
+/// as [`CloudEventError::Duplicate`].
+const DUPLICATE_KEY: &str = "duplicate key ";
+
+fn json_error(e: serde_json::Error) -> CloudEventError {
+    let text = e.to_string();
+    match text.strip_prefix(DUPLICATE_KEY) {
+        Some(rest) => {
+            CloudEventError::Duplicate(rest.split(" at line").next().unwrap_or(rest).to_string())
+        }
+        None => CloudEventError::NotJson(text),
+    }
+}
+
+/// A JSON value whose objects, down to the events of a batch, may not hold
+/// the same key twice (serde_json would keep the last silently).
+struct StrictJson(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor { depth: 0 })
+            .map(StrictJson)
+    }
+}
+
+/// Checks the keys of the top-level object (an event) or of the objects of
+/// the top-level array (a batch's events); deeper values (an event's `data`)
+/// are kept as parsed.
+#[derive(Clone, Copy)]
+struct StrictVisitor {
+    depth: u8,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictVisitor {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        if self.depth >= 1 {
+            serde::Deserialize::deserialize(d)
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        let inner = StrictVisitor {
+            depth: self.depth + 1,
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("{DUPLICATE_KEY}{key}")));
+            }
+            let value = map.next_value_seed(inner)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        // Events of a batch sit at the same depth as a single event.
+        while let Some(v) = seq.next_element_seed(StrictVisitor { depth: self.depth })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
 }
 
 /// Parses a binary-mode event: attributes in `ce-*` headers (given as
@@ -78,8 +180,13 @@ pub fn parse_binary<'a>(
         ..Event::default()
     };
     let mut version = None;
+    let mut seen = std::collections::BTreeSet::new();
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
+        if (name == "content-type" || name.starts_with("ce-")) && !seen.insert(name.clone()) {
+            let attr = name.strip_prefix("ce-").unwrap_or("datacontenttype");
+            return Err(CloudEventError::Duplicate(attr.to_string()));
+        }
         if name == "content-type" {
             event.datacontenttype = Some(value.to_string());
             continue;
@@ -105,6 +212,18 @@ pub fn parse_binary<'a>(
         None => return Err(CloudEventError::Missing("specversion")),
         Some("1.0") => {}
         Some(other) => return Err(CloudEventError::Version(format!("\"{other}\""))),
+    }
+    if event
+        .datacontenttype
+        .as_deref()
+        .is_some_and(|c| c.contains("json"))
+        && !event.data.is_empty()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&event.data).is_err()
+    {
+        return Err(CloudEventError::Invalid {
+            name: "data".into(),
+            why: "the body is declared JSON but is not valid UTF-8 JSON".into(),
+        });
     }
     finish(event)
 }
@@ -194,6 +313,14 @@ fn finish(mut event: Event) -> Result<Event, CloudEventError> {
         if value.is_empty() {
             return Err(CloudEventError::Missing(name));
         }
+    }
+    if let Some(time) = &event.time
+        && !crate::time::is_rfc3339(time)
+    {
+        return Err(CloudEventError::Invalid {
+            name: "time".into(),
+            why: format!("`{time}` is not an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z)"),
+        });
     }
     event.extensions.sort();
     event.ensure_traceparent();
@@ -409,6 +536,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn what_the_spec_refuses_is_refused() {
+        let e =
+            parse_structured(br#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#);
+        assert_eq!(e, Err(CloudEventError::Duplicate("id".into())));
+        let e =
+            parse_batch(br#"[{"specversion":"1.0","id":"1","source":"s","type":"t","type":"u"}]"#);
+        assert_eq!(e, Err(CloudEventError::Duplicate("type".into())));
+        // Duplicate keys inside `data` are the payload's business.
+        parse_structured(
+            br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"a":1,"a":2}}"#,
+        )
+        .unwrap();
+        let e = parse_structured(
+            br#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"yesterday"}"#,
+        );
+        assert!(
+            matches!(e, Err(CloudEventError::Invalid { ref name, .. }) if name == "time"),
+            "{e:?}"
+        );
+        let base = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "9"),
+            ("ce-source", "/dev"),
+            ("ce-type", "t"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)], body: &[u8]| {
+            parse_binary(base.iter().chain(extra).copied(), body.to_vec())
+        };
+        assert!(matches!(
+            with(&[("ce-time", "not-a-time")], b""),
+            Err(CloudEventError::Invalid { .. })
+        ));
+        assert_eq!(
+            with(&[("ce-id", "10")], b""),
+            Err(CloudEventError::Duplicate("id".into()))
+        );
+        assert!(matches!(
+            with(&[("content-type", "application/json")], b"\xff\xfe"),
+            Err(CloudEventError::Invalid { ref name, .. }) if name == "data"
+        ));
+        with(&[("content-type", "application/json")], br#"{"ok":true}"#).unwrap();
+        with(&[("content-type", "application/octet-stream")], b"\xff").unwrap();
+        with(&[("ce-time", "2026-12-03T10:00:00.5+01:00")], b"").unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! knows the other.
 
 mod cloudevents;
+mod time;
 
 pub use cloudevents::{
     CloudEventError, from_metadata, parse_batch, parse_binary, parse_structured, percent_decode,

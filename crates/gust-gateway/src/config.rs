@@ -37,6 +37,10 @@ pub struct GatewayConfig {
     /// How long a fetched or loaded JWKS is cached (default `"5m"`).
     #[serde(default)]
     pub jwks_refresh: Option<String>,
+    /// PEM file of extra root certificates trusted for `https://` upstreams
+    /// and JWKS URLs, next to the system's (e.g. an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// An API consumer: `[[gateway.consumer]] name = "mobile", key = "..."`.

@@ -210,8 +210,15 @@ impl Gateway {
             }
         }
 
-        let http1 = proxy::client(false);
-        let http2 = proxy::client(true);
+        let tls = proxy::tls_config(config.ca_file.as_deref()).map_err(|problem| {
+            ConfigError::gateway(
+                "ca_file",
+                problem,
+                "give a PEM file of CA certificates (-----BEGIN CERTIFICATE-----)",
+            )
+        })?;
+        let http1 = proxy::client(false, &tls);
+        let http2 = proxy::client(true, &tls);
         let id_seed = seed();
         let mut builder = Builder::new(http1.clone(), jwks_refresh, body_timeout, id_seed);
         for r in &config.routes {
@@ -987,8 +994,8 @@ mod tests {
                 "`target.rewrite` uses `{rest}`",
             ),
             (
-                route("target = { upstream = \"https://h\" }"),
-                "only http://",
+                route("target = { upstream = \"ftp://h\" }"),
+                "http:// or https://",
             ),
             (
                 route("target = { function = \"f\" }\nrate_limit = { per_ip = \"lots\" }"),
@@ -1030,9 +1037,9 @@ mod tests {
             ),
             (
                 route(
-                    "target = { function = \"f\" }\nauth = { jwt = { jwks_url = \"https://idp/jwks\" } }",
+                    "target = { function = \"f\" }\nauth = { jwt = { jwks_url = \"ftp://idp/jwks\" } }",
                 ),
-                "use jwks_file",
+                "not an http:// or https:// URL",
             ),
             (
                 route(

@@ -8,29 +8,70 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::body::Body;
 use crate::breaker::{Breaker, BreakerSettings, BreakerState};
 use crate::status::{UpstreamStatus, bump};
 
-/// The pooled upstream client.
-pub(crate) type HttpClient = Client<HttpConnector, Body>;
+/// The pooled upstream client (`http://` and `https://`).
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Builds a client; `http2` speaks HTTP/2 with prior knowledge (h2c).
-pub(crate) fn client(http2: bool) -> HttpClient {
+/// Builds a client; `http2` speaks HTTP/2 (with prior knowledge over
+/// plain TCP, by ALPN over TLS). TLS trusts `tls`'s roots.
+pub(crate) fn client(http2: bool, tls: &rustls::ClientConfig) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.enforce_http(false);
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http();
+    let https = if http2 {
+        https.enable_http2().wrap_connector(connector)
+    } else {
+        https.enable_http1().wrap_connector(connector)
+    };
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256);
     if http2 {
         b.http2_only(true);
     }
-    b.build(connector)
+    b.build(https)
+}
+
+/// TLS settings for `https://` upstreams and JWKS URLs: the system's root
+/// certificates, plus those in `ca_file` (PEM) when given.
+pub(crate) fn tls_config(ca_file: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    static SYSTEM: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    let system = SYSTEM.get_or_init(|| rustls_native_certs::load_native_certs().certs);
+    let mut roots = rustls::RootCertStore::empty();
+    let _ = roots.add_parsable_certificates(system.iter().cloned());
+    if let Some(file) = ca_file {
+        let certs = CertificateDer::pem_file_iter(file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read `{file}` ({e})"))?;
+        if certs.is_empty() {
+            return Err(format!("`{file}` holds no PEM certificate"));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("`{file}` holds a certificate rustls refuses: {e}"))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// An upstream: its address, protocol and breaker.
@@ -46,16 +87,16 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// Parses `http://host:port[/base]`.
+    /// Parses `http(s)://host:port[/base]`.
     pub fn parse(url: &str, http2: bool, breaker: BreakerSettings) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
         let scheme = uri
             .scheme()
             .cloned()
             .ok_or_else(|| format!("`{url}` has no scheme"))?;
-        if scheme != Scheme::HTTP {
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(format!(
-                "`{url}` uses {scheme}; only http:// upstreams are supported (terminate TLS in front of the upstream or use a sidecar)"
+                "`{url}` uses {scheme}; upstreams are http:// or https://"
             ));
         }
         let authority = uri

@@ -258,12 +258,14 @@ impl Builder {
                         "write it like \"http://idp.internal/.well-known/jwks.json\"",
                     )
                 })?;
-                if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+                if uri.scheme() != Some(&http::uri::Scheme::HTTP)
+                    && uri.scheme() != Some(&http::uri::Scheme::HTTPS)
+                {
                     return Err(ConfigError::route(
                         route,
                         "auth.jwt.jwks_url",
-                        format!("`{u}` is not an http:// URL"),
-                        "https JWKS URLs are not supported yet: download the JWKS to a file and use jwks_file, or serve it over http on a trusted network",
+                        format!("`{u}` is not an http:// or https:// URL"),
+                        "write it like \"https://idp.example.com/.well-known/jwks.json\"",
                     ));
                 }
                 Some(JwksSource::Url(uri))

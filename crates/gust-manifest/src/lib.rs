@@ -6,6 +6,7 @@
 
 mod blob_pattern;
 mod error;
+mod locate;
 mod model;
 mod node;
 mod outbound;
@@ -17,8 +18,9 @@ mod units;
 
 pub use blob_pattern::BlobPattern;
 pub use error::ManifestError;
+pub use locate::{KeyStep, key_steps, locate};
 pub use model::*;
-pub use node::{ClusterConfig, NodeConfig};
+pub use node::{ClusterConfig, NodeConfig, NodeTls};
 pub use outbound::{OutboundRule, outbound_allowed};
 pub use parse::{MANIFEST_FILE, is_resource_name, load_app, parse_app};
 pub use route::{RouteError, route_shape, validate_route};

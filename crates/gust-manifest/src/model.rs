@@ -343,6 +343,15 @@ pub struct RetryPolicy {
     pub max: Duration,
 }
 
+impl RetryPolicy {
+    /// Most deliveries a policy may ask for.
+    pub const MAX_ATTEMPTS: u32 = 100;
+    /// Shortest delay between deliveries: a retry loop never spins.
+    pub const MIN_DELAY: Duration = Duration::from_millis(10);
+    /// Longest delay between deliveries.
+    pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
@@ -374,6 +383,19 @@ pub struct Limits {
     pub concurrency: u32,
     /// Largest request body, bytes; larger gets 413.
     pub max_body: u64,
+}
+
+impl Limits {
+    /// Largest `memory`.
+    pub const MAX_MEMORY: u64 = 4 << 30;
+    /// Smallest `memory`.
+    pub const MIN_MEMORY: u64 = 1 << 20;
+    /// Longest `timeout`.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// Largest `concurrency`.
+    pub const MAX_CONCURRENCY: u32 = 10_000;
+    /// Largest `max_body`.
+    pub const MAX_BODY: u64 = 1 << 30;
 }
 
 impl Default for Limits {

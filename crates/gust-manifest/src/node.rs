@@ -46,6 +46,46 @@ pub struct NodeConfig {
     /// Where the embedded MQTT broker listens (when a function needs it).
     #[serde(default = "default_mqtt_listen")]
     pub mqtt_listen: SocketAddr,
+    /// `tls = { cert = "cert.pem", key = "key.pem" }`: serve HTTPS
+    /// (paths relative to the config file).
+    #[serde(default)]
+    pub tls: Option<NodeTls>,
+    /// Time a client has to send a request head (default `"10s"`).
+    #[serde(default = "default_header_timeout", with = "duration_text")]
+    pub header_timeout: std::time::Duration,
+    /// Connections idle this long are closed (default `"60s"`).
+    #[serde(default = "default_idle_timeout", with = "duration_text")]
+    pub idle_timeout: std::time::Duration,
+}
+
+/// `tls` of a node config: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTls {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+fn default_header_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+fn default_idle_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
+
+/// Durations written as text (`"30s"`).
+mod duration_text {
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::units::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[backends]` of a node config: `nats` and `postgres` move every resource
@@ -132,7 +172,7 @@ impl NodeConfig {
                 e.span(),
                 "",
                 e.message().trim(),
-                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
+                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
             )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -164,6 +204,10 @@ impl NodeConfig {
         if let Some((message, fix)) = problem {
             return Err(ManifestError::at(path, &source, None, "", message, fix));
         }
+        if let Some(tls) = config.tls.as_mut() {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
         Ok(config)
     }
 }
@@ -181,6 +225,19 @@ mod tests {
         assert_eq!(c.listen, default_listen());
         assert_eq!(c.app, Some(dir.path().join("apps/hello")));
         assert!(c.pooling && !c.reuse_instances && !c.watch);
+        std::fs::write(
+            &p,
+            "app = \"x\"\ntls = { cert = \"c.pem\", key = \"/k.pem\" }\nidle_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, dir.path().join("c.pem"));
+        assert_eq!(tls.key, Path::new("/k.pem"));
+        assert_eq!(c.idle_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.header_timeout, std::time::Duration::from_secs(10));
+        std::fs::write(&p, "app = \"x\"\nheader_timeout = \"soon\"\n").unwrap();
+        assert_eq!(NodeConfig::load(&p).unwrap_err().line, 2);
         std::fs::write(&p, "app = \"x\"\nlisten = \"nope\"\n").unwrap();
         assert_eq!(NodeConfig::load(&p).unwrap_err().line, 2);
     }

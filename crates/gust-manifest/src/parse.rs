@@ -19,7 +19,7 @@ pub const MANIFEST_FILE: &str = "gust.toml";
 pub fn load_app(dir: &Path) -> Result<App, ManifestError> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let manifest_path = dir.join(MANIFEST_FILE);
-    let source = std::fs::read_to_string(&manifest_path).map_err(|e| ManifestError {
+    let bytes = std::fs::read(&manifest_path).map_err(|e| ManifestError {
         file: manifest_path.clone(),
         line: 0,
         column: 0,
@@ -30,7 +30,25 @@ pub fn load_app(dir: &Path) -> Result<App, ManifestError> {
             dir.display()
         ),
     })?;
+    let source = manifest_text(&manifest_path, bytes)?;
     parse_app(&dir, &manifest_path, &source)
+}
+
+/// The manifest's bytes as text; bytes that are not UTF-8 are an error
+/// located at the first of them.
+fn manifest_text(file: &Path, bytes: Vec<u8>) -> Result<String, ManifestError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+        ManifestError::at(
+            file,
+            &before,
+            Some(valid..valid),
+            "",
+            "the manifest is not UTF-8 text",
+            "save gust.toml as UTF-8 (TOML files are always UTF-8)",
+        )
+    })
 }
 
 /// Validates manifest `source` for the app in `dir`. Sources are resolved
@@ -858,12 +876,16 @@ impl Parser<'_> {
             };
         }
         if let Some(n) = r.max_attempts {
-            if *n.get_ref() == 0 {
+            if !(1..=RetryPolicy::MAX_ATTEMPTS).contains(n.get_ref()) {
                 return Err(self.err(
                     Some(n.span()),
                     format!("{key}.max_attempts"),
-                    "max_attempts must be at least 1",
-                    "set `max_attempts = 1` for no retries",
+                    format!(
+                        "max_attempts must be 1 to {}, not {}",
+                        RetryPolicy::MAX_ATTEMPTS,
+                        n.get_ref()
+                    ),
+                    "set `max_attempts = 1` for no retries, e.g. `max_attempts = 5`",
                 ));
             }
             policy.max_attempts = n.into_inner();
@@ -873,14 +895,21 @@ impl Parser<'_> {
             ("max", r.max, &mut policy.max),
         ] {
             if let Some(v) = value {
-                *slot = parse_duration(v.get_ref()).map_err(|why| {
+                let bad = |why: String| {
                     self.err(
                         Some(v.span()),
                         format!("{key}.{field}"),
                         why,
                         "e.g. `1s`, `500ms`, `1m`",
                     )
-                })?;
+                };
+                *slot = parse_duration(v.get_ref()).map_err(bad)?;
+                if *slot < RetryPolicy::MIN_DELAY || *slot > RetryPolicy::MAX_DELAY {
+                    return Err(bad(format!(
+                        "retry `{field}` must be at least 10ms and at most 24h, not `{}`",
+                        v.get_ref()
+                    )));
+                }
             }
         }
         if policy.min > policy.max {
@@ -896,7 +925,10 @@ impl Parser<'_> {
 
     fn limits(&self, key: &str, raw: RawLimits) -> Result<Limits, ManifestError> {
         let mut limits = Limits::default();
-        let size = |v: Spanned<String>, field: &str| {
+        let out_of_range = |span: Range<usize>, field: &str, message: String, fix: &str| {
+            self.err(Some(span), format!("{key}.{field}"), message, fix)
+        };
+        let size = |v: &Spanned<String>, field: &str| {
             parse_size(v.get_ref()).map_err(|why| {
                 self.err(
                     Some(v.span()),
@@ -907,39 +939,49 @@ impl Parser<'_> {
             })
         };
         if let Some(m) = raw.memory {
-            let span = m.span();
-            limits.memory = size(m, "memory")?;
-            if limits.memory < 1 << 20 || limits.memory > 4 << 30 {
-                return Err(self.err(
-                    Some(span),
-                    format!("{key}.memory"),
-                    "memory limit must be between 1MiB and 4GiB",
+            limits.memory = size(&m, "memory")?;
+            if !(Limits::MIN_MEMORY..=Limits::MAX_MEMORY).contains(&limits.memory) {
+                return Err(out_of_range(
+                    m.span(),
+                    "memory",
+                    "memory limit must be between 1MiB and 4GiB".into(),
                     "e.g. `memory = \"64MiB\"`",
                 ));
             }
         }
         if let Some(b) = raw.max_body {
-            limits.max_body = size(b, "max_body")?;
+            limits.max_body = size(&b, "max_body")?;
+            if limits.max_body > Limits::MAX_BODY {
+                return Err(out_of_range(
+                    b.span(),
+                    "max_body",
+                    format!("max_body must be at most 1GiB, not `{}`", b.get_ref()),
+                    "e.g. `max_body = \"16MiB\"`; stream larger files through a blob container",
+                ));
+            }
         }
         if let Some(t) = raw.timeout {
             limits.timeout = parse_duration(t.get_ref()).map_err(|why| {
                 self.err(Some(t.span()), format!("{key}.timeout"), why, "e.g. `30s`")
             })?;
-            if limits.timeout.is_zero() {
-                return Err(self.err(
-                    Some(t.span()),
-                    format!("{key}.timeout"),
-                    "timeout must be more than zero",
+            if limits.timeout.is_zero() || limits.timeout > Limits::MAX_TIMEOUT {
+                return Err(out_of_range(
+                    t.span(),
+                    "timeout",
+                    format!(
+                        "timeout must be more than zero and at most 1h, not `{}`",
+                        t.get_ref()
+                    ),
                     "e.g. `timeout = \"30s\"`",
                 ));
             }
         }
         if let Some(c) = raw.concurrency {
-            if *c.get_ref() == 0 {
-                return Err(self.err(
-                    Some(c.span()),
-                    format!("{key}.concurrency"),
-                    "concurrency must be at least 1",
+            if !(1..=Limits::MAX_CONCURRENCY).contains(c.get_ref()) {
+                return Err(out_of_range(
+                    c.span(),
+                    "concurrency",
+                    format!("concurrency must be 1 to 10000, not {}", c.get_ref()),
                     "e.g. `concurrency = 64`",
                 ));
             }
@@ -1225,6 +1267,78 @@ trigger = { queue = { queue = "jobs" } }
             "{HEAD}trigger = {{ timer = {{ schedule = \"* * * * *\", time_zone = \"Mars/Base\" }} }}\n"
         ));
         assert_eq!(e.key, "function[0].trigger.timer.time_zone");
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_utf8_is_located() {
+        let dir = app_dir();
+        std::fs::write(
+            dir.path().join(MANIFEST_FILE),
+            b"[app]\nname = \"a\"\n# caf\xe9\n",
+        )
+        .unwrap();
+        let e = load_app(dir.path()).unwrap_err();
+        assert_eq!((e.line, e.column), (3, 6), "{e}");
+        assert!(
+            e.message.contains("not UTF-8") && e.fix.contains("UTF-8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn limits_and_retries_that_switch_themselves_off_are_refused() {
+        let http = format!("{HEAD}trigger = {{ http = {{ route = \"/x\" }} }}\n");
+        for (line, key, says) in [
+            (
+                "limits = { concurrency = 4294967295 }",
+                "limits.concurrency",
+                "1 to 10000",
+            ),
+            (
+                "limits = { max_body = \"99999999999999999999999999999GiB\" }",
+                "limits.max_body",
+                "too large",
+            ),
+            (
+                "limits = { max_body = \"2GiB\" }",
+                "limits.max_body",
+                "at most 1GiB",
+            ),
+            (
+                "limits = { timeout = \"100000000 years\" }",
+                "limits.timeout",
+                "",
+            ),
+            (
+                "limits = { timeout = \"2h\" }",
+                "limits.timeout",
+                "at most 1h",
+            ),
+            (
+                "retry = { max_attempts = 4294967295 }",
+                "retry.max_attempts",
+                "1 to 100",
+            ),
+            (
+                "retry = { min = \"0s\", max = \"0s\" }",
+                "retry.min",
+                "at least 10ms",
+            ),
+            (
+                "retry = { min = \"1s\", max = \"1000d\" }",
+                "retry.max",
+                "24h",
+            ),
+        ] {
+            let e = error_of(&format!("{http}{line}\n"));
+            assert_eq!(e.key, format!("function[0].{key}"), "{line}: {e}");
+            assert_eq!(e.line, 7, "{line}: {e}");
+            assert!(e.message.contains(says), "{line}: {e}");
+        }
+        let ok = format!(
+            "{http}retry = {{ min = \"10ms\", max = \"24h\", max_attempts = 100 }}\nlimits = {{ concurrency = 10000, max_body = \"1GiB\", timeout = \"1h\" }}\n"
+        );
+        parse(app_dir().path(), &ok).unwrap();
     }
 
     #[test]

@@ -26,7 +26,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    Ok((number * multiplier as f64) as u64)
+    let bytes = number * multiplier as f64;
+    // `as u64` would saturate: a size too large to count is an error, not
+    // "as much as possible".
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("`{text}` is too large a size"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Parses a duration such as `30s`, `500ms`, `1m 30s`.
@@ -47,6 +53,11 @@ mod tests {
         assert_eq!(parse_size("1000").unwrap(), 1000);
         assert!(parse_size("12 parsecs").unwrap_err().contains("parsecs"));
         assert!(parse_size("lots").is_err());
+        assert!(
+            parse_size("99999999999999999999999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

@@ -6,9 +6,10 @@ use gust_manifest::{RetryPolicy, RetryStrategy};
 
 /// The delay before delivery `attempt + 1` after delivery `attempt` failed:
 /// fixed `min`, or `min * 2^(attempt-1)` capped at `max`; exponential delays
-/// get ±20% jitter so retries of a burst spread out.
+/// get ±20% jitter so retries of a burst spread out. Never shorter than
+/// [`RetryPolicy::MIN_DELAY`], whatever the policy says.
 pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    match policy.strategy {
+    let delay = match policy.strategy {
         RetryStrategy::Fixed => policy.min,
         RetryStrategy::Exponential => {
             let exp = attempt.saturating_sub(1).min(30);
@@ -16,7 +17,8 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
             let jitter = 0.8 + 0.4 * unit_random();
             base.mul_f64(jitter).min(policy.max)
         }
-    }
+    };
+    delay.max(RetryPolicy::MIN_DELAY)
 }
 
 fn unit_random() -> f64 {
@@ -38,6 +40,16 @@ mod tests {
             max: Duration::from_secs(1),
         };
         assert_eq!(backoff(&p, 3), Duration::from_millis(100));
+        let zero = RetryPolicy {
+            min: Duration::ZERO,
+            max: Duration::ZERO,
+            ..p.clone()
+        };
+        assert_eq!(
+            backoff(&zero, 1),
+            RetryPolicy::MIN_DELAY,
+            "delays are floored"
+        );
         p.strategy = RetryStrategy::Exponential;
         let d1 = backoff(&p, 1);
         assert!(
