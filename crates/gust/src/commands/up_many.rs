@@ -134,12 +134,12 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
     runtime.block_on(serve_all(&phases, front, options, built, failed))
 }
 
+/// Apps that failed to load or build, each with its error.
+type Failed = Vec<(AppFolder, String)>;
+
 /// Loads every app's manifest and builds all their functions together (the
 /// toolchain and build phases). Apps that fail are returned with the error.
-fn build_all(
-    phases: &Phases,
-    apps: Vec<AppFolder>,
-) -> Result<(Vec<Built>, Vec<(AppFolder, String)>)> {
+fn build_all(phases: &Phases, apps: Vec<AppFolder>) -> Result<(Vec<Built>, Failed)> {
     let mut failed: Vec<(AppFolder, String)> = Vec::new();
     let mut loaded: Vec<(AppFolder, App)> = Vec::new();
     for folder in apps {
