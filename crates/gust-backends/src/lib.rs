@@ -14,6 +14,7 @@ pub mod embedded;
 mod error;
 mod kv;
 pub mod lease;
+pub mod mqtt;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "nats")]

@@ -145,7 +145,7 @@ async fn deploy(node: &Arc<Node>, app_name: &str, req: Request<Incoming>) -> Ans
         tokio::task::spawn_blocking(move || -> anyhow::Result<gust_manifest::App> {
             let dir = tempfile::tempdir()?;
             let unpacked = artifact::unpack(&bytes, dir.path())?;
-            let app = gust_manifest::load_app(&unpacked.app_dir)?;
+            let app = gust_triggers::load_app(&unpacked.app_dir)?;
             if app.name != expected {
                 anyhow::bail!("the artifact holds app `{}`, not `{expected}`", app.name);
             }

@@ -307,7 +307,7 @@ impl Node {
             .await?
             .context("the app's keys are missing from the cluster store; deploy it again")?;
         write_keys(&gust_host::keys::keys_path(&state), &keys)?;
-        let app = gust_manifest::load_app(&unpacked.app_dir)?;
+        let app = gust_triggers::load_app(&unpacked.app_dir)?;
         let options = HostOptions {
             app_dir: unpacked.app_dir.clone(),
             listen: self.addr,

@@ -15,8 +15,9 @@ use gust_events::{Event, Outcome};
 use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
 use gust_triggers::http::{HttpRouter, Keys};
-use gust_triggers::registry::{self, StartContext};
-use gust_triggers::topic::Publisher;
+use gust_triggers::registry::{self, StartContext, TriggerKind};
+use gust_triggers::settings::Settings;
+use gust_triggers::topic::{Publisher, TopicKind, TopicSettings};
 use gust_triggers::{Dispatcher, Shutdown};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -146,7 +147,7 @@ pub struct TriggerContext<'a> {
     pub node: String,
     /// The embedded MQTT broker's URL, for mqtt triggers that name no other
     /// broker.
-    pub mqtt_broker: Option<String>,
+    pub mqtt_broker: Option<gust_backends::mqtt::BrokerUrl>,
     /// The node's cluster, if it is in one.
     pub cluster: Option<Arc<gust_triggers::ownership::Membership>>,
 }
@@ -256,7 +257,7 @@ impl LoadedApp {
                         dispatcher: self.events.clone(),
                         shutdown: shutdown.clone(),
                         node: &cx.node,
-                        mqtt_broker: cx.mqtt_broker.as_deref(),
+                        mqtt_broker: cx.mqtt_broker.as_ref(),
                         cluster: cx.cluster.as_ref(),
                     })
                     .await?;
@@ -293,10 +294,8 @@ impl LoadedApp {
             .app
             .functions
             .iter()
-            .filter_map(|f| match &f.trigger {
-                Trigger::Topic(t) => Some((t.topic.clone(), f.name.clone())),
-                _ => None,
-            })
+            .filter(|f| TopicKind.serves(&f.trigger))
+            .filter_map(|f| Some((TopicSettings::of(f).ok()?.topic, f.name.clone())))
             .collect();
         for name in topics.topics().await.context("cannot list topics")? {
             let topic = topics.topic(&name).await?;

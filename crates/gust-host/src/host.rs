@@ -7,11 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
+use gust_backends::mqtt::{EmbeddedBroker, EmbeddedBrokerConfig};
 use gust_backends::{BackendConfig, Queue, QueueProvider, Services, StreamProvider};
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
-use gust_triggers::mqtt::{EmbeddedBroker, EmbeddedBrokerConfig};
 use gust_triggers::ownership::Membership;
+use gust_triggers::registry::TriggerKind;
+use gust_triggers::settings::Settings;
+use gust_triggers::topic::{TopicKind, TopicSettings};
 
 use crate::app::{FunctionStats, LoadContext, LoadedApp, TriggerContext};
 
@@ -176,7 +179,7 @@ impl Host {
 
     /// Starts the embedded MQTT broker if `app` needs it and it is not
     /// running; returns the URL Gust's own subscribers use.
-    fn mqtt_broker(&self, app: &LoadedApp) -> Result<Option<gust_triggers::mqtt::BrokerUrl>> {
+    fn mqtt_broker(&self, app: &LoadedApp) -> Result<Option<gust_backends::mqtt::BrokerUrl>> {
         let mut broker = self.mqtt.lock().expect("mqtt lock");
         if broker.is_none() && app.needs_embedded_broker() {
             let started = EmbeddedBroker::start(EmbeddedBrokerConfig {
@@ -198,7 +201,7 @@ impl Host {
         Ok(TriggerContext {
             services: &self.services,
             node: self.node.clone(),
-            mqtt_broker: self.mqtt_broker(app)?.map(|url| url.to_string()),
+            mqtt_broker: self.mqtt_broker(app)?,
             cluster: self.options.cluster.clone(),
         })
     }
@@ -229,7 +232,8 @@ impl Host {
     pub async fn open_queue(&self, name: &str) -> gust_backends::Result<Arc<dyn Queue>> {
         let app = self.current();
         for f in &app.app.functions {
-            if let gust_manifest::Trigger::Topic(t) = &f.trigger
+            if TopicKind.serves(&f.trigger)
+                && let Ok(t) = TopicSettings::of(f)
                 && gust_backends::topic::subscription_queue(&t.topic, &f.name) == name
             {
                 return self
@@ -255,7 +259,7 @@ impl Host {
         let _one_at_a_time = self.reloading.lock().await;
         let dir = self.options.app_dir.clone();
         let result = tokio::task::block_in_place(|| -> Result<LoadedApp> {
-            let app = gust_manifest::load_app(&dir)?;
+            let app = gust_triggers::load_app(&dir)?;
             let components = build_app(&app, &QuietProgress)?;
             let keys = keys::load_or_create(&app)?;
             let mut stats = self.stats.lock().expect("stats lock");

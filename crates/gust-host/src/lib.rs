@@ -22,7 +22,7 @@ pub mod topics;
 pub mod watch;
 
 pub use gust_backends::BackendConfig;
-pub use gust_triggers::registry;
+pub use gust_triggers::{load_app, registry};
 pub use host::{Host, HostOptions};
 
 use std::collections::BTreeMap;

@@ -43,6 +43,31 @@ impl ManifestError {
     }
 }
 
+impl ManifestError {
+    /// Builds an error about the value at dotted `key` (e.g.
+    /// `function[2].trigger.queue.batch_size`), located where `source`
+    /// writes it, or where the deepest part of the key that is written is.
+    pub fn at_key(
+        file: &Path,
+        source: &str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        let key = key.into();
+        let (line, column) =
+            crate::locate::locate(source, &crate::locate::key_steps(&key)).unwrap_or((0, 0));
+        Self {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key,
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;

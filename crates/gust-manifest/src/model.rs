@@ -108,22 +108,16 @@ pub enum Source {
 }
 
 /// What starts a function.
+///
+/// The manifest checks the shape (exactly one kind, a table of settings);
+/// each event trigger kind reads and validates its own settings (serde +
+/// `validate`, in `gust-triggers`), and `gust_triggers::load_app` locates
+/// what it refuses to the line of `gust.toml`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
     /// An HTTP request on a route.
     Http(HttpTrigger),
-    /// Messages on a work queue.
-    Queue(QueueTrigger),
-    /// Events published to a topic (a subscription with a filter).
-    Topic(TopicTrigger),
-    /// A cron schedule.
-    Timer(TimerTrigger),
-    /// Blobs created or changed in a container.
-    Blob(BlobTrigger),
-    /// Writes to a document table, from its change feed.
-    Changefeed(ChangefeedTrigger),
-    /// One of the event triggers; its settings are kept as written until
-    /// the event trigger runtime interprets them.
+    /// One of the event triggers, with its settings as written.
     Event {
         /// `timer`, `queue`, `topic`, `blob`, `changefeed`, `stream` or `mqtt`.
         kind: EventTriggerKind,
@@ -152,6 +146,22 @@ pub enum EventTriggerKind {
 }
 
 impl EventTriggerKind {
+    /// Every event trigger kind, in the order they are listed to people.
+    pub const ALL: [Self; 7] = [
+        Self::Timer,
+        Self::Queue,
+        Self::Topic,
+        Self::Blob,
+        Self::Changefeed,
+        Self::Stream,
+        Self::Mqtt,
+    ];
+
+    /// The kind spelled `name` in the manifest.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The manifest spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -177,91 +187,22 @@ pub struct HttpTrigger {
     pub auth: AuthLevel,
 }
 
-/// `trigger = { queue = { queue = "jobs", ... } }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueTrigger {
-    /// The queue to consume.
-    pub queue: String,
-    /// Messages fetched per receive.
-    pub batch_size: u32,
-    /// Messages handled at once by this function.
-    pub concurrency: u32,
-    /// Lease per delivery; renewed while the function runs.
-    pub visibility: Duration,
-}
-
 impl Trigger {
+    /// The settings of an event trigger, as written.
+    pub fn settings(&self) -> Option<&toml::Table> {
+        match self {
+            Self::Event { settings, .. } => Some(settings),
+            Self::Http(_) => None,
+        }
+    }
+
     /// `http`, `queue`, `timer`, ...
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Http(_) => "http",
-            Self::Queue(_) => "queue",
-            Self::Topic(_) => "topic",
-            Self::Timer(_) => "timer",
-            Self::Blob(_) => "blob",
-            Self::Changefeed(_) => "changefeed",
             Self::Event { kind, .. } => kind.as_str(),
         }
     }
-}
-
-/// `trigger = { topic = { topic = "orders", type = "...", ... } }`: a
-/// subscription; the function sees only events matching every filter given.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TopicTrigger {
-    /// The topic.
-    pub topic: String,
-    /// Only events of this exact `type`.
-    pub event_type: Option<String>,
-    /// Only events whose `subject` starts with this.
-    pub subject_prefix: Option<String>,
-    /// Only events whose `subject` ends with this.
-    pub subject_suffix: Option<String>,
-    /// Only events whose extension attributes have these values.
-    pub attributes: BTreeMap<String, String>,
-    /// Events handled at once by this subscriber.
-    pub concurrency: u32,
-}
-
-/// `trigger = { timer = { schedule = "0 */5 * * * *", time_zone = "Europe/Paris" } }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimerTrigger {
-    /// Cron pattern: 6 fields with seconds, or 5 fields (minute granularity).
-    pub schedule: String,
-    /// IANA time zone the schedule is read in (default UTC).
-    pub time_zone: String,
-    /// Also fire once when the host starts.
-    pub run_on_startup: bool,
-}
-
-/// `trigger = { blob = { container = "uploads", path = "incoming/{name}.csv" } }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobTrigger {
-    /// The container (on the embedded backend, a folder).
-    pub container: String,
-    /// Path pattern inside the container; `{param}` matches one path segment
-    /// part and is bound into the event.
-    pub path: String,
-}
-
-/// `trigger = { changefeed = { table = "contacts", start = "beginning" } }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangefeedTrigger {
-    /// The document table whose writes trigger the function.
-    pub table: String,
-    /// Where a function without a checkpoint starts reading.
-    pub start: ChangefeedStart,
-    /// Changes read per batch.
-    pub batch_size: u32,
-}
-
-/// Where a change-feed consumer without a checkpoint starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangefeedStart {
-    /// Every change the table ever had.
-    Beginning,
-    /// Only changes made after the function first started.
-    Now,
 }
 
 /// HTTP authorisation levels.

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant, SystemTime};
 use gust_backends::embedded::{EmbeddedKv, EmbeddedQueues, EmbeddedTables};
 use gust_backends::{KeyValueProvider, QueueProvider, TableProvider};
 use gust_events::{Event, Outcome};
-use gust_manifest::{ChangefeedStart, ChangefeedTrigger, RetryPolicy, RetryStrategy, TimerTrigger};
-use gust_triggers::changefeed::ChangeFeedConsumer;
-use gust_triggers::timer::TimerRunner;
+use gust_manifest::{RetryPolicy, RetryStrategy};
+use gust_triggers::changefeed::{ChangeFeedConsumer, ChangefeedSettings, ChangefeedStart};
+use gust_triggers::timer::{TimerRunner, TimerSettings};
 use gust_triggers::{Dispatcher, Shutdown};
 
 /// Arrivals: the event, the wall-clock time and the monotonic time.
@@ -78,7 +78,7 @@ async fn timer(seconds: u64, dir: &std::path::Path) {
     let stamps = Arc::new(Stamps::default());
     let runner = TimerRunner {
         function: "tick".into(),
-        trigger: TimerTrigger {
+        trigger: TimerSettings {
             schedule: "* * * * * *".into(),
             time_zone: "UTC".into(),
             run_on_startup: false,
@@ -130,7 +130,7 @@ async fn feed(writes: usize, dir: &std::path::Path) {
     let stamps = Arc::new(Stamps::default());
     let consumer = ChangeFeedConsumer {
         function: "project".into(),
-        trigger: ChangefeedTrigger {
+        trigger: ChangefeedSettings {
             table: "contacts".into(),
             start: ChangefeedStart::Beginning,
             batch_size: 100,

@@ -19,13 +19,54 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gust_backends::{BlobContainer, BlobInfo, KeyValue, Queue};
 use gust_events::{Event, Outcome};
-use gust_manifest::{BlobPattern, BlobTrigger, RetryPolicy};
+use gust_manifest::{BlobPattern, EventTriggerKind, Function, RetryPolicy, Trigger};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
+use crate::settings::{Invalid, Settings, check_resource_name};
 use crate::settle::{Settlement, dead_letter_event, settle};
-use gust_manifest::{Function, Trigger};
+
+/// `trigger = { blob = { container = "uploads", path = "incoming/{name}.csv" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobSettings {
+    /// The container, on whichever engine serves the app's blobs.
+    #[serde(default)]
+    pub container: String,
+    /// Path pattern inside the container; `{param}` matches one path segment
+    /// part and is bound into the event (default `{*path}`: every blob).
+    #[serde(default = "default_path")]
+    pub path: String,
+}
+
+fn default_path() -> String {
+    "{*path}".into()
+}
+
+impl BlobSettings {
+    /// Blobs of `container` whose names match `path`.
+    pub fn new(container: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            container: container.into(),
+            path: path.into(),
+        }
+    }
+}
+
+impl Settings for BlobSettings {
+    const KIND: &'static str = "blob";
+    const HELP: &'static str =
+        "blob triggers take `container = \"uploads\"` and `path = \"incoming/{name}.csv\"`";
+
+    fn check(&self) -> Result<(), Invalid> {
+        check_resource_name("container", "blob", &self.container)?;
+        BlobPattern::parse(&self.path)
+            .map(|_| ())
+            .map_err(|why| Invalid::new("path", why.to_string()))
+    }
+}
 
 /// Full rescan period (catches anything a watch missed, runs retries, and
 /// is the poll interval of engines that cannot watch).
@@ -42,7 +83,7 @@ pub struct BlobWatcher {
     pub function: String,
     /// Its trigger settings (`container` names the event source; the blobs
     /// come from [`Self::container`]).
-    pub trigger: BlobTrigger,
+    pub trigger: BlobSettings,
     /// The container watched.
     pub container: Arc<dyn BlobContainer>,
     /// Retry policy (its `max_attempts` poisons a version).
@@ -269,11 +310,21 @@ impl TriggerKind for BlobKind {
     }
 
     fn serves(&self, trigger: &Trigger) -> bool {
-        matches!(trigger, Trigger::Blob(_))
+        matches!(
+            trigger,
+            Trigger::Event {
+                kind: EventTriggerKind::Blob,
+                ..
+            }
+        )
+    }
+
+    fn validate(&self, function: &Function) -> Result<(), TriggerError> {
+        BlobSettings::of(function).map(|_| ())
     }
 
     fn describe(&self, function: &Function) -> Description {
-        let Trigger::Blob(b) = &function.trigger else {
+        let Ok(b) = BlobSettings::of(function) else {
             return Description::other(self.name(), function);
         };
         Description {
@@ -290,9 +341,7 @@ impl TriggerKind for BlobKind {
 
     fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
         Box::pin(async move {
-            let Trigger::Blob(blob) = &cx.function.trigger else {
-                return Err(cx.error("not a blob trigger"));
-            };
+            let blob = &BlobSettings::of(cx.function)?;
             let f = cx.function;
             let container = cx.services.blobs.container(&blob.container).map_err(|e| {
                 cx.error(format!(
@@ -367,10 +416,7 @@ mod tests {
         let dead_letters = test_dead_letters();
         let watcher = || BlobWatcher {
             function: "load".into(),
-            trigger: BlobTrigger {
-                container: "uploads".into(),
-                path: "incoming/{name}.csv".into(),
-            },
+            trigger: BlobSettings::new("uploads", "incoming/{name}.csv"),
             container: container.clone(),
             retry: RetryPolicy {
                 strategy: RetryStrategy::Fixed,
@@ -480,10 +526,7 @@ mod tests {
         let dead_letters = test_dead_letters();
         let watcher = || BlobWatcher {
             function: "load".into(),
-            trigger: BlobTrigger {
-                container: "uploads".into(),
-                path: "incoming/{name}.csv".into(),
-            },
+            trigger: BlobSettings::new("uploads", "incoming/{name}.csv"),
             container: container.clone(),
             retry: policy(2),
             receipts: kv.open("receipts").unwrap(),

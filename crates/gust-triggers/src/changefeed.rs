@@ -17,12 +17,63 @@ use std::time::Duration;
 
 use gust_backends::{Change, ChangeKind, KeyValue, Queue, Table};
 use gust_events::{Event, rfc3339};
-use gust_manifest::{ChangefeedStart, ChangefeedTrigger, RetryPolicy};
+use gust_manifest::{EventTriggerKind, Function, RetryPolicy, Trigger};
+use serde::Deserialize;
 
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
+use crate::settings::{Invalid, Settings, check_range, check_resource_name};
 use crate::settle::{Settlement, dead_letter_event, settle};
-use gust_manifest::{Function, Trigger};
+
+/// `trigger = { changefeed = { table = "contacts", start = "beginning" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangefeedSettings {
+    /// The document table whose writes trigger the function.
+    #[serde(default)]
+    pub table: String,
+    /// Where a function without a checkpoint starts reading (default `now`).
+    #[serde(default)]
+    pub start: ChangefeedStart,
+    /// Changes read per batch (1 to 10000, default 100).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+}
+
+fn default_batch_size() -> u32 {
+    100
+}
+
+/// Where a change-feed consumer without a checkpoint starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangefeedStart {
+    /// Every change the table ever had.
+    Beginning,
+    /// Only changes made after the function first started.
+    #[default]
+    Now,
+}
+
+impl ChangefeedStart {
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Beginning => "beginning",
+            Self::Now => "now",
+        }
+    }
+}
+
+impl Settings for ChangefeedSettings {
+    const KIND: &'static str = "changefeed";
+    const HELP: &'static str = "changefeed triggers take `table = \"contacts\"`, optional `start = \"beginning\"` or `\"now\"` (default) and `batch_size = 100`";
+
+    fn check(&self) -> Result<(), Invalid> {
+        check_resource_name("table", "changefeed", &self.table)?;
+        check_range("batch_size", self.batch_size, 1..=10_000)
+    }
+}
 
 /// Longest wait for new changes (bounds shutdown latency).
 const POLL: Duration = Duration::from_millis(500);
@@ -47,7 +98,7 @@ pub struct ChangeFeedConsumer {
     /// The function to run.
     pub function: String,
     /// Trigger settings.
-    pub trigger: ChangefeedTrigger,
+    pub trigger: ChangefeedSettings,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// The table whose feed is read.
@@ -206,11 +257,21 @@ impl TriggerKind for ChangefeedKind {
     }
 
     fn serves(&self, trigger: &Trigger) -> bool {
-        matches!(trigger, Trigger::Changefeed(_))
+        matches!(
+            trigger,
+            Trigger::Event {
+                kind: EventTriggerKind::Changefeed,
+                ..
+            }
+        )
+    }
+
+    fn validate(&self, function: &Function) -> Result<(), TriggerError> {
+        ChangefeedSettings::of(function).map(|_| ())
     }
 
     fn describe(&self, function: &Function) -> Description {
-        let Trigger::Changefeed(c) = &function.trigger else {
+        let Ok(c) = ChangefeedSettings::of(function) else {
             return Description::other(self.name(), function);
         };
         Description {
@@ -219,10 +280,7 @@ impl TriggerKind for ChangefeedKind {
             details: serde_json::json!({
                 "kind": "changefeed",
                 "table": c.table,
-                "start": match c.start {
-                    ChangefeedStart::Beginning => "beginning",
-                    ChangefeedStart::Now => "now",
-                },
+                "start": c.start.as_str(),
                 "deadletter_queue": dead_letter_queue(&c.table, &function.name),
             }),
         }
@@ -230,9 +288,7 @@ impl TriggerKind for ChangefeedKind {
 
     fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
         Box::pin(async move {
-            let Trigger::Changefeed(feed) = &cx.function.trigger else {
-                return Err(cx.error("not a changefeed trigger"));
-            };
+            let feed = &ChangefeedSettings::of(cx.function)?;
             let f = cx.function;
             let table = cx
                 .services
@@ -311,7 +367,7 @@ mod tests {
     ) -> ChangeFeedConsumer {
         ChangeFeedConsumer {
             function: "f".into(),
-            trigger: ChangefeedTrigger {
+            trigger: ChangefeedSettings {
                 table: "contacts".into(),
                 start,
                 batch_size: 2,

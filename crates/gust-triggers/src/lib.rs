@@ -7,12 +7,14 @@ pub mod blob;
 pub mod changefeed;
 mod dispatch;
 pub mod http;
+mod load;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod ownership;
 pub mod queue;
 pub mod registry;
 pub mod retry;
+pub mod settings;
 pub mod settle;
 pub mod stream;
 pub mod timer;
@@ -22,3 +24,4 @@ pub mod topic;
 mod test_support;
 
 pub use dispatch::{Dispatcher, Shutdown};
+pub use load::load_app;

@@ -7,23 +7,86 @@ use std::time::Duration;
 
 use gust_backends::{Delivery, Queue};
 use gust_events::{Event, rfc3339};
-use gust_manifest::{QueueTrigger, RetryPolicy};
+use gust_manifest::{EventTriggerKind, Function, RetryPolicy, Trigger};
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
+use crate::settings::{Invalid, Settings, check_range, check_resource_name};
 use crate::settle::{Settlement, settle};
-use gust_manifest::{Function, Trigger};
 
 /// Longest wait of one receive call (bounds shutdown latency).
 const POLL: Duration = Duration::from_millis(500);
+
+/// `trigger = { queue = { queue = "jobs", batch_size = 16, concurrency = 16, visibility = "30s" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// The queue to consume.
+    #[serde(default)]
+    pub queue: String,
+    /// Messages fetched per receive (1 to 1000, default 16).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Messages handled at once by this function (1 to 10000, default 16).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Lease per delivery, renewed while the function runs (default 30s).
+    #[serde(
+        default = "default_visibility",
+        deserialize_with = "crate::settings::duration"
+    )]
+    pub visibility: Duration,
+}
+
+fn default_batch_size() -> u32 {
+    16
+}
+
+fn default_concurrency() -> u32 {
+    16
+}
+
+fn default_visibility() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl QueueSettings {
+    /// Settings for consuming `queue` with every default.
+    pub fn new(queue: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            batch_size: default_batch_size(),
+            concurrency: default_concurrency(),
+            visibility: default_visibility(),
+        }
+    }
+}
+
+impl Settings for QueueSettings {
+    const KIND: &'static str = "queue";
+    const HELP: &'static str = "queue triggers take `queue = \"name\"`, `batch_size = 1..1000`, `concurrency = 1..10000`, `visibility = \"30s\"`";
+
+    fn check(&self) -> Result<(), Invalid> {
+        check_resource_name("queue", "queue", &self.queue)?;
+        check_range("batch_size", self.batch_size, 1..=1000)?;
+        check_range("concurrency", self.concurrency, 1..=10_000)?;
+        if self.visibility < Duration::from_secs(1)
+            || self.visibility > Duration::from_secs(12 * 3600)
+        {
+            return Err(Invalid::new("visibility", "`visibility` must be 1s to 12h"));
+        }
+        Ok(())
+    }
+}
 
 /// One function consuming one queue.
 pub struct QueueConsumer {
     /// The function to run.
     pub function: String,
     /// Trigger settings.
-    pub trigger: QueueTrigger,
+    pub trigger: QueueSettings,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// The queue.
@@ -170,11 +233,21 @@ impl TriggerKind for QueueKind {
     }
 
     fn serves(&self, trigger: &Trigger) -> bool {
-        matches!(trigger, Trigger::Queue(_))
+        matches!(
+            trigger,
+            Trigger::Event {
+                kind: EventTriggerKind::Queue,
+                ..
+            }
+        )
+    }
+
+    fn validate(&self, function: &Function) -> Result<(), TriggerError> {
+        QueueSettings::of(function).map(|_| ())
     }
 
     fn describe(&self, function: &Function) -> Description {
-        let Trigger::Queue(q) = &function.trigger else {
+        let Ok(q) = QueueSettings::of(function) else {
             return Description::other(self.name(), function);
         };
         Description {
@@ -192,14 +265,12 @@ impl TriggerKind for QueueKind {
 
     fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
         Box::pin(async move {
-            let Trigger::Queue(trigger) = &cx.function.trigger else {
-                return Err(cx.error("not a queue trigger"));
-            };
+            let trigger = QueueSettings::of(cx.function)?;
             let consumer = QueueConsumer {
                 function: cx.function.name.clone(),
-                trigger: trigger.clone(),
                 retry: cx.function.retry.clone(),
                 queue: cx.queue(&trigger.queue).await?,
+                trigger,
                 dispatcher: cx.dispatcher.clone(),
                 filter: None,
             };
@@ -269,11 +340,11 @@ mod tests {
         });
         let consumer = QueueConsumer {
             function: "worker".into(),
-            trigger: QueueTrigger {
-                queue: "jobs".into(),
+            trigger: QueueSettings {
                 batch_size: 4,
                 concurrency: 2,
                 visibility: Duration::from_secs(5),
+                ..QueueSettings::new("jobs")
             },
             retry: RetryPolicy {
                 strategy: RetryStrategy::Fixed,

@@ -9,15 +9,16 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
+use gust_backends::mqtt::BrokerUrl;
 use gust_backends::{Queue, Services};
-use gust_manifest::{Function, QueueTrigger, TopicTrigger, Trigger};
+use gust_manifest::{Function, Trigger};
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{Dispatcher, Shutdown};
 use crate::ownership::{Membership, run_owned};
-use crate::queue::QueueConsumer;
+use crate::queue::{QueueConsumer, QueueSettings};
+use crate::topic::TopicSettings;
 
 /// A trigger could not be checked or started.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +26,13 @@ use crate::queue::QueueConsumer;
 pub struct TriggerError {
     /// The function whose trigger failed.
     pub function: String,
-    /// What went wrong, and how to fix it where known.
+    /// The setting at fault (a key of the trigger's settings table, dotted
+    /// when nested), when one is.
+    pub field: Option<String>,
+    /// What went wrong.
     pub message: String,
+    /// How to fix it, when known.
+    pub fix: String,
 }
 
 impl TriggerError {
@@ -34,8 +40,22 @@ impl TriggerError {
     pub fn new(function: &str, message: impl std::fmt::Display) -> Self {
         Self {
             function: function.to_string(),
+            field: None,
             message: message.to_string(),
+            fix: String::new(),
         }
+    }
+
+    /// The same error, about setting `field`.
+    pub fn at(mut self, field: Option<String>) -> Self {
+        self.field = field;
+        self
+    }
+
+    /// The same error, with how to fix it.
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = fix.into();
+        self
     }
 }
 
@@ -53,8 +73,9 @@ pub struct StartContext<'a> {
     pub shutdown: Shutdown,
     /// This node's name in leases.
     pub node: &'a str,
-    /// The embedded MQTT broker's URL (`mqtt://host:port`), when it runs.
-    pub mqtt_broker: Option<&'a str>,
+    /// Where the embedded MQTT broker takes Gust's own clients, when it
+    /// runs (with its generated account, if devices must authenticate).
+    pub mqtt_broker: Option<&'a BrokerUrl>,
     /// The cluster this node is in, if any: then work one node does at a
     /// time (stream partitions, change feeds, blob watchers) is spread over
     /// the nodes through leases ([`crate::ownership`]).
@@ -108,11 +129,9 @@ impl StartContext<'_> {
     pub fn start_redrive(&self, started: &mut Started, queue: Arc<dyn Queue>) {
         let consumer = QueueConsumer {
             function: self.function.name.clone(),
-            trigger: QueueTrigger {
-                queue: queue.name().to_string(),
-                batch_size: 16,
+            trigger: QueueSettings {
                 concurrency: 1,
-                visibility: Duration::from_secs(30),
+                ..QueueSettings::new(queue.name())
             },
             retry: self.function.retry.clone(),
             queue,
@@ -129,7 +148,7 @@ pub struct Started {
     /// Its tasks; each ends after shutdown, once what it handles settled.
     pub tasks: Vec<JoinHandle<()>>,
     /// The topic subscription it made, for the app's publisher.
-    pub subscription: Option<TopicTrigger>,
+    pub subscription: Option<TopicSettings>,
 }
 
 /// How a trigger presents itself to people.

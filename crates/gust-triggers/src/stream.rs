@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use crate::dispatch::{Dispatcher, Shutdown};
 use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
+use crate::settings::{Invalid, Settings};
 use crate::settle::{Settlement, dead_letter_event, settle};
 use gust_manifest::{EventTriggerKind, Function, Trigger};
 
@@ -130,6 +131,15 @@ impl StreamTriggerSettings {
         Ok(())
     }
 
+    /// The setting a [`StreamTriggerError`] is about.
+    fn field_of(error: &StreamTriggerError) -> &'static str {
+        match error {
+            StreamTriggerError::NoStream => "stream",
+            StreamTriggerError::BatchSize { .. } => "batch_size",
+            StreamTriggerError::Partitions { .. } => "partitions",
+        }
+    }
+
     /// How to open the stream (with `StreamProvider::stream_with`) when
     /// `partitions` is given; `None` means open it as it is.
     pub fn stream_config(&self) -> Option<StreamConfig> {
@@ -137,6 +147,16 @@ impl StreamTriggerSettings {
             partitions,
             ..StreamConfig::default()
         })
+    }
+}
+
+impl Settings for StreamTriggerSettings {
+    const KIND: &'static str = "stream";
+    const HELP: &'static str = "stream triggers take `stream = \"telemetry\"`, optional `batch_size = 100`, `start = \"earliest\"` or `\"latest\"` (default) and `partitions = 1..N`";
+
+    fn check(&self) -> Result<(), Invalid> {
+        self.validate()
+            .map_err(|e| Invalid::new(Self::field_of(&e), e.to_string()))
     }
 }
 
@@ -389,23 +409,6 @@ async fn pause(shutdown: &mut Shutdown, d: Duration) -> bool {
 /// The `stream` trigger kind: owns its settings ([`StreamTriggerSettings`]).
 pub struct StreamKind;
 
-impl StreamKind {
-    fn settings(function: &Function) -> Result<StreamTriggerSettings, TriggerError> {
-        let Trigger::Event { settings, .. } = &function.trigger else {
-            return Err(TriggerError::new(&function.name, "not a stream trigger"));
-        };
-        let invalid = |e: &dyn std::fmt::Display| {
-            TriggerError::new(
-                &function.name,
-                format!("invalid stream trigger settings: {e}"),
-            )
-        };
-        let parsed: StreamTriggerSettings = settings.clone().try_into().map_err(|e| invalid(&e))?;
-        parsed.validate().map_err(|e| invalid(&e))?;
-        Ok(parsed)
-    }
-}
-
 impl TriggerKind for StreamKind {
     fn name(&self) -> &'static str {
         "stream"
@@ -422,7 +425,7 @@ impl TriggerKind for StreamKind {
     }
 
     fn validate(&self, function: &Function) -> Result<(), TriggerError> {
-        Self::settings(function).map(|_| ())
+        StreamTriggerSettings::of(function).map(|_| ())
     }
 
     fn describe(&self, function: &Function) -> Description {
@@ -432,7 +435,7 @@ impl TriggerKind for StreamKind {
     fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
         Box::pin(async move {
             let f = cx.function;
-            let settings = Self::settings(f)?;
+            let settings = StreamTriggerSettings::of(f)?;
             let stream = match settings.stream_config() {
                 Some(config) => {
                     cx.services

@@ -16,12 +16,41 @@ use chrono_tz::Tz;
 use croner::Cron;
 use gust_backends::{KeyValue, Lease};
 use gust_events::{Event, Outcome};
-use gust_manifest::TimerTrigger;
+use gust_manifest::{EventTriggerKind, Function, Trigger};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
-use gust_manifest::{Function, Trigger};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
+use crate::settings::{Invalid, Settings};
+
+/// `trigger = { timer = { schedule = "0 */5 * * * *", time_zone = "Europe/Paris" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerSettings {
+    /// Cron pattern: 6 fields with seconds, or 5 fields (minute granularity).
+    #[serde(default)]
+    pub schedule: String,
+    /// IANA time zone the schedule is read in (default UTC).
+    #[serde(default = "default_zone")]
+    pub time_zone: String,
+    /// Also fire once when the host starts.
+    #[serde(default)]
+    pub run_on_startup: bool,
+}
+
+fn default_zone() -> String {
+    "UTC".into()
+}
+
+impl Settings for TimerSettings {
+    const KIND: &'static str = "timer";
+    const HELP: &'static str = "timer triggers take `schedule = \"<cron>\"` (6 fields `sec min hour day month weekday`, e.g. `*/10 * * * * *`, or 5 without seconds, e.g. `0 3 * * *`), `time_zone = \"Europe/Paris\"` (an IANA name) and `run_on_startup = true|false`";
+
+    fn check(&self) -> Result<(), Invalid> {
+        Schedule::new(self).map(|_| ())
+    }
+}
 
 /// Persisted schedule status of one timer function.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,13 +90,23 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Parses `trigger`'s schedule and zone (already validated by the manifest).
-    pub fn new(trigger: &TimerTrigger) -> Result<Self, String> {
-        let cron: Cron = trigger.schedule.parse().map_err(|e| format!("{e}"))?;
-        let zone: Tz = trigger
-            .time_zone
-            .parse()
-            .map_err(|_| format!("unknown time zone `{}`", trigger.time_zone))?;
+    /// Parses `trigger`'s schedule and zone, naming the setting at fault.
+    pub fn new(trigger: &TimerSettings) -> Result<Self, Invalid> {
+        let cron: Cron = trigger.schedule.parse().map_err(|e| {
+            Invalid::new(
+                "schedule",
+                format!(
+                    "schedule `{}` is not a valid cron pattern: {e}",
+                    trigger.schedule
+                ),
+            )
+        })?;
+        let zone: Tz = trigger.time_zone.parse().map_err(|_| {
+            Invalid::new(
+                "time_zone",
+                format!("unknown time zone `{}`", trigger.time_zone),
+            )
+        })?;
         Ok(Self { cron, zone })
     }
 
@@ -86,7 +125,7 @@ pub struct TimerRunner {
     /// The function.
     pub function: String,
     /// Its trigger settings.
-    pub trigger: TimerTrigger,
+    pub trigger: TimerSettings,
     /// Where the status is kept (key = function name).
     pub status: Arc<dyn KeyValue>,
     /// Runs the function.
@@ -105,7 +144,7 @@ impl TimerRunner {
         let schedule = match Schedule::new(&self.trigger) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(function = %self.function, error = %e, "timer not started");
+                tracing::error!(function = %self.function, error = %e.message, "timer not started");
                 return;
             }
         };
@@ -214,11 +253,21 @@ impl TriggerKind for TimerKind {
     }
 
     fn serves(&self, trigger: &Trigger) -> bool {
-        matches!(trigger, Trigger::Timer(_))
+        matches!(
+            trigger,
+            Trigger::Event {
+                kind: EventTriggerKind::Timer,
+                ..
+            }
+        )
+    }
+
+    fn validate(&self, function: &Function) -> Result<(), TriggerError> {
+        TimerSettings::of(function).map(|_| ())
     }
 
     fn describe(&self, function: &Function) -> Description {
-        let Trigger::Timer(t) = &function.trigger else {
+        let Ok(t) = TimerSettings::of(function) else {
             return Description::other(self.name(), function);
         };
         Description {
@@ -235,9 +284,7 @@ impl TriggerKind for TimerKind {
 
     fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
         Box::pin(async move {
-            let Trigger::Timer(timer) = &cx.function.trigger else {
-                return Err(cx.error("not a timer trigger"));
-            };
+            let timer = TimerSettings::of(cx.function)?;
             let status = cx
                 .services
                 .kv
@@ -245,7 +292,7 @@ impl TriggerKind for TimerKind {
                 .map_err(|e| cx.error(format!("cannot open the timer status store: {e}")))?;
             let runner = TimerRunner {
                 function: cx.function.name.clone(),
-                trigger: timer.clone(),
+                trigger: timer,
                 status,
                 dispatcher: cx.dispatcher.clone(),
                 lease: Some((cx.services.leases.clone(), cx.node.to_string())),
@@ -265,8 +312,8 @@ mod tests {
     use super::*;
     use crate::test_support::Recorder;
 
-    fn trigger(schedule: &str, zone: &str, run_on_startup: bool) -> TimerTrigger {
-        TimerTrigger {
+    fn trigger(schedule: &str, zone: &str, run_on_startup: bool) -> TimerSettings {
+        TimerSettings {
             schedule: schedule.into(),
             time_zone: zone.into(),
             run_on_startup,

@@ -5,20 +5,71 @@
 //! its consumer skips (acknowledges without running the function) the ones
 //! its filter rejects.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use crate::queue::{EventFilter, QueueConsumer};
-use crate::registry::{Description, StartContext, StartFuture, Started, TriggerKind};
+use crate::queue::{EventFilter, QueueConsumer, QueueSettings};
+use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
+use crate::settings::{Invalid, Settings, check_range, check_resource_name};
 use gust_backends::{Dedupe, Result, Topic, TopicProvider};
 use gust_events::{Event, to_metadata};
-use gust_manifest::TopicTrigger;
-use gust_manifest::{Function, QueueTrigger, Trigger};
+use gust_manifest::{EventTriggerKind, Function, Trigger};
+use serde::Deserialize;
 
 pub use gust_backends::topic::subscription_queue;
 
+/// `trigger = { topic = { topic = "orders", type = "...", ... } }`: a
+/// subscription; the function sees only events matching every filter given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSettings {
+    /// The topic.
+    #[serde(default)]
+    pub topic: String,
+    /// Only events of this exact `type`.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    /// Only events whose `subject` starts with this.
+    #[serde(default)]
+    pub subject_prefix: Option<String>,
+    /// Only events whose `subject` ends with this.
+    #[serde(default)]
+    pub subject_suffix: Option<String>,
+    /// Only events whose extension attributes have these values.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Events handled at once by this subscriber (1 to 10000, default 16).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+}
+
+fn default_concurrency() -> u32 {
+    16
+}
+
+impl TopicSettings {
+    /// A subscription to every event of `topic`.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            concurrency: default_concurrency(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Settings for TopicSettings {
+    const KIND: &'static str = "topic";
+    const HELP: &'static str = "topic triggers take `topic`, and optional filters `type`, `subject_prefix`, `subject_suffix`, `attributes = { name = \"value\" }`, plus `concurrency`";
+
+    fn check(&self) -> std::result::Result<(), Invalid> {
+        check_resource_name("topic", "topic", &self.topic)?;
+        check_range("concurrency", self.concurrency, 1..=10_000)
+    }
+}
+
 /// Whether `event` passes every filter of `trigger`.
-pub fn matches(trigger: &TopicTrigger, event: &Event) -> bool {
+pub fn matches(trigger: &TopicSettings, event: &Event) -> bool {
     let subject = event.subject.as_deref().unwrap_or("");
     trigger.event_type.as_deref().is_none_or(|t| t == event.ty)
         && trigger
@@ -58,7 +109,7 @@ pub struct Publisher {
     provider: Arc<dyn TopicProvider>,
     /// The app's subscriptions' filters by topic (to report how many
     /// function runs a publish leads to).
-    filters: HashMap<String, Vec<TopicTrigger>>,
+    filters: HashMap<String, Vec<TopicSettings>>,
     opened: Mutex<HashMap<String, Arc<dyn Topic>>>,
     dedupe: Arc<dyn Dedupe>,
 }
@@ -68,10 +119,10 @@ impl Publisher {
     /// `triggers`, sharing `dedupe` across reloads.
     pub fn new(
         provider: Arc<dyn TopicProvider>,
-        triggers: Vec<TopicTrigger>,
+        triggers: Vec<TopicSettings>,
         dedupe: Arc<dyn Dedupe>,
     ) -> Self {
-        let mut filters: HashMap<String, Vec<TopicTrigger>> = HashMap::new();
+        let mut filters: HashMap<String, Vec<TopicSettings>> = HashMap::new();
         for t in triggers {
             filters.entry(t.topic.clone()).or_default().push(t);
         }
@@ -84,7 +135,7 @@ impl Publisher {
     }
 
     /// The app's subscriptions of `topic` (their triggers).
-    pub fn subscriptions(&self, topic: &str) -> &[TopicTrigger] {
+    pub fn subscriptions(&self, topic: &str) -> &[TopicSettings] {
         self.filters.get(topic).map_or(&[], Vec::as_slice)
     }
 
@@ -162,11 +213,21 @@ impl TriggerKind for TopicKind {
     }
 
     fn serves(&self, trigger: &Trigger) -> bool {
-        matches!(trigger, Trigger::Topic(_))
+        matches!(
+            trigger,
+            Trigger::Event {
+                kind: EventTriggerKind::Topic,
+                ..
+            }
+        )
+    }
+
+    fn validate(&self, function: &Function) -> std::result::Result<(), TriggerError> {
+        TopicSettings::of(function).map(|_| ())
     }
 
     fn describe(&self, function: &Function) -> Description {
-        let Trigger::Topic(t) = &function.trigger else {
+        let Ok(t) = TopicSettings::of(function) else {
             return Description::other(self.name(), function);
         };
         Description {
@@ -188,9 +249,7 @@ impl TriggerKind for TopicKind {
 
     fn start<'a>(&'a self, cx: StartContext<'a>) -> StartFuture<'a> {
         Box::pin(async move {
-            let Trigger::Topic(topic) = &cx.function.trigger else {
-                return Err(cx.error("not a topic trigger"));
-            };
+            let topic = &TopicSettings::of(cx.function)?;
             let name = &cx.function.name;
             let queue = async {
                 cx.services
@@ -206,11 +265,9 @@ impl TriggerKind for TopicKind {
             let filter: EventFilter = Arc::new(move |e| matches(&wanted, e));
             let consumer = QueueConsumer {
                 function: name.clone(),
-                trigger: QueueTrigger {
-                    queue: subscription_queue(&topic.topic, name),
-                    batch_size: 16,
+                trigger: QueueSettings {
                     concurrency: topic.concurrency,
-                    visibility: std::time::Duration::from_secs(30),
+                    ..QueueSettings::new(subscription_queue(&topic.topic, name))
                 },
                 retry: cx.function.retry.clone(),
                 queue,
@@ -244,12 +301,12 @@ mod tests {
 
     #[test]
     fn filters_on_type_subject_and_attributes() {
-        let mut t = TopicTrigger {
+        let mut t = TopicSettings {
             topic: "orders".into(),
             event_type: Some("order.created".into()),
             subject_prefix: Some("eu/".into()),
             subject_suffix: Some(".json".into()),
-            ..TopicTrigger::default()
+            ..TopicSettings::default()
         };
         t.attributes.insert("tenant".into(), "acme".into());
         let good = event("order.created", Some("eu/1.json"), &[("tenant", "acme")]);
@@ -274,7 +331,7 @@ mod tests {
             &t,
             &event("order.created", Some("eu/1.json"), &[("tenant", "other")])
         ));
-        assert!(matches(&TopicTrigger::default(), &event("x", None, &[])));
+        assert!(matches(&TopicSettings::default(), &event("x", None, &[])));
     }
 
     #[tokio::test]
@@ -286,14 +343,14 @@ mod tests {
         let all = orders.subscribe("all").await.unwrap();
         let paid = orders.subscribe("paid").await.unwrap();
         let triggers = vec![
-            TopicTrigger {
+            TopicSettings {
                 topic: "orders".into(),
-                ..TopicTrigger::default()
+                ..TopicSettings::default()
             },
-            TopicTrigger {
+            TopicSettings {
                 topic: "orders".into(),
                 event_type: Some("order.paid".into()),
-                ..TopicTrigger::default()
+                ..TopicSettings::default()
             },
         ];
         let publisher = Publisher::new(

@@ -61,56 +61,31 @@
 //! persistence (e.g. Mosquitto with `persistence true`) through `broker =
 //! "mqtt://..."` where that window matters.
 
-mod broker;
 mod filter;
 mod trigger;
 
 use thiserror::Error;
 
-pub use broker::{DEFAULT_LISTEN, EmbeddedBroker, EmbeddedBrokerConfig};
 pub use filter::{matching_functions, topic_matches, validate_filter};
+pub use gust_backends::mqtt::{
+    BrokerError, BrokerUrl, DEFAULT_LISTEN, EmbeddedBroker, EmbeddedBrokerConfig,
+};
 pub use trigger::{
-    BrokerUrl, EVENT_SOURCE, EVENT_TYPE, MqttKind, MqttTrigger, MqttTriggerSettings, client_id,
-    message_event, queue_name,
+    EVENT_SOURCE, EVENT_TYPE, MqttKind, MqttTrigger, MqttTriggerSettings, client_id, message_event,
+    queue_name,
 };
 
 /// What went wrong with the MQTT broker or an mqtt trigger.
 #[derive(Debug, Error)]
 pub enum MqttError {
-    /// The broker's listen address is taken.
-    #[error(
-        "cannot start the embedded MQTT broker on {addr}: the address is already in use \
-         (is another MQTT broker, e.g. Mosquitto, listening there?); choose another listen address"
-    )]
-    AddressInUse {
-        /// The address asked for.
-        addr: std::net::SocketAddr,
-    },
-    /// The broker could not listen for another reason.
-    #[error("cannot start the embedded MQTT broker on {addr}: {source}")]
-    Listen {
-        /// The address asked for.
-        addr: std::net::SocketAddr,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The broker's thread or runtime could not start.
-    #[error("cannot start the embedded MQTT broker: {0}")]
-    Start(String),
+    /// A broker URL is wrong, or the embedded broker could not start.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     /// A topic filter is malformed.
     #[error("invalid MQTT topic filter `{filter}`: {why}")]
     Filter {
         /// The filter as written.
         filter: String,
-        /// What is wrong.
-        why: String,
-    },
-    /// A broker URL is malformed or unsupported.
-    #[error("invalid MQTT broker URL `{url}`: {why}")]
-    BrokerUrl {
-        /// The URL as written.
-        url: String,
         /// What is wrong.
         why: String,
     },

@@ -2,22 +2,22 @@
 //! into a durable queue before acknowledging them, and a queue consumer
 //! that runs the function.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gust_backends::Queue;
 use gust_events::{Event, to_metadata};
-use gust_manifest::{QueueTrigger, RetryPolicy};
+use gust_manifest::RetryPolicy;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Outgoing, Packet, Publish, QoS};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{MqttError, validate_filter};
 use crate::dispatch::{Dispatcher, Shutdown};
-use crate::queue::QueueConsumer;
+use crate::queue::{QueueConsumer, QueueSettings};
 use crate::registry::{Description, StartContext, StartFuture, Started, TriggerError, TriggerKind};
+use crate::settings::{Invalid, Settings};
+use gust_backends::mqtt::BrokerUrl;
 use gust_manifest::{EventTriggerKind, Function, Trigger};
 
 /// CloudEvents `type` of every MQTT message event.
@@ -95,150 +95,43 @@ impl MqttTriggerSettings {
 
     /// Checks the filter, QoS, concurrency and broker URL.
     pub fn validate(&self, function: &str) -> Result<(), MqttError> {
-        let bad = |why: String| {
-            Err(MqttError::Settings {
-                function: function.to_string(),
-                why,
-            })
-        };
-        if let Err(e) = validate_filter(&self.topic) {
-            return bad(format!("`topic`: {e}"));
-        }
-        if self.qos > 1 {
-            return bad(format!(
-                "`qos` is 0 or 1, not {} (QoS 2 is not supported; QoS 1 with Gust's queue already \
-                 keeps every message)",
-                self.qos
-            ));
-        }
-        if self.concurrency == 0 {
-            return bad("`concurrency` must be at least 1".into());
-        }
-        if let Some(url) = &self.broker
-            && let Err(e) = BrokerUrl::parse(url)
-        {
-            return bad(format!("`broker`: {e}"));
-        }
-        Ok(())
-    }
-}
-
-/// Where an MQTT client connects: `mqtt://[user:password@]host[:port]`
-/// (`tcp://` is accepted too; the port defaults to 1883).
-#[derive(Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    /// Host name or IP address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Username and password, if the broker wants them.
-    pub credentials: Option<(String, String)>,
-}
-
-impl BrokerUrl {
-    /// A broker at `host:port` without credentials.
-    pub fn plain(host: impl Into<String>, port: u16) -> Self {
-        Self {
-            host: host.into(),
-            port,
-            credentials: None,
-        }
-    }
-
-    /// Parses `mqtt://[user:password@]host[:port]`.
-    pub fn parse(url: &str) -> Result<Self, MqttError> {
-        let bad = |why: &str| MqttError::BrokerUrl {
-            url: url.to_string(),
-            why: why.to_string(),
-        };
-        let rest = if let Some(r) = url.strip_prefix("mqtt://") {
-            r
-        } else if let Some(r) = url.strip_prefix("tcp://") {
-            r
-        } else if url.starts_with("mqtts://") || url.starts_with("ssl://") {
-            return Err(bad(
-                "TLS brokers (mqtts://) are not supported yet; use mqtt://",
-            ));
-        } else {
-            return Err(bad("expected mqtt://host:port"));
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.contains('/') {
-            return Err(bad("a broker URL has no path"));
-        }
-        let (credentials, hostport) = match rest.rsplit_once('@') {
-            Some((userinfo, hp)) => {
-                let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                (
-                    Some((
-                        gust_events::percent_decode(user),
-                        gust_events::percent_decode(pass),
-                    )),
-                    hp,
-                )
-            }
-            None => (None, rest),
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("unclosed `[` in an IPv6 address"))?;
-            match after.strip_prefix(':') {
-                Some(p) => (host, Some(p)),
-                None if after.is_empty() => (host, None),
-                None => return Err(bad("unexpected text after the IPv6 address")),
-            }
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("the host is missing"));
-        }
-        let port = match port {
-            None => 1883,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| bad("the port is a number from 1 to 65535"))?,
-        };
-        Ok(Self {
-            host: host.to_string(),
-            port,
-            credentials,
+        self.check().map_err(|invalid| MqttError::Settings {
+            function: function.to_string(),
+            why: invalid.message,
         })
     }
 }
 
-impl FromStr for BrokerUrl {
-    type Err = MqttError;
+impl Settings for MqttTriggerSettings {
+    const KIND: &'static str = "mqtt";
+    const HELP: &'static str = "mqtt triggers take `topic = \"devices/+/telemetry\"`, optional `qos = 0|1`, `concurrency = 64` and `broker = \"mqtt://host:1883\"`";
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-/// Shows the URL without the password.
-impl fmt::Display for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        match &self.credentials {
-            Some((user, _)) => write!(f, "mqtt://{user}:***@{host}:{}", self.port),
-            None => write!(f, "mqtt://{host}:{}", self.port),
+    fn check(&self) -> Result<(), Invalid> {
+        if let Err(e) = validate_filter(&self.topic) {
+            return Err(Invalid::new("topic", format!("`topic`: {e}")));
         }
-    }
-}
-
-impl fmt::Debug for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
+        if self.qos > 1 {
+            return Err(Invalid::new(
+                "qos",
+                format!(
+                    "`qos` is 0 or 1, not {} (QoS 2 is not supported; QoS 1 with Gust's queue \
+                     already keeps every message)",
+                    self.qos
+                ),
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(Invalid::new(
+                "concurrency",
+                "`concurrency` must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.broker
+            && let Err(e) = BrokerUrl::parse(url)
+        {
+            return Err(Invalid::new("broker", format!("`broker`: {e}")));
+        }
+        Ok(())
     }
 }
 
@@ -320,7 +213,7 @@ impl MqttTrigger {
         };
         let consumer = QueueConsumer {
             function: self.function.clone(),
-            trigger: QueueTrigger {
+            trigger: QueueSettings {
                 queue: self.queue.name().to_string(),
                 batch_size: self.settings.concurrency.clamp(1, 64),
                 concurrency: self.settings.concurrency,
@@ -554,11 +447,7 @@ pub struct MqttKind;
 
 impl MqttKind {
     fn settings(function: &Function) -> Result<MqttTriggerSettings, TriggerError> {
-        let Trigger::Event { settings, .. } = &function.trigger else {
-            return Err(TriggerError::new(&function.name, "not an mqtt trigger"));
-        };
-        MqttTriggerSettings::from_table(&function.name, settings)
-            .map_err(|e| TriggerError::new(&function.name, e))
+        MqttTriggerSettings::of(function)
     }
 
     /// Whether `function` listens on the embedded broker (an mqtt trigger
@@ -597,9 +486,8 @@ impl TriggerKind for MqttKind {
             let f = cx.function;
             let settings = Self::settings(f)?;
             let broker = match (settings.broker.as_deref(), cx.mqtt_broker) {
-                (Some(url), _) | (None, Some(url)) => {
-                    BrokerUrl::parse(url).map_err(|e| cx.error(e))?
-                }
+                (Some(url), _) => BrokerUrl::parse(url).map_err(|e| cx.error(e))?,
+                (None, Some(embedded)) => embedded.clone(),
                 (None, None) => return Err(cx.error("the embedded MQTT broker is not running")),
             };
             let trigger = MqttTrigger {
@@ -638,32 +526,6 @@ impl TriggerKind for MqttKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_broker_urls() {
-        let u = BrokerUrl::parse("mqtt://broker.local:1884").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("broker.local", 1884));
-        assert_eq!(BrokerUrl::parse("tcp://10.0.0.1").unwrap().port, 1883);
-        let u = BrokerUrl::parse("mqtt://dev%40x:p%3Ass@h:1").unwrap();
-        assert_eq!(
-            u.credentials,
-            Some(("dev@x".to_string(), "p:ss".to_string()))
-        );
-        assert_eq!(u.to_string(), "mqtt://dev@x:***@h:1");
-        let u = BrokerUrl::parse("mqtt://[::1]:1885/").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", 1885));
-        for bad in [
-            "http://h:1",
-            "mqtts://h:8883",
-            "mqtt://",
-            "mqtt://h:0",
-            "mqtt://h:x",
-            "mqtt://h/a",
-        ] {
-            let e = BrokerUrl::parse(bad).unwrap_err().to_string();
-            assert!(e.contains(bad), "{e}");
-        }
-    }
 
     #[test]
     fn settings_from_the_manifest_name_the_bad_key() {

@@ -8,7 +8,7 @@ use anyhow::Result;
 
 /// Builds every Rust function of the app in `dir`.
 pub fn run(dir: &Path) -> Result<ExitCode> {
-    let app = gust_manifest::load_app(dir)?;
+    let app = gust_host::load_app(dir)?;
     let components = super::up::build_with_progress(&Phases::new(), &app)?;
     for (function, path) in components {
         println!("{function}\t{}", path.display());

@@ -19,7 +19,7 @@ fn client(target: &ClusterTarget) -> Client {
 /// the app's next version.
 pub fn deploy(dir: &Path, target: &ClusterTarget) -> Result<ExitCode> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let app = gust_manifest::load_app(&dir)?;
+    let app = gust_host::load_app(&dir)?;
     let components = build_app(&app, &BuildBar::new())?;
     let artifact = gust_cluster::artifact::pack(&dir, &components)
         .with_context(|| format!("cannot pack {}", dir.display()))?;

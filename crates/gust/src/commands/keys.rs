@@ -15,7 +15,7 @@ pub fn run(
     function: Option<&str>,
     json: bool,
 ) -> Result<ExitCode> {
-    let app = gust_manifest::load_app(dir)?;
+    let app = gust_host::load_app(dir)?;
     let keys = load_or_create(&app)?;
     if host {
         println!("{}", keys.host);

@@ -64,7 +64,7 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
 
 fn start(options: HostOptions) -> Result<ExitCode> {
     let phases = Phases::new();
-    let app = gust_manifest::load_app(&options.app_dir)?;
+    let app = gust_host::load_app(&options.app_dir)?;
     let components = build_with_progress(&phases, &app)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

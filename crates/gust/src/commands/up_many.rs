@@ -143,7 +143,7 @@ fn build_all(phases: &Phases, apps: Vec<AppFolder>) -> Result<(Vec<Built>, Faile
     let mut failed: Vec<(AppFolder, String)> = Vec::new();
     let mut loaded: Vec<(AppFolder, App)> = Vec::new();
     for folder in apps {
-        match gust_manifest::load_app(&folder.dir) {
+        match gust_host::load_app(&folder.dir) {
             Ok(app) => loaded.push((folder, app)),
             Err(e) => {
                 eprintln!("gust: app `{}` failed to load: {e:#}", folder.name);

@@ -6,7 +6,7 @@
 //! CONNECT packet's protocol level) and splices the connection to rumqttd's
 //! 3.1.1 or 5 listener, both bound on loopback ports of their own. Binding
 //! the public address first is also what makes a taken port an immediate,
-//! clear error ([`MqttError::AddressInUse`]).
+//! clear error ([`BrokerError::AddressInUse`]).
 //!
 //! # Threads and shutdown
 //!
@@ -32,8 +32,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use super::MqttError;
-use super::trigger::BrokerUrl;
+use super::{BrokerError, BrokerUrl};
 
 /// Where the embedded broker listens unless configured otherwise (1883 is
 /// left to a system broker such as Mosquitto).
@@ -101,21 +100,21 @@ impl std::fmt::Debug for EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts the broker. Returns once the listen address is bound; fails
-    /// with [`MqttError::AddressInUse`] if it is taken.
-    pub fn start(config: EmbeddedBrokerConfig) -> Result<Self, MqttError> {
+    /// with [`BrokerError::AddressInUse`] if it is taken.
+    pub fn start(config: EmbeddedBrokerConfig) -> Result<Self, BrokerError> {
         let listener = StdListener::bind(config.listen).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                MqttError::AddressInUse {
+                BrokerError::AddressInUse {
                     addr: config.listen,
                 }
             } else {
-                MqttError::Listen {
+                BrokerError::Listen {
                     addr: config.listen,
                     source: e,
                 }
             }
         })?;
-        let listen_err = |source| MqttError::Listen {
+        let listen_err = |source| BrokerError::Listen {
             addr: config.listen,
             source,
         };
@@ -134,8 +133,8 @@ impl EmbeddedBroker {
         };
 
         // rumqttd's own listeners, on loopback ports nobody else knows.
-        let v4_addr = free_loopback_port().map_err(|e| MqttError::Start(e.to_string()))?;
-        let v5_addr = free_loopback_port().map_err(|e| MqttError::Start(e.to_string()))?;
+        let v4_addr = free_loopback_port().map_err(|e| BrokerError::Start(e.to_string()))?;
+        let v5_addr = free_loopback_port().map_err(|e| BrokerError::Start(e.to_string()))?;
         let connections = ConnectionSettings {
             connection_timeout_ms: CONNECT_TIMEOUT.as_millis() as u16,
             max_payload_size: config.max_payload_size,
@@ -167,7 +166,7 @@ impl EmbeddedBroker {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| MqttError::Start(format!("tokio runtime: {e}")))?;
+            .map_err(|e| BrokerError::Start(format!("tokio runtime: {e}")))?;
         let (stop, stopped) = oneshot::channel();
         let router_tx = router.spawn();
         let thread = std::thread::Builder::new()
@@ -196,7 +195,7 @@ impl EmbeddedBroker {
                 });
                 // Dropping the runtime here closes every connection.
             })
-            .map_err(|e| MqttError::Start(format!("broker thread: {e}")))?;
+            .map_err(|e| BrokerError::Start(format!("broker thread: {e}")))?;
         tracing::info!(%addr, "embedded MQTT broker listening (MQTT 3.1.1 and 5)");
         Ok(Self {
             addr,
@@ -213,8 +212,8 @@ impl EmbeddedBroker {
     }
 
     /// Where Gust's own subscribers connect (`mqtt://host:port`, with the
-    /// generated account when devices must authenticate): pass it as
-    /// [`MqttTrigger::broker`](super::MqttTrigger::broker).
+    /// generated account when devices must authenticate): what the mqtt
+    /// trigger's subscribers are given.
     pub fn client_url(&self) -> BrokerUrl {
         self.client_url.clone()
     }
@@ -372,7 +371,7 @@ mod tests {
             ..EmbeddedBrokerConfig::default()
         })
         .unwrap_err();
-        assert!(matches!(err, MqttError::AddressInUse { .. }), "{err}");
+        assert!(matches!(err, BrokerError::AddressInUse { .. }), "{err}");
         assert!(err.to_string().contains("already in use"), "{err}");
     }
 }
