@@ -57,9 +57,11 @@
 //!   server hands to that request stays leased until `ack_wait` runs out.
 
 pub mod blob;
+pub mod cleanup;
 pub mod kv;
 pub mod stream;
 
+pub use cleanup::delete_app;
 pub use stream::{NatsStream, NatsStreams};
 
 use std::collections::{BTreeMap, HashMap};

@@ -419,7 +419,7 @@ impl gust_runtime::TopicPublisher for AppTopics {
                 .await
                 .map_err(|e| format!("publishing to topic `{topic}` failed: {e}"))?;
             if let Some(event) = for_sse {
-                self.1.publish(&topic, &[event]);
+                self.1.publish(&topic, &[event]).await;
             }
             Ok(id)
         })

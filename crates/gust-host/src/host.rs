@@ -82,7 +82,11 @@ impl Host {
         let services = Services::open(&options.backends, &namespace, &state)
             .await
             .context("cannot open the app's backends")?;
-        tokio::task::block_in_place(|| Self::build(options, addr, app, components, services))
+        let host =
+            tokio::task::block_in_place(|| Self::build(options, addr, app, components, services))?;
+        // Other nodes' server-sent events reach this one from the start.
+        host.sse.ready().await;
+        Ok(host)
     }
 
     fn build(
@@ -104,7 +108,9 @@ impl Host {
         };
         let mut stats = HashMap::new();
         let keys = keys::load_or_create(&app)?;
-        let sse = Arc::new(crate::sse::SseHub::new());
+        let sse = Arc::new(crate::sse::SseHub::with_broadcast(
+            services.broadcast.clone(),
+        ));
         let loaded = LoadedApp::load(
             app,
             components,
@@ -279,7 +285,10 @@ impl Host {
         });
         let result = match result {
             Ok(loaded) => match self.trigger_context(&loaded) {
-                Ok(cx) => loaded.start_triggers(&cx).await.map(|()| loaded),
+                Ok(cx) => {
+                    self.sse.ready().await;
+                    loaded.start_triggers(&cx).await.map(|()| loaded)
+                }
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),

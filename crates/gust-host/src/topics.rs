@@ -102,7 +102,7 @@ pub async fn ingress(host: &Host, topic: &str, req: Request<Incoming>) -> Respon
     match publisher.publish(topic, events).await {
         Ok(report) => {
             if let Some(events) = for_sse {
-                host.sse().publish(topic, &events);
+                host.sse().publish(topic, &events).await;
             }
             body::json(
                 StatusCode::ACCEPTED,

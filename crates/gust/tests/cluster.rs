@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use engine_probe::{NATS, NatsCleanup, POSTGRES, PgCleanup, psql, unique_app};
+use engine_probe::{NATS, NatsCleanup, OwnNats, POSTGRES, PgCleanup, psql, unique_app};
 
 /// A cluster of nodes started by the test.
 struct Cluster {
@@ -545,70 +545,6 @@ fn chrono_seconds(t: &str) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]
-}
-
-/// A `nats-server -js` of the test's own, on a free port with its own store.
-struct OwnNats {
-    port: u16,
-    store: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-impl OwnNats {
-    fn start() -> Self {
-        let mut nats = Self {
-            port: free_port(),
-            store: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        nats.restart();
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn up(&self) -> bool {
-        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-    }
-
-    /// (Re)starts the server on the same port and store.
-    fn restart(&mut self) {
-        self.stop();
-        let child = std::process::Command::new("/usr/sbin/nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
-        assert!(
-            eventually(Duration::from_secs(10), || self.up()),
-            "own nats-server not listening"
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[test]

@@ -227,37 +227,7 @@ fn sigkill_mid_flight_loses_no_message_on_the_embedded_store() {
 #[test]
 fn sigkill_mid_flight_loses_no_message_on_nats_jetstream() {
     let name = format!("durable-nats-{}", std::process::id());
-    let prefix = format!("gust_{}", name.replace('-', "_"));
-    let delete_streams = || {
-        // Runs on drop, maybe while a failed assertion unwinds: never panics.
-        let result = tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let queues = gust_backends::nats::NatsQueues::connect(NATS, &prefix).await?;
-            for queue in ["jobs", "jobs-deadletter", "parked", "parked-deadletter"] {
-                queues.delete_queue(queue).await?;
-            }
-            let js = async_nats::jetstream::new(
-                async_nats::connect(NATS)
-                    .await
-                    .map_err(|e| gust_backends::BackendError::engine("nats", e.to_string()))?,
-            );
-            let bucket = gust_backends::nats::kv::NatsKv::with_context(js.clone(), &name)
-                .bucket_name("seen");
-            js.delete_key_value(&bucket)
-                .await
-                .map_err(|e| gust_backends::BackendError::engine("nats", e.to_string()))?;
-            Ok::<_, gust_backends::BackendError>(())
-        });
-        if let Err(e) = result {
-            eprintln!("could not delete the test's streams ({prefix}): {e}");
-        }
-    };
-    /// Deletes this test's streams however the test ends.
-    struct Cleanup<F: Fn()>(F);
-    impl<F: Fn()> Drop for Cleanup<F> {
-        fn drop(&mut self) {
-            (self.0)();
-        }
-    }
-    let _cleanup = Cleanup(delete_streams);
+    // Deletes this test's streams and buckets however the test ends.
+    let _cleanup = NatsApp::new(NATS, &name);
     kill_and_restart("nats", &name, &["--nats", NATS]);
 }

@@ -134,21 +134,11 @@ fn queue_trigger_with_reused_instances() {
 #[test]
 fn queue_trigger_on_nats_jetstream() {
     let name = format!("queue-nats-{}", std::process::id());
-    let app = app(&name);
     let nats = "nats://127.0.0.1:4222";
-    {
-        let host = up(app.path(), &["--quiet", "--nats", nats]);
-        exercise(&app, &host);
-    }
-    // Clean up this test's streams.
-    let prefix = format!("gust_{}", name.replace('-', "_"));
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let queues = gust_backends::nats::NatsQueues::connect(nats, &prefix)
-            .await
-            .unwrap();
-        queues.delete_queue("jobs").await.unwrap();
-        queues.delete_queue("jobs-deadletter").await.unwrap();
-    });
+    let _cleanup = NatsApp::new(nats, &name);
+    let app = app(&name);
+    let host = up(app.path(), &["--quiet", "--nats", nats]);
+    exercise(&app, &host);
 }
 
 #[test]

@@ -181,8 +181,9 @@ fn bad_publishes_get_clear_errors_and_failures_dead_letter_per_subscription() {
 #[test]
 fn topics_on_nats_jetstream() {
     let name = format!("topics-nats-{}", std::process::id());
-    let app = app_named(&name);
     let nats = "nats://127.0.0.1:4222";
+    let _cleanup = NatsApp::new(nats, &name);
+    let app = app_named(&name);
     {
         let host = up(app.path(), &["--quiet", "--nats", nats]);
         fan_out(&app, &host);
@@ -207,16 +208,6 @@ fn topics_on_nats_jetstream() {
         });
         assert!(redelivered, "{}", function_logs(app.path(), "all"));
     }
-    let prefix = format!("gust_{}", name.replace('-', "_"));
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let nats = gust_backends::nats::NatsQueues::connect(nats, &prefix)
-            .await
-            .unwrap();
-        nats.delete_topic("orders").await.unwrap();
-        for f in ["all", "paid", "eu"] {
-            nats.delete_queue(&format!("orders--{f}")).await.unwrap();
-        }
-    });
 }
 
 /// Bad input gets clear errors; a fatal event dead-letters per subscription.

@@ -501,3 +501,33 @@ pub fn nats_kv_counts(url: &str, app: &str, store: &str) -> Vec<(String, u64)> {
             .await
     })
 }
+
+/// Deletes every stream, kv bucket and object store that app `namespace`
+/// has on the NATS server at `url` (`gust_backends::nats::delete_app`) when
+/// dropped, also when the test failed; never panics.
+pub struct NatsApp {
+    url: String,
+    namespace: String,
+}
+
+impl NatsApp {
+    /// For the app named `namespace` run with `gust up --nats <url>`.
+    pub fn new(url: &str, namespace: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+}
+
+impl Drop for NatsApp {
+    fn drop(&mut self) {
+        let deleted = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(gust_backends::nats::delete_app(&self.url, &self.namespace));
+        match deleted {
+            Ok(names) => eprintln!("deleted {} NATS streams of {}", names.len(), self.namespace),
+            Err(e) => eprintln!("could not delete the NATS data of {}: {e}", self.namespace),
+        }
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const NATS: &str = "nats://127.0.0.1:4222";
@@ -305,5 +305,76 @@ impl Drop for NatsCleanup {
         });
         eprintln!("deleted {} JetStream streams", names.len());
         assert!(self.streams().is_empty(), "streams left behind");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A NATS server of the test's own (to stop and restart)
+
+/// A `nats-server -js` of the test's own, on a free port with its own store.
+pub struct OwnNats {
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNats {
+    /// Starts one on a free port with a fresh store folder.
+    pub fn start() -> Self {
+        let mut nats = Self {
+            port: crate::common::free_port(),
+            store: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        nats.restart();
+        nats
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether it accepts connections.
+    pub fn up(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    /// (Re)starts the server on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("/usr/sbin/nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        assert!(
+            crate::common::eventually(Duration::from_secs(10), || self.up()),
+            "own nats-server not listening"
+        );
+    }
+
+    /// Kills it (SIGKILL); its store stays for [`OwnNats::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

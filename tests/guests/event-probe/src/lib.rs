@@ -6,6 +6,7 @@
 //! | `fail`  | retryable error (retried, then dead-lettered) |
 //! | `fatal` | non-retryable error (dead-lettered at once) |
 //! | `trap`  | panics (a trap: retried like a retryable error) |
+//! | contains `gated` | non-retryable error while kv binding `gate` has no key `hits` (the gate is closed), else as other |
 //! | other   | counts it in kv binding `seen` (key = the data) and logs `handled <data> #<n> attempt <a>` |
 //!
 //! A change-feed delete (type `gust.table.deleted`, no data) counts as
@@ -27,6 +28,9 @@ fn handle(event: Event) -> Result<(), EventError> {
         "fail" => Err(EventError::retryable("asked to fail")),
         "fatal" => Err(EventError::fatal("asked to fail for good")),
         "trap" => panic!("event trap"),
+        gated if gated.contains("gated") && kv::Store::open("gate")?.get("hits")?.is_none() => {
+            Err(EventError::fatal("the gate is closed"))
+        }
         _ => {
             let n = kv::Store::open("seen")?.increment(&text, 1)?;
             log::info!("handled {text} #{n} attempt {} source {}", event.attempt(), event.source());

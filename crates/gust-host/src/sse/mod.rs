@@ -11,12 +11,19 @@
 //! `data:` line per line), a `: heartbeat` comment every [`HEARTBEAT`], and
 //! the stream ends when the client goes away or the host shuts down. A
 //! reconnecting client's `Last-Event-ID` skips what it already saw.
+//!
+//! A hub made [`SseHub::with_broadcast`] also sends the events it records
+//! to the hubs of the app on other nodes and records theirs (see
+//! [`relay`]), so every node streams and replays every node's events.
+
+mod relay;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gust_backends::Broadcast;
 use gust_events::Event;
 use gust_manifest::SseRoute;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -42,8 +49,9 @@ const CHANNEL: usize = 1024;
 /// Live events and recent history of the topics that `[[sse]]` routes stream.
 /// One per host; it outlives reloads, so open streams keep running.
 pub struct SseHub {
-    state: Mutex<HubState>,
+    state: Arc<Mutex<HubState>>,
     closed: watch::Sender<bool>,
+    relay: Option<relay::Relay>,
 }
 
 #[derive(Default)]
@@ -72,21 +80,52 @@ impl Default for SseHub {
 }
 
 impl SseHub {
-    /// A hub that watches no topic yet.
+    /// A hub that watches no topic yet and streams this node's events only.
     pub fn new() -> Self {
         Self {
-            state: Mutex::new(HubState::default()),
+            state: Arc::default(),
             closed: watch::channel(false).0,
+            relay: None,
+        }
+    }
+
+    /// A hub that also exchanges events with the app's hubs on other nodes
+    /// through `broadcast` (the app's [`Broadcast`] provider; in-process
+    /// for embedded backends, where it changes nothing).
+    pub fn with_broadcast(broadcast: Arc<dyn Broadcast>) -> Self {
+        Self {
+            relay: Some(relay::Relay::new(broadcast)),
+            ..Self::new()
         }
     }
 
     /// Sets the topics to record (those of the app's `[[sse]]` routes).
     /// Topics no longer listed are forgotten once no stream reads them.
+    /// With a broadcast, listens to other nodes' events of these topics
+    /// (see [`SseHub::ready`]).
     pub fn watch_topics<'a>(&self, topics: impl IntoIterator<Item = &'a str>) {
-        let mut state = self.state.lock().expect("sse lock");
-        state.watched = topics.into_iter().map(str::to_string).collect();
-        let HubState { watched, topics } = &mut *state;
-        topics.retain(|name, t| watched.contains(name) || t.live.receiver_count() > 0);
+        let watched: Vec<String> = {
+            let mut state = self.state.lock().expect("sse lock");
+            state.watched = topics.into_iter().map(str::to_string).collect();
+            let HubState { watched, topics } = &mut *state;
+            topics.retain(|name, t| watched.contains(name) || t.live.receiver_count() > 0);
+            watched.iter().cloned().collect()
+        };
+        if let Some(relay) = &self.relay {
+            let state = self.state.clone();
+            let deliver: relay::Deliver = Arc::new(move |topic: &str, event: Event| {
+                record(&state, topic, &[event]);
+            });
+            relay.listen(&watched, &deliver);
+        }
+    }
+
+    /// Waits until events other nodes publish on the watched topics reach
+    /// this hub (at once without a broadcast; bounded otherwise).
+    pub async fn ready(&self) {
+        if let Some(relay) = &self.relay {
+            relay.ready().await;
+        }
     }
 
     /// Whether events of `topic` are recorded.
@@ -94,35 +133,15 @@ impl SseHub {
         self.state.lock().expect("sse lock").watched.contains(topic)
     }
 
-    /// Records events accepted for `topic` and sends them to open streams.
-    /// An event already recorded (same `source` and `id`) is not sent again.
-    pub fn publish(&self, topic: &str, events: &[Event]) {
-        let now = Instant::now();
-        let mut state = self.state.lock().expect("sse lock");
-        if !state.watched.contains(topic) {
-            return;
-        }
-        let t = state
-            .topics
-            .entry(topic.to_string())
-            .or_insert_with(TopicState::new);
-        for event in events {
-            let recent = t.by_subject.entry(event.subject.clone()).or_default();
-            expire(recent, now);
-            let seen = recent
-                .iter()
-                .any(|r| r.event.id == event.id && r.event.source == event.source);
-            if seen {
-                continue;
-            }
-            let event = Arc::new(event.clone());
-            push(recent, now, event.clone());
-            push(&mut t.all, now, event.clone());
-            // No receivers is fine: the event is kept for replay.
-            let _ = t.live.send(event);
-        }
-        if t.by_subject.len() > MAX_SUBJECTS {
-            t.trim(now);
+    /// Records events accepted for `topic` on this node and sends them to
+    /// open streams, here and (with a broadcast) on the other nodes. An
+    /// event already recorded (same `source` and `id`) is not sent again.
+    pub async fn publish(&self, topic: &str, events: &[Event]) {
+        let recorded = record(&self.state, topic, events);
+        if let Some(relay) = &self.relay
+            && !recorded.is_empty()
+        {
+            relay.send(topic, &recorded).await;
         }
     }
 
@@ -169,7 +188,45 @@ impl SseHub {
     /// Ends every open stream (host shutdown); later streams end at once.
     pub fn close(&self) {
         self.closed.send_replace(true);
+        if let Some(relay) = &self.relay {
+            relay.stop();
+        }
     }
+}
+
+/// Records `events` of `topic` (when watched) and sends them to open
+/// streams; returns those not recorded before.
+fn record(state: &Mutex<HubState>, topic: &str, events: &[Event]) -> Vec<Arc<Event>> {
+    let now = Instant::now();
+    let mut state = state.lock().expect("sse lock");
+    if !state.watched.contains(topic) {
+        return Vec::new();
+    }
+    let t = state
+        .topics
+        .entry(topic.to_string())
+        .or_insert_with(TopicState::new);
+    let mut recorded = Vec::new();
+    for event in events {
+        let recent = t.by_subject.entry(event.subject.clone()).or_default();
+        expire(recent, now);
+        let seen = recent
+            .iter()
+            .any(|r| r.event.id == event.id && r.event.source == event.source);
+        if seen {
+            continue;
+        }
+        let event = Arc::new(event.clone());
+        push(recent, now, event.clone());
+        push(&mut t.all, now, event.clone());
+        // No receivers is fine: the event is kept for replay.
+        let _ = t.live.send(event.clone());
+        recorded.push(event);
+    }
+    if t.by_subject.len() > MAX_SUBJECTS {
+        t.trim(now);
+    }
+    recorded
 }
 
 impl TopicState {
@@ -389,14 +446,16 @@ mod tests {
         hub.publish(
             "jobs",
             &[event("1", Some("a"), "one"), event("2", Some("b"), "x")],
-        );
+        )
+        .await;
         let mut sub = hub.subscribe("jobs", Some("a".into()), None);
         let first = sub.next(BEAT).await.unwrap();
         assert_eq!(first, "id: 1\nevent: job.progress\ndata: one\n\n");
         hub.publish(
             "jobs",
             &[event("3", Some("b"), "y"), event("4", Some("a"), "l1\nl2")],
-        );
+        )
+        .await;
         let next = sub.next(BEAT).await.unwrap();
         assert_eq!(next, "id: 4\nevent: job.progress\ndata: l1\ndata: l2\n\n");
         assert_eq!(sub.next(BEAT).await.unwrap(), ": heartbeat\n\n");
@@ -406,9 +465,9 @@ mod tests {
     async fn duplicates_and_unwatched_topics_are_not_sent() {
         let hub = hub("jobs");
         let mut sub = hub.subscribe("jobs", None, None);
-        hub.publish("jobs", &[event("1", Some("a"), "one")]);
-        hub.publish("jobs", &[event("1", Some("a"), "one")]);
-        hub.publish("other", &[event("9", Some("a"), "nine")]);
+        hub.publish("jobs", &[event("1", Some("a"), "one")]).await;
+        hub.publish("jobs", &[event("1", Some("a"), "one")]).await;
+        hub.publish("other", &[event("9", Some("a"), "nine")]).await;
         assert!(sub.next(BEAT).await.unwrap().starts_with("id: 1\n"));
         assert_eq!(sub.next(BEAT).await.unwrap(), ": heartbeat\n\n");
         assert!(!hub.watches("other"));
@@ -420,7 +479,7 @@ mod tests {
         let events: Vec<Event> = (0..40)
             .map(|i| event(&i.to_string(), Some("a"), "d"))
             .collect();
-        hub.publish("jobs", &events);
+        hub.publish("jobs", &events).await;
         let mut sub = hub.subscribe("jobs", Some("a".into()), Some("37"));
         assert!(sub.next(BEAT).await.unwrap().starts_with("id: 38\n"));
         assert!(sub.next(BEAT).await.unwrap().starts_with("id: 39\n"));
@@ -450,6 +509,89 @@ mod tests {
         drop(sub);
         hub.watch_topics(["other"]);
         assert!(!hub.state.lock().unwrap().topics.contains_key("jobs"));
+    }
+
+    /// Two hubs, as on two nodes of one app, exchanging events through
+    /// their broadcasts (`a` and `b` may be the same provider).
+    async fn two_nodes(a: Arc<dyn Broadcast>, b: Arc<dyn Broadcast>) -> (SseHub, SseHub) {
+        let (one, two) = (SseHub::with_broadcast(a), SseHub::with_broadcast(b));
+        one.watch_topics(["jobs"]);
+        two.watch_topics(["jobs"]);
+        one.ready().await;
+        two.ready().await;
+        (one, two)
+    }
+
+    /// A bounded wait for the next event frame (a heartbeat means none came).
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Events published on either node reach the clients of both, once
+    /// each, and a client resuming on the other node skips what it saw.
+    async fn events_cross_nodes_once_and_resume_there(one: SseHub, two: SseHub) {
+        let mut on_one = one.subscribe("jobs", Some("j1".into()), None);
+        let mut on_two = two.subscribe("jobs", Some("j1".into()), None);
+        one.publish("jobs", &[event("1", Some("j1"), "one")]).await;
+        two.publish("jobs", &[event("2", Some("j1"), "two")]).await;
+        for sub in [&mut on_one, &mut on_two] {
+            let mut got = vec![sub.next(WAIT).await.unwrap(), sub.next(WAIT).await.unwrap()];
+            got.sort();
+            assert_eq!(
+                got,
+                [
+                    "id: 1\nevent: job.progress\ndata: one\n\n",
+                    "id: 2\nevent: job.progress\ndata: two\n\n"
+                ]
+            );
+            assert_eq!(sub.next(BEAT).await.unwrap(), ": heartbeat\n\n");
+        }
+        // Three more from node one, in order; node two records them too.
+        let more: Vec<Event> = (3..6)
+            .map(|i| event(&i.to_string(), Some("j1"), "d"))
+            .collect();
+        one.publish("jobs", &more).await;
+        for i in 3..6 {
+            let got = on_two.next(WAIT).await.unwrap();
+            assert!(got.starts_with(&format!("id: {i}\n")), "{got}");
+        }
+        let mut resumed = two.subscribe("jobs", Some("j1".into()), Some("3"));
+        assert!(resumed.next(WAIT).await.unwrap().starts_with("id: 4\n"));
+        assert!(resumed.next(WAIT).await.unwrap().starts_with("id: 5\n"));
+        assert_eq!(resumed.next(BEAT).await.unwrap(), ": heartbeat\n\n");
+    }
+
+    #[tokio::test]
+    async fn hubs_on_one_in_process_broadcast_share_events() {
+        let shared: Arc<dyn Broadcast> =
+            Arc::new(gust_backends::embedded::LocalBroadcast::default());
+        let (one, two) = two_nodes(shared.clone(), shared).await;
+        events_cross_nodes_once_and_resume_there(one, two).await;
+    }
+
+    #[tokio::test]
+    async fn hubs_on_nats_share_events() {
+        const NATS: &str = "nats://127.0.0.1:4222";
+        let connect = || async {
+            async_nats::connect(NATS)
+                .await
+                .expect("NATS must run on 127.0.0.1:4222 (scripts/setup.sh --services)")
+        };
+        let prefix = format!("sse-hub-test-{}", gust_events::new_id());
+        let a = gust_backends::nats::NatsBroadcast::new(connect().await, &prefix);
+        let b = gust_backends::nats::NatsBroadcast::new(connect().await, &prefix);
+        let (one, two) = two_nodes(Arc::new(a), Arc::new(b)).await;
+        events_cross_nodes_once_and_resume_there(one, two).await;
+    }
+
+    #[tokio::test]
+    async fn a_hub_alone_on_its_broadcast_sends_each_event_once() {
+        let hub =
+            SseHub::with_broadcast(Arc::new(gust_backends::embedded::LocalBroadcast::default()));
+        hub.watch_topics(["jobs"]);
+        hub.ready().await;
+        let mut sub = hub.subscribe("jobs", None, None);
+        hub.publish("jobs", &[event("1", Some("a"), "one")]).await;
+        assert!(sub.next(WAIT).await.unwrap().starts_with("id: 1\n"));
+        assert_eq!(sub.next(BEAT).await.unwrap(), ": heartbeat\n\n");
     }
 
     #[test]
