@@ -44,6 +44,8 @@ pub struct HostOptions {
     /// `[cluster]`): its node name is then the host's lease holder, and
     /// single-owner work is spread over the nodes. `None` for one node.
     pub cluster: Option<Arc<Membership>>,
+    /// How the host's own listener treats connections (timeouts, TLS).
+    pub serve: crate::listener::ServeOptions,
 }
 
 /// The state of a running host, shared by every connection.
@@ -136,9 +138,9 @@ impl Host {
         self.current.load_full()
     }
 
-    /// `http://addr`.
+    /// `http://addr` (`https://addr` when the listener serves TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.options.serve.scheme(), self.addr)
     }
 
     /// `host:port`.

@@ -10,6 +10,7 @@ pub mod front;
 pub mod gateway;
 pub mod host;
 pub mod keys;
+pub mod listener;
 pub mod logs;
 pub mod queues;
 pub mod sdk;
@@ -18,12 +19,14 @@ pub mod sse;
 pub mod state_file;
 pub mod static_files;
 pub mod streams;
+pub mod tls;
 pub mod topics;
 pub mod watch;
 
 pub use gust_backends::BackendConfig;
 pub use gust_triggers::registry;
 pub use host::{Host, HostOptions};
+pub use listener::{ServeOptions, serve_with};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
