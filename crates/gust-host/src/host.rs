@@ -117,6 +117,7 @@ impl Host {
                 sse: sse.clone(),
             },
         )?;
+        logs.hide(&loaded.secrets);
         Ok(Arc::new(Self {
             options,
             addr,
@@ -275,6 +276,9 @@ impl Host {
                 },
             )
         });
+        if let Ok(loaded) = &result {
+            self.logs.hide(&loaded.secrets);
+        }
         let result = match result {
             Ok(loaded) => match self.trigger_context(&loaded) {
                 Ok(cx) => loaded.start_triggers(&cx).await.map(|()| loaded),

@@ -14,6 +14,7 @@ pub mod listener;
 pub mod logs;
 pub mod queues;
 pub mod sdk;
+pub mod secrets;
 pub mod server;
 pub mod sse;
 pub mod state_file;
