@@ -499,6 +499,47 @@ mod tests {
         assert!(check_host(&mut r, Some(&own)).is_err());
     }
 
+    /// An HTTP/2 connection that served a request and then idles is
+    /// closed (GOAWAY), and shutdown returns once nothing is open.
+    #[tokio::test]
+    async fn idle_http2_connections_are_closed_and_shutdown_drains() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = ServeOptions {
+            header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            drain: Duration::from_secs(20),
+            tls: None,
+        };
+        let handler = |req: Request<Incoming>, _client| async move {
+            let host = req.uri().authority().map(|a| a.to_string());
+            body::json(StatusCode::OK, &serde_json::json!({ "host": host }))
+        };
+        let server = tokio::spawn(serve_with(listener, handler, options, async {
+            let _ = stopped.await;
+        }));
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        let req = Request::get(format!("http://{addr}/x"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&text).contains(&addr.to_string()));
+        // Idle: the server ends the connection (bounded wait).
+        let ended = tokio::time::timeout(Duration::from_secs(15), conn).await;
+        assert!(ended.is_ok(), "the idle HTTP/2 connection is still open");
+        let _ = stop.send(());
+        let done = tokio::time::timeout(Duration::from_secs(15), server).await;
+        assert!(done.is_ok(), "shutdown did not return");
+    }
+
     #[test]
     fn http_2_uses_its_authority() {
         let mut r = Request::builder()
