@@ -1096,6 +1096,14 @@ impl Queue for NatsQueue {
         Ok(out)
     }
 
+    async fn dead_letter_count(&self) -> Result<u64> {
+        // The dead-letter queue is a stream of its own, one subject.
+        let Some(stream) = self.dead.existing_stream(self.js()).await? else {
+            return Ok(0);
+        };
+        Ok(stream.get_info().await.map_err(engine)?.state.messages)
+    }
+
     async fn redrive(&self) -> Result<u64> {
         let Some(dead) = self.dead.existing_stream(self.js()).await? else {
             return Ok(0);

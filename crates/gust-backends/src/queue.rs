@@ -145,6 +145,12 @@ pub trait Queue: Send + Sync {
     /// their metadata.
     async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>>;
 
+    /// How many dead letters the queue holds: all of them, however many
+    /// (where [`Queue::dead_letters`] lists at most `max`).
+    async fn dead_letter_count(&self) -> Result<u64> {
+        Ok(self.dead_letters(usize::MAX).await?.len() as u64)
+    }
+
     /// Moves every dead letter back onto the queue (attempts reset) and
     /// returns how many moved.
     async fn redrive(&self) -> Result<u64>;

@@ -284,6 +284,48 @@ async fn dead_letter_and_redrive(p: Arc<dyn QueueProvider>, _caps: Caps) {
     q.ack(&back[0].receipt).await.unwrap();
 }
 
+async fn dead_letters_are_counted_beyond_any_listing(p: Arc<dyn QueueProvider>, _caps: Caps) {
+    let q = p.queue("counted").await.unwrap();
+    assert_eq!(q.dead_letter_count().await.unwrap(), 0);
+    // More than the 10,000 the admin API once counted by listing them.
+    const N: usize = 10_001;
+    let q2 = q.clone();
+    let adds = (0..N).map(|i| {
+        let q = q2.clone();
+        async move {
+            q.add_dead_letter(format!("{i}").into_bytes(), BTreeMap::new(), "gave up", 3)
+                .await
+        }
+    });
+    let mut added = 0;
+    let mut adds = adds.peekable();
+    while adds.peek().is_some() {
+        let chunk: Vec<_> = adds.by_ref().take(500).collect();
+        for r in futures::future::join_all(chunk).await {
+            r.unwrap();
+            added += 1;
+        }
+    }
+    assert_eq!(added, N);
+    assert_eq!(q.dead_letter_count().await.unwrap(), N as u64);
+    assert_eq!(q.dead_letters(10).await.unwrap().len(), 10);
+    // A dead letter received from the dead-letter queue but not settled is
+    // still there; acked, it is gone.
+    let dlq = p.queue(&dead_letter_name("counted")).await.unwrap();
+    let got = dlq.receive(1, LONG, NOW).await.unwrap();
+    assert_eq!(q.dead_letter_count().await.unwrap(), N as u64);
+    dlq.ack(&got[0].receipt).await.unwrap();
+    // (An engine may apply the ack a moment later.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q.dead_letter_count().await.unwrap() != N as u64 - 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(q.dead_letter_count().await.unwrap(), N as u64 - 1);
+    assert_eq!(q.redrive().await.unwrap(), N as u64 - 1);
+    assert_eq!(q.dead_letter_count().await.unwrap(), 0);
+    assert_eq!(q.depth().await.unwrap(), N as u64 - 1);
+}
+
 async fn stale_receipt_does_not_settle_the_new_delivery(p: Arc<dyn QueueProvider>, caps: Caps) {
     let q = p.queue("stale").await.unwrap();
     send(&*q, "x").await;
@@ -507,6 +549,7 @@ conformance!(
     nack_with_delay,
     extend_keeps_the_lease,
     dead_letter_and_redrive,
+    dead_letters_are_counted_beyond_any_listing,
     stale_receipt_does_not_settle_the_new_delivery,
     expired_receipt_still_acks_until_redelivered,
     peek_does_not_lease,

@@ -3,68 +3,37 @@
 //! `x-forwarded-prefix` added, the app's own `/_gust/` admin API included)
 //! or, at the root, the app one of whose routes matches the path.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use gust_host::body::{self, Body};
+use gust_host::listener::{ServeOptions, serve_with};
 use gust_host::server;
 use gust_triggers::http::RouteMatch;
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::node::{Node, Serving};
 
-/// How long shutdown waits for open requests.
-const DRAIN: Duration = Duration::from_secs(30);
-
-/// Serves `node` on `listener` until `shutdown`, then drains.
+/// Serves `node` on `listener` until `shutdown`, then ends the apps' event
+/// streams and drains open requests (up to `options.drain`).
 pub async fn serve(
     listener: TcpListener,
     node: Arc<Node>,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, client)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let node = node.clone();
-                let service = service_fn(move |req| {
-                    let node = node.clone();
-                    async move { Ok::<_, Infallible>(handle(node, req, client).await) }
-                });
-                let connection = graceful.watch(
-                    builder.serve_connection(TokioIo::new(stream), service).into_owned(),
-                );
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            () = &mut shutdown => break,
+    let closing = node.clone();
+    let shutdown = async move {
+        shutdown.await;
+        for serving in closing.apps().values() {
+            serving.host.sse().close();
         }
-    }
-    drop(listener);
-    for serving in node.apps().values() {
-        serving.host.sse().close();
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => tracing::warn!("gave up waiting for open requests"),
-    }
+    };
+    let handler = move |req, client| handle(node.clone(), req, client);
+    serve_with(listener, handler, options, shutdown).await;
 }
 
 /// Answers one request.

@@ -47,6 +47,8 @@ pub struct NodeOptions {
     pub pooling: bool,
     /// Print function log lines to stderr.
     pub echo_logs: bool,
+    /// How the node's listener treats connections (timeouts, TLS).
+    pub serve: gust_host::ServeOptions,
 }
 
 /// An app version this node serves.
@@ -110,9 +112,9 @@ impl Node {
         &self.id
     }
 
-    /// `http://addr`.
+    /// `http://addr` (`https://addr` when the listener serves TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.options.serve.scheme(), self.addr)
     }
 
     /// The cluster's name.
@@ -320,6 +322,7 @@ impl Node {
             // each, if one runs the embedded broker at all.
             mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cluster: Some(self.membership.clone()),
+            serve: self.options.serve.clone(),
         };
         Host::start(options, self.addr, app, &unpacked.components).await
     }

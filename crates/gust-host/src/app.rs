@@ -136,6 +136,8 @@ pub struct LoadedApp {
     pub gateway: Option<gust_gateway::Gateway>,
     /// Files of the `[[static]]` mounts.
     pub statics: crate::static_files::StaticFiles,
+    /// Values of secret variables, hidden from logs and admin answers.
+    pub secrets: crate::secrets::Secrets,
     triggers: std::sync::Mutex<RunningTriggers>,
 }
 
@@ -178,6 +180,7 @@ impl LoadedApp {
     ) -> Result<Self> {
         let router = HttpRouter::new(&app)?;
         let variables = resolve_variables(&app)?;
+        let secrets = crate::secrets::Secrets::of(&app, &variables);
         let mut functions = HashMap::new();
         let mut events = EventFunctions {
             functions: HashMap::new(),
@@ -223,10 +226,14 @@ impl LoadedApp {
                 },
             );
         }
-        let gateway = crate::gateway::build(&app, &keys, &functions)?;
+        // A gateway string may hold a secret variable's value, and its
+        // errors quote them.
+        let gateway = crate::gateway::build(&app, &keys, &functions)
+            .map_err(|e| anyhow::anyhow!("{}", secrets.redact(&format!("{e:#}"))))?;
         let statics = crate::static_files::StaticFiles::new(&app.statics);
         Ok(Self {
             statics,
+            secrets,
             app,
             router,
             keys,

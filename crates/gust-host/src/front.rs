@@ -6,10 +6,8 @@
 //! app goes to that app, so single-page apps that call `/api/...` work under
 //! their prefix.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gust_gateway::{Body, Gateway, GatewayConfig, NoFunctions};
@@ -17,16 +15,10 @@ use gust_manifest::Trigger;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::Host;
-
-/// How long shutdown waits for requests open on the front listener.
-const DRAIN: Duration = Duration::from_secs(30);
+use crate::listener::{ServeOptions, serve_with};
 
 /// An app served behind the front.
 #[derive(Debug, Clone)]
@@ -131,45 +123,18 @@ fn router(apps: &[FrontApp]) -> Result<Gateway> {
 }
 
 /// Serves the front until `shutdown`, then lets open requests finish (up
-/// to 30 s).
+/// to `options.drain`).
 pub async fn serve(
     listener: TcpListener,
     front: Arc<Front>,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(pair) => pair,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let front = front.clone();
-                let service = service_fn(move |req| {
-                    let front = front.clone();
-                    async move { Ok::<_, Infallible>(route(&front, req, client).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => {}
-    }
+    let handler = move |req, client| {
+        let front = front.clone();
+        async move { route(&front, req, client).await }
+    };
+    serve_with(listener, handler, options, shutdown).await;
 }
 
 /// Routes one request on the front.

@@ -109,7 +109,11 @@ pub fn status(host: &Host) -> Response<Body> {
             &json!({ "configured": false, "routes": [], "upstreams": [] }),
         );
     };
-    match serde_json::to_value(gateway.status()) {
+    // Upstream URLs may hold a secret variable's value: hide it.
+    let redacted = serde_json::to_string(&gateway.status())
+        .map(|text| app.secrets.redact(&text).into_owned())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text));
+    match redacted {
         Ok(mut value) => {
             if let Some(map) = value.as_object_mut() {
                 map.insert("configured".into(), json!(true));

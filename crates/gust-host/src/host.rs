@@ -47,6 +47,8 @@ pub struct HostOptions {
     /// `[cluster]`): its node name is then the host's lease holder, and
     /// single-owner work is spread over the nodes. `None` for one node.
     pub cluster: Option<Arc<Membership>>,
+    /// How the host's own listener treats connections (timeouts, TLS).
+    pub serve: crate::listener::ServeOptions,
 }
 
 /// The state of a running host, shared by every connection.
@@ -124,6 +126,7 @@ impl Host {
                 sse: sse.clone(),
             },
         )?;
+        logs.hide(&loaded.secrets);
         Ok(Arc::new(Self {
             options,
             addr,
@@ -145,9 +148,9 @@ impl Host {
         self.current.load_full()
     }
 
-    /// `http://addr`.
+    /// `http://addr` (`https://addr` when the listener serves TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.options.serve.scheme(), self.addr)
     }
 
     /// `host:port`.
@@ -283,6 +286,9 @@ impl Host {
                 },
             )
         });
+        if let Ok(loaded) = &result {
+            self.logs.hide(&loaded.secrets);
+        }
         let result = match result {
             Ok(loaded) => match self.trigger_context(&loaded) {
                 Ok(cx) => {

@@ -10,20 +10,24 @@ pub mod front;
 pub mod gateway;
 pub mod host;
 pub mod keys;
+pub mod listener;
 pub mod logs;
 pub mod queues;
 pub mod sdk;
+pub mod secrets;
 pub mod server;
 pub mod sse;
 pub mod state_file;
 pub mod static_files;
 pub mod streams;
+pub mod tls;
 pub mod topics;
 pub mod watch;
 
 pub use gust_backends::BackendConfig;
 pub use gust_triggers::{load_app, registry};
 pub use host::{Host, HostOptions};
+pub use listener::{ServeOptions, serve_with};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

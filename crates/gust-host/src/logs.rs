@@ -13,6 +13,8 @@ use gust_runtime::{LogLevel, LogSink};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::secrets::Secrets;
+
 /// Lines kept in memory.
 const KEEP: usize = 10_000;
 
@@ -45,6 +47,8 @@ pub struct LogHub {
     file: Mutex<Option<File>>,
     follow: broadcast::Sender<LogLine>,
     echo: bool,
+    /// Values never written out (see [`LogHub::hide`]).
+    secrets: Mutex<Secrets>,
 }
 
 impl LogHub {
@@ -59,7 +63,15 @@ impl LogHub {
             file: Mutex::new(file),
             follow: broadcast::channel(4096).0,
             echo,
+            secrets: Mutex::new(Secrets::default()),
         }
+    }
+
+    /// From now on, lines show `[secret <name>]` instead of these values
+    /// (secrets only accumulate: a value hidden once stays hidden).
+    pub fn hide(&self, secrets: &Secrets) {
+        let mut current = self.secrets.lock().expect("log lock");
+        *current = current.merged(secrets);
     }
 
     /// The last `tail` lines, optionally only those of `function`.
@@ -88,7 +100,12 @@ impl LogSink for LogHub {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             level: level.to_string(),
             function: function.to_string(),
-            message: message.to_string(),
+            message: self
+                .secrets
+                .lock()
+                .expect("log lock")
+                .redact(message)
+                .into_owned(),
         };
         let rendered = line.render();
         if self.echo {
@@ -152,6 +169,25 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().message, "one");
         let file = std::fs::read_to_string(dir.path().join("functions.log")).unwrap();
         assert!(file.contains("[b] two"), "{file}");
+    }
+
+    #[test]
+    fn secret_values_are_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LogHub::new(dir.path(), false);
+        let mut secrets = Secrets::default();
+        secrets.add("token", "hunter2-xyz");
+        hub.hide(&secrets);
+        let mut rx = hub.subscribe();
+        hub.log("a", LogLevel::Info, "calling with hunter2-xyz now");
+        let expected = "calling with [secret token] now";
+        assert_eq!(hub.recent(None, 1)[0].message, expected);
+        assert_eq!(rx.try_recv().unwrap().message, expected);
+        let file = std::fs::read_to_string(dir.path().join("functions.log")).unwrap();
+        assert!(
+            !file.contains("hunter2") && file.contains(expected),
+            "{file}"
+        );
     }
 
     #[test]

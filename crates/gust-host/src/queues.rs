@@ -60,10 +60,10 @@ pub async fn handle(
                 .await
                 .map(|id| (StatusCode::ACCEPTED, json!({ "id": id })))
         }
-        (&Method::GET, []) => match (queue.depth().await, queue.dead_letters(10_000).await) {
+        (&Method::GET, []) => match (queue.depth().await, queue.dead_letter_count().await) {
             (Ok(depth), Ok(dead)) => Ok((
                 StatusCode::OK,
-                json!({ "queue": name, "depth": depth, "deadletters": dead.len() }),
+                json!({ "queue": name, "depth": depth, "deadletters": dead }),
             )),
             (Err(e), _) | (_, Err(e)) => Err(e),
         },

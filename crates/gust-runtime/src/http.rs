@@ -21,6 +21,11 @@ use crate::state::{FunctionEnv, HostState};
 /// The response of an HTTP function; the body may still be streaming.
 pub type HttpResponse = hyper::Response<HyperOutgoingBody>;
 
+/// A request extension marking a request that arrived over TLS: the guest
+/// then sees scheme `https` (as it does for a request whose URI says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Https;
+
 /// Invocations after which a reused instance is replaced, bounding what a
 /// guest can leak into its own memory.
 const REUSE_LIMIT: u32 = 10_000;
@@ -96,11 +101,14 @@ impl HttpFunction {
         };
         HostState::start_invocation(&mut store);
 
+        let secure = request.extensions().get::<Https>().is_some()
+            || request.uri().scheme() == Some(&::http::uri::Scheme::HTTPS);
+        let scheme = if secure { Scheme::Https } else { Scheme::Http };
         let (sender, receiver) = oneshot::channel();
         let data = store.data_mut();
         let setup = data
             .http()
-            .new_incoming_request(Scheme::Http, request)
+            .new_incoming_request(scheme, request)
             .and_then(|req| Ok((req, data.http().new_response_outparam(sender)?)));
         let (req, out) = setup.map_err(|e| InvokeError::Instantiate(e.to_string()))?;
 

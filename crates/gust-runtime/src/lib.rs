@@ -25,6 +25,6 @@ pub use cache::ComponentCache;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::InvokeError;
 pub use event::{Event, EventFunction, Outcome};
-pub use http::{HttpFunction, HttpResponse};
+pub use http::{HttpFunction, HttpResponse, Https};
 pub use log::{LogLevel, LogSink};
 pub use state::{FunctionEnv, TopicPublisher};

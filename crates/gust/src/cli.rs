@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -186,9 +187,31 @@ pub struct UpArgs {
     /// only when a function has an mqtt trigger; port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:1884", env = "GUST_MQTT_LISTEN")]
     pub mqtt_listen: SocketAddr,
+    /// Close a connection whose client has not sent a request head (or
+    /// finished the TLS handshake) within this time, e.g. 10s or 500ms;
+    /// also bounds the wait between requests on an HTTP/1 connection.
+    #[arg(long, default_value = "10s", value_parser = gust_manifest::parse_duration, value_name = "DURATION")]
+    pub header_timeout: Duration,
+    /// Close a connection that had no open request for this long.
+    #[arg(long, default_value = "60s", value_parser = gust_manifest::parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+    /// Serve HTTPS (and HTTP/2 by ALPN) with this PEM certificate chain
+    /// (leaf first); it is read again when the file changes. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl UpArgs {
+    /// The listener's timeouts and TLS from `--header-timeout`,
+    /// `--idle-timeout`, `--tls-cert` and `--tls-key`.
+    pub fn serve_options(&self) -> anyhow::Result<gust_host::ServeOptions> {
+        let tls = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+        crate::commands::serve_options(self.header_timeout, self.idle_timeout, tls)
+    }
+
     /// The engines chosen by `--nats`, `--postgres` and `--backend`.
     pub fn backend_config(&self) -> anyhow::Result<gust_host::BackendConfig> {
         let mut config = gust_host::BackendConfig {

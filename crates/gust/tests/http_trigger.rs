@@ -305,3 +305,41 @@ fn instance_reuse_mode_serves_the_same_answers() {
     assert_eq!(get(&format!("{}/open/trap", host.url), &[]).status, 500);
     assert_eq!(get(&format!("{}/open/ok", host.url), &[]).body, "ok");
 }
+
+#[test]
+fn secret_variables_never_reach_the_logs() {
+    let app = TestApp::new(
+        r#"
+[app]
+name = "secrets"
+
+[variables]
+token = { required = true, secret = true }
+
+[[function]]
+name = "open"
+source = "misbehave.wasm"
+trigger = { http = { route = "/open/{action}", auth = "anonymous" } }
+"#,
+    );
+    app.add_component("misbehave.wasm", &guest("misbehave"));
+    // The guest logs "hello from guest": part of it is the secret here.
+    let host = up_with_env(
+        app.path(),
+        &["--quiet"],
+        &[("GUST_VAR_TOKEN", "from guest")],
+    );
+    // The function itself reads the value...
+    let r = get(&format!("{}/open/var?name=token", host.url), &[]);
+    assert_eq!(r.body, "from guest");
+    assert_eq!(get(&format!("{}/open/log", host.url), &[]).status, 200);
+    // ...but no log shows it.
+    let logs = function_logs(app.path(), "open");
+    assert!(logs.contains("hello [secret token]"), "{logs}");
+    assert!(!logs.contains("from guest"), "{logs}");
+    let file = std::fs::read_to_string(app.path().join(".gust/logs/functions.log")).unwrap();
+    assert!(!file.contains("from guest"), "{file}");
+    let (code, out, err) = gust(&["ls", "--app", app.path().to_str().unwrap()], app.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("from guest"), "{out}");
+}

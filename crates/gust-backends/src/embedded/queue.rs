@@ -1203,6 +1203,10 @@ impl Queue for EmbeddedQueue {
             .await
     }
 
+    async fn dead_letter_count(&self) -> Result<u64> {
+        Ok(self.dead.lock().entries.len() as u64)
+    }
+
     async fn redrive(&self) -> Result<u64> {
         let (moves, done) = {
             let mut idx = self.dead.lock();

@@ -67,3 +67,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => keys::run(&dir, host, admin, function.as_deref(), json),
     }
 }
+
+/// Listener options: the two timeouts, and HTTPS when a certificate and
+/// key are given (read now, so a bad file fails before anything starts).
+pub fn serve_options(
+    header_timeout: std::time::Duration,
+    idle_timeout: std::time::Duration,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<gust_host::ServeOptions> {
+    use anyhow::Context;
+    anyhow::ensure!(
+        !header_timeout.is_zero() && !idle_timeout.is_zero(),
+        "the header and idle timeouts must be longer than zero"
+    );
+    let tls = match tls {
+        Some((cert, key)) => Some(
+            gust_host::tls::ReloadingCert::load(cert, key)
+                .context("cannot serve HTTPS (check --tls-cert/--tls-key or `tls` in node.toml)")?,
+        ),
+        None => None,
+    };
+    Ok(gust_host::ServeOptions {
+        header_timeout,
+        idle_timeout,
+        tls,
+        ..Default::default()
+    })
+}

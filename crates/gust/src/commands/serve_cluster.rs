@@ -11,7 +11,12 @@ use gust_host::server;
 use gust_manifest::{ClusterConfig, NodeConfig};
 
 /// Runs a cluster node.
-pub fn serve(config_path: &Path, config: NodeConfig, cluster: ClusterConfig) -> Result<ExitCode> {
+pub fn serve(
+    config_path: &Path,
+    config: NodeConfig,
+    cluster: ClusterConfig,
+    serve: gust_host::ServeOptions,
+) -> Result<ExitCode> {
     let mut backends = gust_host::BackendConfig {
         nats: Some(config.backends.nats.clone().unwrap_or(cluster.nats.clone())),
         postgres: Some(
@@ -41,18 +46,23 @@ pub fn serve(config_path: &Path, config: NodeConfig, cluster: ClusterConfig) -> 
         reuse_instances: config.reuse_instances,
         pooling: config.pooling,
         echo_logs: true,
+        serve: serve.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gust")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(options, config.listen))?;
+    runtime.block_on(run(options, config.listen, serve))?;
     eprintln!("gust: node stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(options: NodeOptions, listen: std::net::SocketAddr) -> Result<()> {
+async fn run(
+    options: NodeOptions,
+    listen: std::net::SocketAddr,
+    serve: gust_host::ServeOptions,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}; is another gust running there?"))?;
@@ -63,6 +73,7 @@ async fn run(options: NodeOptions, listen: std::net::SocketAddr) -> Result<()> {
     let serving = tokio::spawn(front::serve(
         listener,
         node.clone(),
+        serve,
         server::shutdown_signal(),
     ));
     let started = Instant::now();

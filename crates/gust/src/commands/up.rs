@@ -19,6 +19,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         return super::up_many::up_many(args, apps);
     }
     let backends = args.backend_config()?;
+    let serve = args.serve_options()?;
     start(HostOptions {
         app_dir: std::path::absolute(&args.dir).unwrap_or(args.dir),
         listen: args.listen,
@@ -29,6 +30,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         backends,
         mqtt_listen: args.mqtt_listen,
         cluster: None,
+        serve,
     })
 }
 
@@ -45,8 +47,14 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
             .add_override(&format!("{resource}={url}"))
             .with_context(|| format!("{}: [backends] {resource}", config.display()))?;
     }
+    let tls = node
+        .tls
+        .as_ref()
+        .map(|t| (t.cert.as_path(), t.key.as_path()));
+    let serve = super::serve_options(node.header_timeout, node.idle_timeout, tls)
+        .with_context(|| format!("{}: tls", config.display()))?;
     if let Some(cluster) = node.cluster.clone() {
-        return super::serve_cluster::serve(config, node, cluster);
+        return super::serve_cluster::serve(config, node, cluster, serve);
     }
     let app = node.app.clone().context("the node config names no app")?;
     start(HostOptions {
@@ -59,6 +67,7 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
         backends,
         mqtt_listen: node.mqtt_listen,
         cluster: None,
+        serve,
     })
 }
 

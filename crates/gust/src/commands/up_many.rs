@@ -110,6 +110,8 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         .set_nonblocking(true)
         .context("cannot configure the front listener")?;
     share_target_dir(&args.dir);
+    // Read the certificate before minutes of building, too.
+    let front_options = args.serve_options()?;
 
     let phases = Phases::new();
     let (built, failed) = build_all(&phases, apps)?;
@@ -130,8 +132,21 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         backends,
         mqtt_listen: args.mqtt_listen,
         cluster: None,
+        // The apps' own listeners on 127.0.0.1 speak plain HTTP; TLS is the
+        // front's.
+        serve: gust_host::ServeOptions {
+            tls: None,
+            ..front_options.clone()
+        },
     };
-    runtime.block_on(serve_all(&phases, front, options, built, failed))
+    runtime.block_on(serve_all(
+        &phases,
+        front,
+        front_options,
+        options,
+        built,
+        failed,
+    ))
 }
 
 /// Apps that failed to load or build, each with its error.
@@ -221,6 +236,7 @@ fn share_target_dir(dir: &Path) {
 async fn serve_all(
     phases: &Phases,
     front: std::net::TcpListener,
+    front_options: gust_host::ServeOptions,
     options: HostOptions,
     built: Vec<Built>,
     mut failed: Vec<(AppFolder, String)>,
@@ -256,7 +272,7 @@ async fn serve_all(
     }
 
     let front = TcpListener::from_std(front).context("cannot use the front listener")?;
-    let front_url = format!("http://{}", front.local_addr()?);
+    let front_url = format!("{}://{}", front_options.scheme(), front.local_addr()?);
     let apps = running
         .iter()
         .map(|r| FrontApp::new(&r.folder.name, &r.host))
@@ -282,6 +298,7 @@ async fn serve_all(
     tasks.push(tokio::spawn(front::serve(
         front,
         state,
+        front_options,
         stopped(stop_rx.clone()),
     )));
     tokio::spawn(async move {

@@ -1,0 +1,355 @@
+//! End-to-end: the listener against hostile and sloppy clients — slow and
+//! silent connections are cut off after the header timeout while others
+//! are served, `Host` is checked on every route, and HTTPS (HTTP/1.1 and
+//! HTTP/2 by ALPN) with a certificate that is reloaded when its files
+//! change.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One anonymous wasi:http function answering `raw wasip2: <path>`, also
+/// reachable through a gateway route under `/gw/`.
+fn app() -> TestApp {
+    let app = TestApp::new(
+        r#"
+[app]
+name = "hostile"
+
+[[function]]
+name = "raw"
+source = "raw.wasm"
+trigger = { http = { route = "/raw/{*rest}", auth = "anonymous" } }
+
+[gateway]
+
+[[gateway.route]]
+name = "gw"
+prefix = "/gw"
+target = { function = "raw", rewrite = "/raw/{rest}" }
+"#,
+    );
+    app.add_component("raw.wasm", &guest("raw-wasip2"));
+    app
+}
+
+/// `host:port` of a URL like `http://127.0.0.1:1234`.
+fn authority(url: &str) -> &str {
+    url.split_once("://").map(|(_, a)| a).unwrap_or(url)
+}
+
+/// Sends `request` as is and reads the whole answer (the server closes
+/// after it: every request here says `Connection: close` or is HTTP/1.0).
+fn raw(addr: &str, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
+/// Whether the server closed `s` (EOF or reset) within `bound`.
+fn closed_within(s: &mut TcpStream, bound: Duration) -> bool {
+    s.set_read_timeout(Some(bound)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slow_and_silent_clients_are_cut_off_while_others_are_served() {
+    let app = app();
+    // Through node.toml, so its header_timeout and idle_timeout are used.
+    let config = app.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\napp = \"{}\"\nheader_timeout = \"1s\"\nidle_timeout = \"2s\"\n",
+            app.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = gust_command();
+    cmd.arg("serve").arg("--config").arg(&config);
+    let running = start_ready(cmd);
+    let addr = authority(&running.url).to_string();
+    let started = Instant::now();
+
+    // 40 half request heads, 5 silent connections, 5 that trickle a byte
+    // of their head every 200 ms (slow loris), 1 HTTP/2 preface and
+    // nothing more.
+    let mut half = Vec::new();
+    for i in 0..40 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /raw/{i} HTTP/1.1\r\nHost: a\r\nX-Slow: ").unwrap();
+        half.push(s);
+    }
+    let silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let trickle: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let writers: Vec<TcpStream> = trickle.iter().map(|s| s.try_clone().unwrap()).collect();
+    let trickler = std::thread::spawn(move || {
+        let mut writers = writers;
+        let head = b"GET /raw/loris HTTP/1.1\r\nHost: a\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        // Stops when every connection refuses more, or after 60 bytes.
+        for byte in head.iter().take(60) {
+            let mut any = false;
+            for w in &mut writers {
+                any |= w.write_all(&[*byte]).is_ok();
+            }
+            if !any {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut h2 = TcpStream::connect(&addr).unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+
+    // Meanwhile a normal client is served.
+    let ok = get(&format!("{}/raw/ok", running.url), &[]);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body, "raw wasip2: /raw/ok");
+
+    let bound = Duration::from_secs(15);
+    for (i, s) in half.iter_mut().enumerate() {
+        assert!(closed_within(s, bound), "half head #{i} still open");
+    }
+    for (i, mut s) in silent.into_iter().enumerate() {
+        assert!(closed_within(&mut s, bound), "silent #{i} still open");
+    }
+    for (i, mut s) in trickle.into_iter().enumerate() {
+        assert!(closed_within(&mut s, bound), "slow loris #{i} still open");
+    }
+    assert!(
+        closed_within(&mut h2, bound),
+        "idle HTTP/2 connection still open"
+    );
+    trickler.join().unwrap();
+
+    // A kept-alive connection that served a request is closed once idle.
+    let mut kept = TcpStream::connect(&addr).unwrap();
+    kept.write_all(b"GET /raw/kept HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    kept.set_read_timeout(Some(bound)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = kept.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(
+        closed_within(&mut kept, bound),
+        "idle keep-alive connection still open"
+    );
+
+    // And the server still serves.
+    let ok = get(&format!("{}/raw/after", running.url), &[]);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    eprintln!("slow clients test: {:?}", started.elapsed());
+}
+
+#[test]
+fn host_is_checked_on_every_route() {
+    let app = app();
+    let running = up(app.path(), &["--no-watch"]);
+    let addr = authority(&running.url).to_string();
+    let paths = ["/raw/x", "/gw/x", "/_gust/health"];
+    for path in paths {
+        let bad: [(&str, Vec<u8>); 8] = [
+            (
+                "missing",
+                format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").into(),
+            ),
+            (
+                "twice",
+                format!("GET {path} HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n")
+                    .into(),
+            ),
+            (
+                "space",
+                format!("GET {path} HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n").into(),
+            ),
+            (
+                "bracket",
+                format!("GET {path} HTTP/1.1\r\nHost: [::1\r\nConnection: close\r\n\r\n").into(),
+            ),
+            (
+                "port",
+                format!("GET {path} HTTP/1.1\r\nHost: x:99999\r\nConnection: close\r\n\r\n").into(),
+            ),
+            (
+                "empty",
+                format!("GET {path} HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n").into(),
+            ),
+            (
+                "userinfo",
+                format!("GET {path} HTTP/1.1\r\nHost: u@x\r\nConnection: close\r\n\r\n").into(),
+            ),
+            (
+                "not utf-8",
+                [
+                    format!("GET {path} HTTP/1.1\r\nHost: caf").as_bytes(),
+                    b"\xe9\xff",
+                    b"\r\nConnection: close\r\n\r\n",
+                ]
+                .concat(),
+            ),
+        ];
+        for (what, request) in bad {
+            let (status, text) = raw(&addr, &request);
+            assert_eq!(status, 400, "{what} Host on {path}: {text}");
+            assert!(text.contains("bad-host") && text.contains("Host"), "{text}");
+        }
+        // HTTP/1.0 without Host is served (as the address connected to).
+        let (status, text) = raw(&addr, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+        assert_eq!(status, 200, "HTTP/1.0 on {path}: {text}");
+        for host in ["example.com", "example.com:8080", "[::1]:80", &addr] {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            let (status, text) = raw(&addr, request.as_bytes());
+            assert_eq!(status, 200, "Host {host} on {path}: {text}");
+        }
+    }
+    let (_, text) = raw(&addr, b"GET /raw/ten HTTP/1.0\r\n\r\n");
+    assert!(text.ends_with("raw wasip2: /raw/ten"), "{text}");
+}
+
+/// Writes a self-signed certificate for `localhost` and 127.0.0.1 to
+/// `cert` and its key to `key` with the openssl CLI.
+fn self_signed(dir: &Path, cert: &str, key: &str) {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl req failed");
+}
+
+/// `curl` over HTTPS trusting `ca`: (exit code, body, HTTP version).
+fn curl(ca: &Path, url: &str, version: &str) -> (i32, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", version, "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_version}", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, http) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (
+        out.status.code().unwrap_or(-1),
+        body.to_string(),
+        http.to_string(),
+    )
+}
+
+#[test]
+fn https_and_http2_with_a_certificate_reloaded_on_change() {
+    let app = app();
+    let certs = tempfile::tempdir().unwrap();
+    self_signed(certs.path(), "cert.pem", "key.pem");
+    self_signed(certs.path(), "next-cert.pem", "next-key.pem");
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    let first_ca = certs.path().join("first-ca.pem");
+    std::fs::copy(&cert, &first_ca).unwrap();
+    let running = up(
+        app.path(),
+        &[
+            "--no-watch",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--header-timeout",
+            "2s",
+        ],
+    );
+    assert!(
+        running.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        running.url
+    );
+    let url = format!("{}/raw/secure?x=1", running.url);
+
+    let (code, body, http) = curl(&first_ca, &url, "--http1.1");
+    assert_eq!(code, 0, "curl over HTTP/1.1 failed: {body}");
+    assert_eq!(
+        (body.as_str(), http.as_str()),
+        ("raw wasip2: /raw/secure?x=1", "1.1")
+    );
+    let (code, body, http) = curl(&first_ca, &url, "--http2");
+    assert_eq!(code, 0, "curl over HTTP/2 failed: {body}");
+    assert_eq!(
+        (body.as_str(), http.as_str()),
+        ("raw wasip2: /raw/secure?x=1", "2")
+    );
+
+    // Plain HTTP on the TLS port is not served; a client that never says
+    // hello is closed after the header timeout.
+    let addr = authority(&running.url).to_string();
+    let mut plain = TcpStream::connect(&addr).unwrap();
+    plain
+        .write_all(b"GET /raw/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert!(closed_within(&mut plain, Duration::from_secs(15)));
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(15)));
+
+    // Replace the pair (key first, as a renewal script might): new
+    // connections get the new certificate.
+    std::fs::rename(certs.path().join("next-key.pem"), &key).unwrap();
+    std::fs::rename(certs.path().join("next-cert.pem"), &cert).unwrap();
+    let renewed = eventually(Duration::from_secs(15), || {
+        curl(&cert, &url, "--http2").0 == 0
+    });
+    assert!(
+        renewed,
+        "the new certificate was never served:\n{}",
+        running.stderr()
+    );
+    let (code, _, _) = curl(&first_ca, &url, "--http1.1");
+    assert_ne!(code, 0, "the old certificate is still served");
+}
