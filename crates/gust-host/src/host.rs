@@ -58,6 +58,7 @@ pub struct Host {
     current: ArcSwap<LoadedApp>,
     sse: Arc<crate::sse::SseHub>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
+    metrics: crate::metrics::FunctionRegistry,
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -100,6 +101,7 @@ impl Host {
             None => node_name(),
         };
         let mut stats = HashMap::new();
+        let metrics = crate::metrics::FunctionRegistry::default();
         let keys = keys::load_or_create(&app)?;
         let sse = Arc::new(crate::sse::SseHub::new());
         let loaded = LoadedApp::load(
@@ -111,6 +113,7 @@ impl Host {
                 services: &services,
                 logs: logs.clone(),
                 stats: &mut stats,
+                metrics: &metrics,
                 reuse_instances: options.reuse_instances,
                 sse: sse.clone(),
             },
@@ -126,6 +129,7 @@ impl Host {
             current: ArcSwap::from_pointee(loaded),
             sse,
             stats: Mutex::new(stats),
+            metrics,
             reloading: tokio::sync::Mutex::new(()),
         }))
     }
@@ -268,6 +272,7 @@ impl Host {
                     services: &self.services,
                     logs: self.logs.clone(),
                     stats: &mut stats,
+                    metrics: &self.metrics,
                     reuse_instances: self.options.reuse_instances,
                     sse: self.sse.clone(),
                 },
