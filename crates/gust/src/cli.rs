@@ -186,6 +186,12 @@ pub struct UpArgs {
     /// only when a function has an mqtt trigger; port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:1884", env = "GUST_MQTT_LISTEN")]
     pub mqtt_listen: SocketAddr,
+    /// Also serve Prometheus metrics without a key on this address, as
+    /// GET /metrics (the same text as GET /_gust/metrics with the admin
+    /// key; with a folder of apps, one listener for all of them). Keep it
+    /// on a private address. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", env = "GUST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl UpArgs {
