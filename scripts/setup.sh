@@ -2,7 +2,8 @@
 # Installs what building and testing Gust needs on a fresh machine: the
 # wasm32-wasip2 Rust target; with --services (the test path, scripts/test.sh)
 # also Debian's chromium and chromedriver (the example apps' pages are tested
-# in a headless browser) and starts the local services the engine-backed
+# in a headless browser) and prometheus (promtool and a server for the
+# metrics test), and starts the local services the engine-backed
 # tests talk to if they are down (installing the S3 test server, moto, with
 # pip if it is missing).
 set -euo pipefail
@@ -24,8 +25,21 @@ install_browser() {
     echo "setup: chromium and chromedriver are missing and apt-get is not available; the browser tests will fail" >&2
   fi
 }
+# promtool and a Prometheus server check the metrics text and scrape it in
+# crates/gust/tests/metrics.rs (tests only, like the browser).
+install_prometheus() {
+  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then return 0; fi
+  if command -v apt-get >/dev/null; then
+    echo "setup: apt-get install prometheus (promtool and a server for the metrics test)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "setup: promtool is missing and apt-get is not available; the metrics test will fail" >&2
+  fi
+}
 if [[ "${1:-}" == "--services" ]]; then
   install_browser
+  install_prometheus
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

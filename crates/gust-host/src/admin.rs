@@ -1,6 +1,7 @@
-//! The admin API under `/_gust/`: what the CLI and the console use, and
-//! nothing else. Every route but `health` and `openapi.json` needs the admin
-//! key (header `x-gust-key` or `Authorization: Bearer <key>`).
+//! The admin API under `/_gust/`: what the CLI and the console use (plus
+//! `metrics`, for a Prometheus server), and nothing else. Every route but
+//! `health` and `openapi.json` needs the admin key (header `x-gust-key` or
+//! `Authorization: Bearer <key>`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -64,6 +65,7 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["functions"]) => functions(&host),
         (&Method::POST, ["functions", name, "invoke"]) => invoke(&host, name, &query, req).await,
         (&Method::GET, ["logs"]) => logs(&host, &query),
+        (&Method::GET, ["metrics"]) => crate::metrics::response(std::slice::from_ref(&host)).await,
         (_, ["queues", name, rest @ ..]) => {
             queues::handle(&host, &method, name, rest, &query, req).await
         }

@@ -23,6 +23,8 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::metrics::{FunctionMetrics, FunctionRegistry};
+
 /// Counters of one function, kept across reloads.
 #[derive(Debug, Default, Serialize)]
 pub struct FunctionStats {
@@ -50,6 +52,8 @@ pub struct LoadedFunction {
     pub permits: Arc<Semaphore>,
     /// Its counters.
     pub stats: Arc<FunctionStats>,
+    /// Its metrics series.
+    pub metrics: Arc<FunctionMetrics>,
     /// The component file it runs.
     pub component: PathBuf,
 }
@@ -60,6 +64,8 @@ pub struct LoadedEventFunction {
     pub function: Arc<EventFunction>,
     /// Its counters.
     pub stats: Arc<FunctionStats>,
+    /// Its metrics series.
+    pub metrics: Arc<FunctionMetrics>,
 }
 
 /// The app's event functions; triggers reach them through [`Dispatcher`].
@@ -82,11 +88,13 @@ impl Dispatcher for EventFunctions {
                 return Outcome::Retry(format!("function `{function}` is not loaded"));
             };
             FunctionStats::bump(&f.stats.invocations);
+            let _in_flight = f.metrics.start();
             let (id, attempt) = (event.id.clone(), event.attempt);
             match f.function.handle(event).await {
                 Ok(Outcome::Done) => Outcome::Done,
                 Ok(other) => {
                     FunctionStats::bump(&f.stats.failures);
+                    f.metrics.failed(false);
                     let (kind, message) = match &other {
                         Outcome::Fail(m) => ("failed (not retryable)", m),
                         Outcome::Retry(m) => ("failed (retryable)", m),
@@ -101,6 +109,8 @@ impl Dispatcher for EventFunctions {
                 }
                 Err(e) => {
                     FunctionStats::bump(&f.stats.failures);
+                    f.metrics
+                        .failed(matches!(e, gust_runtime::InvokeError::Timeout(_)));
                     // The first line names the cause; the backtrace is in the logs.
                     let text = format!("function {e}");
                     Outcome::Retry(text.lines().next().unwrap_or_default().to_string())
@@ -164,6 +174,8 @@ pub struct LoadContext<'a> {
     pub logs: Arc<dyn LogSink>,
     /// Counters by function name (kept across reloads).
     pub stats: &'a mut HashMap<String, Arc<FunctionStats>>,
+    /// Metrics series by function (kept across reloads).
+    pub metrics: &'a FunctionRegistry,
     /// Reuse instances between requests (opt-in).
     pub reuse_instances: bool,
     /// Where accepted topic events go for `[[sse]]` streams.
@@ -200,7 +212,9 @@ impl LoadedApp {
                 .runtime
                 .load_component(path)
                 .with_context(|| format!("function `{}`", f.name))?;
-            let env = function_env(f, variables.clone(), &cx, &topics)?;
+            let metrics = cx.metrics.series(&f.name, f.trigger.kind());
+            let env =
+                function_env(f, variables.clone(), &cx, &topics)?.with_observer(metrics.clone());
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
             if !matches!(f.trigger, Trigger::Http(_)) {
                 let function = EventFunction::new(cx.runtime, &component, env, cx.reuse_instances)
@@ -210,6 +224,7 @@ impl LoadedApp {
                     LoadedEventFunction {
                         function: Arc::new(function),
                         stats,
+                        metrics,
                     },
                 );
                 continue;
@@ -222,6 +237,7 @@ impl LoadedApp {
                     http: Arc::new(http),
                     permits: Arc::new(Semaphore::new(f.limits.concurrency as usize)),
                     stats,
+                    metrics,
                     component: path.clone(),
                 },
             );

@@ -153,7 +153,10 @@ where
     let request = Request::from_parts(parts, Full::new(bytes));
 
     FunctionStats::bump(&f.stats.invocations);
-    match f.http.handle(request).await {
+    let in_flight = f.metrics.start();
+    let result = f.http.handle(request).await;
+    drop(in_flight);
+    match result {
         Ok(response) => {
             let (parts, guest_body) = response.into_parts();
             let guest_body = guest_body
@@ -163,6 +166,8 @@ where
         }
         Err(e) => {
             FunctionStats::bump(&f.stats.failures);
+            f.metrics
+                .failed(matches!(e, gust_runtime::InvokeError::Timeout(_)));
             body::error(e.status(), e.reason(), format!("function `{function}` {e}"))
         }
     }

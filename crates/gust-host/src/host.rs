@@ -63,6 +63,7 @@ pub struct Host {
     current: ArcSwap<LoadedApp>,
     sse: Arc<crate::sse::SseHub>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
+    metrics: crate::metrics::FunctionRegistry,
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -109,6 +110,7 @@ impl Host {
             None => node_name(),
         };
         let mut stats = HashMap::new();
+        let metrics = crate::metrics::FunctionRegistry::default();
         let keys = keys::load_or_create(&app)?;
         let sse = Arc::new(crate::sse::SseHub::with_broadcast(
             services.broadcast.clone(),
@@ -122,6 +124,7 @@ impl Host {
                 services: &services,
                 logs: logs.clone(),
                 stats: &mut stats,
+                metrics: &metrics,
                 reuse_instances: options.reuse_instances,
                 sse: sse.clone(),
             },
@@ -138,6 +141,7 @@ impl Host {
             current: ArcSwap::from_pointee(loaded),
             sse,
             stats: Mutex::new(stats),
+            metrics,
             reloading: tokio::sync::Mutex::new(()),
         }))
     }
@@ -281,6 +285,7 @@ impl Host {
                     services: &self.services,
                     logs: self.logs.clone(),
                     stats: &mut stats,
+                    metrics: &self.metrics,
                     reuse_instances: self.options.reuse_instances,
                     sse: self.sse.clone(),
                 },

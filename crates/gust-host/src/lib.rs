@@ -12,6 +12,7 @@ pub mod host;
 pub mod keys;
 pub mod listener;
 pub mod logs;
+pub mod metrics;
 pub mod queues;
 pub mod sdk;
 pub mod secrets;
@@ -36,13 +37,16 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use gust_manifest::App;
 
-/// Binds the listener, starts the host for `app`, announces it (`on_ready`),
-/// serves until SIGINT/SIGTERM, then drains open requests.
+/// Binds the listener (and, with `metrics_listen`, the key-less metrics
+/// listener), starts the host for `app`, announces it (`on_ready`, given
+/// the metrics listener's address), serves until SIGINT/SIGTERM, then
+/// drains open requests.
 pub async fn run(
     options: HostOptions,
+    metrics_listen: Option<std::net::SocketAddr>,
     app: App,
     components: BTreeMap<String, PathBuf>,
-    on_ready: impl FnOnce(&Host),
+    on_ready: impl FnOnce(&Host, Option<std::net::SocketAddr>),
     on_reload: impl Fn(Result<()>) + Send + Sync + 'static,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -53,18 +57,41 @@ pub async fn run(
                 options.listen
             )
         })?;
+    let metrics_listener = match metrics_listen {
+        Some(addr) => Some(metrics::listener::bind(addr).await?),
+        None => None,
+    };
     let addr = listener.local_addr()?;
     let state_dir = app.state_dir();
     let host = Host::start(options, addr, app, &components).await?;
     host.start_triggers().await?;
     state_file::write(&state_dir, &host.url())?;
-    on_ready(&host);
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    on_ready(&host, metrics_addr);
     let _watcher = if host.options().watch {
         Some(watch::watch(host.clone(), on_reload)?)
     } else {
         None
     };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let metrics_task = metrics_listener.map(|l| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(metrics::listener::serve(
+            l,
+            vec![host.clone()],
+            async move {
+                let _ = stopped.wait_for(|v| *v).await;
+            },
+        ))
+    });
     server::serve(listener, Arc::clone(&host), server::shutdown_signal()).await;
+    let _ = stop.send(true);
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     host.stop_triggers().await;
     state_file::remove(&state_dir);
     Ok(())

@@ -46,6 +46,10 @@ pub struct NodeConfig {
     /// Where the embedded MQTT broker listens (when a function needs it).
     #[serde(default = "default_mqtt_listen")]
     pub mqtt_listen: SocketAddr,
+    /// Where to also serve Prometheus metrics without a key
+    /// (`GET /metrics`); none unless set. One-app nodes only.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// `tls = { cert = "cert.pem", key = "key.pem" }`: serve HTTPS
     /// (paths relative to the config file).
     #[serde(default)]
@@ -172,7 +176,7 @@ impl NodeConfig {
                 e.span(),
                 "",
                 e.message().trim(),
-                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
+                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", metrics_listen = \"127.0.0.1:9464\", tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
             )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));

@@ -101,10 +101,18 @@ impl EventFunction {
         };
         let (instance, uses) = match reused {
             Some(r) => r,
-            None => match self.pre.instantiate_async(&mut store).await {
-                Ok(instance) => (instance, 0),
-                Err(e) => return Err(self.failed(e, &store)),
-            },
+            None => {
+                let began = std::time::Instant::now();
+                match self.pre.instantiate_async(&mut store).await {
+                    Ok(instance) => {
+                        if let Some(observer) = &self.env.observer {
+                            observer.instantiated(began.elapsed());
+                        }
+                        (instance, 0)
+                    }
+                    Err(e) => return Err(self.failed(e, &store)),
+                }
+            }
         };
         let result = instance
             .gust_function_event_handler()

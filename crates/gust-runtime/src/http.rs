@@ -118,12 +118,17 @@ impl HttpFunction {
         let task = tokio::spawn(async move {
             let (proxy, uses) = match proxy {
                 Some(p) => p,
-                None => (
-                    pre.instantiate_async(&mut store)
+                None => {
+                    let began = std::time::Instant::now();
+                    let proxy = pre
+                        .instantiate_async(&mut store)
                         .await
-                        .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?,
-                    0,
-                ),
+                        .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+                    if let Some(observer) = &env.observer {
+                        observer.instantiated(began.elapsed());
+                    }
+                    (proxy, 0)
+                }
             };
             let result = proxy
                 .wasi_http_incoming_handler()
@@ -156,6 +161,9 @@ impl HttpFunction {
                 tokio::spawn(async move {
                     if let Ok(Err(e)) = task.await {
                         report(&env, &e);
+                        if let Some(observer) = &env.observer {
+                            observer.failed_late(&e);
+                        }
                     }
                 });
                 Ok(response)

@@ -18,6 +18,7 @@ mod event;
 mod http;
 mod limits;
 mod log;
+mod observe;
 mod outbound;
 mod state;
 
@@ -27,4 +28,5 @@ pub use error::InvokeError;
 pub use event::{Event, EventFunction, Outcome};
 pub use http::{HttpFunction, HttpResponse, Https};
 pub use log::{LogLevel, LogSink};
+pub use observe::InvocationObserver;
 pub use state::{FunctionEnv, TopicPublisher};

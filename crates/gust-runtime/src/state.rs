@@ -48,6 +48,8 @@ pub struct FunctionEnv {
     pub outbound_http: Vec<gust_manifest::OutboundRule>,
     /// Where log lines go.
     pub log: Arc<dyn LogSink>,
+    /// Told about new instances and late failures (the host's metrics).
+    pub observer: Option<Arc<dyn crate::InvocationObserver>>,
 }
 
 impl FunctionEnv {
@@ -67,7 +69,14 @@ impl FunctionEnv {
             publisher: None,
             outbound_http: Vec::new(),
             log,
+            observer: None,
         }
+    }
+
+    /// Reports new instances and late failures to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::InvocationObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Allows outbound HTTP to the destinations `rules` allow.

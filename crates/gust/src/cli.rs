@@ -202,6 +202,12 @@ pub struct UpArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Also serve Prometheus metrics without a key on this address, as
+    /// GET /metrics (the same text as GET /_gust/metrics with the admin
+    /// key; with a folder of apps, one listener for all of them). Keep it
+    /// on a private address. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", env = "GUST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl UpArgs {

@@ -2,6 +2,7 @@
 //! apps (no `gust.toml` of its own) is handed to [`super::up_many`].
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,18 +21,22 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     }
     let backends = args.backend_config()?;
     let serve = args.serve_options()?;
-    start(HostOptions {
-        app_dir: std::path::absolute(&args.dir).unwrap_or(args.dir),
-        listen: args.listen,
-        watch: !args.no_watch,
-        reuse_instances: args.reuse_instances,
-        pooling: !args.no_pooling,
-        echo_logs: !args.quiet,
-        backends,
-        mqtt_listen: args.mqtt_listen,
-        cluster: None,
-        serve,
-    })
+    let metrics_listen = args.metrics_listen;
+    start(
+        HostOptions {
+            app_dir: std::path::absolute(&args.dir).unwrap_or(args.dir),
+            listen: args.listen,
+            watch: !args.no_watch,
+            reuse_instances: args.reuse_instances,
+            pooling: !args.no_pooling,
+            echo_logs: !args.quiet,
+            backends,
+            mqtt_listen: args.mqtt_listen,
+            cluster: None,
+            serve,
+        },
+        metrics_listen,
+    )
 }
 
 /// Runs the node described by a `node.toml`.
@@ -54,24 +59,32 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
     let serve = super::serve_options(node.header_timeout, node.idle_timeout, tls)
         .with_context(|| format!("{}: tls", config.display()))?;
     if let Some(cluster) = node.cluster.clone() {
+        if node.metrics_listen.is_some() {
+            eprintln!(
+                "gust: metrics_listen is ignored on a cluster node; scrape /<app>/_gust/metrics with the admin key"
+            );
+        }
         return super::serve_cluster::serve(config, node, cluster, serve);
     }
     let app = node.app.clone().context("the node config names no app")?;
-    start(HostOptions {
-        app_dir: std::path::absolute(&app).unwrap_or(app),
-        listen: node.listen,
-        watch: node.watch,
-        reuse_instances: node.reuse_instances,
-        pooling: node.pooling,
-        echo_logs: true,
-        backends,
-        mqtt_listen: node.mqtt_listen,
-        cluster: None,
-        serve,
-    })
+    start(
+        HostOptions {
+            app_dir: std::path::absolute(&app).unwrap_or(app),
+            listen: node.listen,
+            watch: node.watch,
+            reuse_instances: node.reuse_instances,
+            pooling: node.pooling,
+            echo_logs: true,
+            backends,
+            mqtt_listen: node.mqtt_listen,
+            cluster: None,
+            serve,
+        },
+        node.metrics_listen,
+    )
 }
 
-fn start(options: HostOptions) -> Result<ExitCode> {
+fn start(options: HostOptions, metrics_listen: Option<SocketAddr>) -> Result<ExitCode> {
     let phases = Phases::new();
     let app = gust_host::load_app(&options.app_dir)?;
     let components = build_with_progress(&phases, &app)?;
@@ -86,11 +99,12 @@ fn start(options: HostOptions) -> Result<ExitCode> {
     ));
     let result = runtime.block_on(gust_host::run(
         options,
+        metrics_listen,
         app,
         components,
-        |host| {
+        |host, metrics| {
             starting.done("");
-            announce(host);
+            announce(host, metrics);
         },
         |result| match result {
             Ok(()) => eprintln!("gust: reloaded"),
@@ -135,8 +149,9 @@ pub(super) fn build_with_progress(
     }
 }
 
-/// Prints one line with `ready` and every route's URL, then a line per route.
-fn announce(host: &Host) {
+/// Prints one line with `ready` and every route's URL, then a line per
+/// route, and the metrics listener's URL if there is one.
+fn announce(host: &Host, metrics: Option<SocketAddr>) {
     let url = host.url();
     let (routes, details) = describe(host, &url);
     println!(
@@ -146,6 +161,12 @@ fn announce(host: &Host) {
     );
     for line in details {
         println!("{line}");
+    }
+    if let Some(addr) = metrics {
+        println!(
+            "  {:<12} http://{addr}/metrics (Prometheus, no key)",
+            "metrics"
+        );
     }
 }
 

@@ -9,7 +9,8 @@
 //! gateway crate; `GET /` indexes the apps and their pages). All apps'
 //! function crates are built together (one `cargo build` per cargo
 //! workspace). An app that fails to build or start is reported and the
-//! others run.
+//! others run. With `--metrics-listen`, one metrics listener serves every
+//! app's series, each labelled with its own `app`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -109,6 +110,19 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
     front
         .set_nonblocking(true)
         .context("cannot configure the front listener")?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).with_context(|| {
+                format!(
+                    "cannot listen on {addr} for metrics; choose another --metrics-listen address"
+                )
+            })?;
+            l.set_nonblocking(true)
+                .context("cannot configure the metrics listener")?;
+            Some(l)
+        }
+        None => None,
+    };
     share_target_dir(&args.dir);
     // Read the certificate before minutes of building, too.
     let front_options = args.serve_options()?;
@@ -139,14 +153,22 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
             ..front_options.clone()
         },
     };
+    let listeners = Listeners { front, metrics };
     runtime.block_on(serve_all(
         &phases,
-        front,
+        listeners,
         front_options,
         options,
         built,
         failed,
     ))
+}
+
+/// The listeners bound before building: the front, and the metrics
+/// listener of `--metrics-listen`.
+struct Listeners {
+    front: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
 }
 
 /// Apps that failed to load or build, each with its error.
@@ -235,7 +257,7 @@ fn share_target_dir(dir: &Path) {
 /// Starts every built app, the front listener, and serves until a signal.
 async fn serve_all(
     phases: &Phases,
-    front: std::net::TcpListener,
+    listeners: Listeners,
     front_options: gust_host::ServeOptions,
     options: HostOptions,
     built: Vec<Built>,
@@ -271,7 +293,15 @@ async fn serve_all(
         );
     }
 
-    let front = TcpListener::from_std(front).context("cannot use the front listener")?;
+    let front = TcpListener::from_std(listeners.front).context("cannot use the front listener")?;
+    let metrics = match listeners.metrics {
+        Some(l) => Some(TcpListener::from_std(l).context("cannot use the metrics listener")?),
+        None => None,
+    };
+    let metrics_url = match &metrics {
+        Some(l) => Some(format!("http://{}/metrics", l.local_addr()?)),
+        None => None,
+    };
     let front_url = format!("{}://{}", front_options.scheme(), front.local_addr()?);
     let apps = running
         .iter()
@@ -283,6 +313,9 @@ async fn serve_all(
         .collect();
     let state = Arc::new(Front::new(front_url.clone(), apps, failures)?);
     announce(&front_url, &running, &failed);
+    if let Some(url) = &metrics_url {
+        println!("  {:<16} {url} (Prometheus, every app, no key)", "metrics");
+    }
 
     let mut tasks = Vec::new();
     for r in &mut running {
@@ -292,6 +325,14 @@ async fn serve_all(
         tasks.push(tokio::spawn(server::serve(
             listener,
             r.host.clone(),
+            stopped(stop_rx.clone()),
+        )));
+    }
+    if let Some(listener) = metrics {
+        let hosts = running.iter().map(|r| r.host.clone()).collect();
+        tasks.push(tokio::spawn(gust_host::metrics::listener::serve(
+            listener,
+            hosts,
             stopped(stop_rx.clone()),
         )));
     }

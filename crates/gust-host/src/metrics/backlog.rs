@@ -1,0 +1,103 @@
+//! Backlogs read from the app's backends at scrape time: the depth and
+//! dead-letter depth of each queue the app names (queue triggers and queue
+//! bindings), and how far each stream-triggered function is behind in each
+//! partition. A backend that errs or is slow (over [`TIMEOUT`]) leaves its
+//! samples out of that scrape instead of failing it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gust_backends::queue::dead_letter_name;
+use gust_manifest::{BindingKind, EventTriggerKind, Trigger};
+
+use super::text::{Families, Kind};
+use crate::host::Host;
+
+/// Longest wait for one backend call during a scrape.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `call` with [`TIMEOUT`]; `None` on error or timeout.
+async fn bounded<T, E>(call: impl Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(TIMEOUT, call).await.ok()?.ok()
+}
+
+/// Adds the app's queue depths and stream lags to `families`.
+pub async fn collect(host: &Host, families: &mut Families) {
+    let app = host.current();
+    let name = app.app.name.as_str();
+    let mut queues = BTreeSet::new();
+    for f in &app.app.functions {
+        if let Trigger::Queue(q) = &f.trigger {
+            queues.insert(q.queue.as_str());
+        }
+        for b in f.bindings.values() {
+            if matches!(b.kind, BindingKind::Queue) {
+                queues.insert(b.resource.as_str());
+            }
+        }
+    }
+    for queue in queues {
+        let labels = [("app", name), ("queue", queue)];
+        for (metric, help, of) in [
+            (
+                "gust_queue_depth",
+                "Messages waiting in the queue (not counting leased ones).",
+                queue.to_string(),
+            ),
+            (
+                "gust_queue_deadletter_depth",
+                "Dead letters of the queue (`gust queue dlq list` shows them).",
+                dead_letter_name(queue),
+            ),
+        ] {
+            let Some(q) = bounded(host.queues().queue(&of)).await else {
+                continue;
+            };
+            if let Some(depth) = bounded(q.depth()).await {
+                families
+                    .family(metric, help, Kind::Gauge)
+                    .sample(&labels, depth);
+            }
+        }
+    }
+    for f in &app.app.functions {
+        let Trigger::Event {
+            kind: EventTriggerKind::Stream,
+            settings,
+        } = &f.trigger
+        else {
+            continue;
+        };
+        let Some(stream_name) = settings.get("stream").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let Some(stream) = bounded(host.streams().stream(stream_name)).await else {
+            continue;
+        };
+        for p in 0..stream.partitions() {
+            let Some(offsets) = bounded(stream.offsets(p)).await else {
+                continue;
+            };
+            let Some(checkpoint) = bounded(stream.checkpoint(&f.name, p)).await else {
+                continue;
+            };
+            let consumed = checkpoint.unwrap_or(offsets.earliest).max(offsets.earliest);
+            let partition = p.to_string();
+            families
+                .family(
+                    "gust_stream_lag_records",
+                    "Records of the partition the stream-triggered function has not checkpointed yet.",
+                    Kind::Gauge,
+                )
+                .sample(
+                    &[
+                        ("app", name),
+                        ("function", f.name.as_str()),
+                        ("stream", stream_name),
+                        ("partition", partition.as_str()),
+                    ],
+                    offsets.next.saturating_sub(consumed),
+                );
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Metrics in the Prometheus text format (version 0.0.4), named after the
+//! OpenTelemetry FaaS conventions: `GET /_gust/metrics` on a host (admin
+//! key) and `GET /metrics` on the optional `--metrics-listen` listener (no
+//! key; one listener for every app of a multi-app `gust up`).
+//!
+//! * [`text`] — the exposition format encoder;
+//! * [`histogram`] — lock-free duration histograms;
+//! * [`function`] — the per-function series the invocation paths bump;
+//! * [`backlog`] — queue depths and stream lags read at scrape time;
+//! * [`process`] — resident memory and friends from `/proc`;
+//! * [`listener`] — the key-less metrics listener.
+
+pub mod backlog;
+pub mod function;
+pub mod histogram;
+pub mod listener;
+pub mod process;
+pub mod text;
+
+use std::sync::Arc;
+
+use http::{Response, header};
+
+pub use function::{FunctionMetrics, FunctionRegistry, InFlight};
+
+use crate::body::{self, Body};
+use crate::host::Host;
+
+/// The exposition text for `hosts` (every app's series labelled with its
+/// own `app`), then the process's metrics.
+pub async fn render(hosts: &[Arc<Host>]) -> String {
+    let mut families = text::Families::default();
+    for host in hosts {
+        function::collect(&host.current(), &mut families);
+    }
+    for host in hosts {
+        backlog::collect(host, &mut families).await;
+    }
+    process::collect(&mut families);
+    families.encode()
+}
+
+/// A scrape response for `hosts`.
+pub async fn response(hosts: &[Arc<Host>]) -> Response<Body> {
+    let mut r = Response::new(body::full(render(hosts).await));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(text::CONTENT_TYPE),
+    );
+    r
+}
