@@ -10,6 +10,10 @@ use std::time::Duration;
 use gust_backends::queue::dead_letter_name;
 use gust_manifest::{BindingKind, EventTriggerKind, Trigger};
 
+use gust_triggers::queue::{QueueKind, QueueSettings};
+use gust_triggers::registry::TriggerKind;
+use gust_triggers::settings::Settings;
+
 use super::text::{Families, Kind};
 use crate::host::Host;
 
@@ -27,16 +31,19 @@ pub async fn collect(host: &Host, families: &mut Families) {
     let name = app.app.name.as_str();
     let mut queues = BTreeSet::new();
     for f in &app.app.functions {
-        if let Trigger::Queue(q) = &f.trigger {
-            queues.insert(q.queue.as_str());
+        if QueueKind.serves(&f.trigger)
+            && let Ok(q) = QueueSettings::of(f)
+        {
+            queues.insert(q.queue);
         }
         for b in f.bindings.values() {
             if matches!(b.kind, BindingKind::Queue) {
-                queues.insert(b.resource.as_str());
+                queues.insert(b.resource.clone());
             }
         }
     }
-    for queue in queues {
+    for queue in &queues {
+        let queue = queue.as_str();
         let labels = [("app", name), ("queue", queue)];
         for (metric, help, of) in [
             (
