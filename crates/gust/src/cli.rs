@@ -218,6 +218,29 @@ impl UpArgs {
         crate::commands::serve_options(self.header_timeout, self.idle_timeout, tls)
     }
 
+    /// What the hosts of `gust up` run with: the flags, plus `app_dir`,
+    /// `listen` and listener options `serve` (which differ between one app
+    /// and the apps of a folder).
+    pub fn host_options(
+        &self,
+        app_dir: PathBuf,
+        listen: SocketAddr,
+        serve: gust_host::ServeOptions,
+    ) -> anyhow::Result<gust_host::HostOptions> {
+        Ok(gust_host::HostOptions {
+            app_dir,
+            listen,
+            watch: !self.no_watch,
+            reuse_instances: self.reuse_instances,
+            pooling: !self.no_pooling,
+            echo_logs: !self.quiet,
+            backends: self.backend_config()?,
+            mqtt_listen: self.mqtt_listen,
+            cluster: None,
+            serve,
+        })
+    }
+
     /// The engines chosen by `--nats`, `--postgres` and `--backend`.
     pub fn backend_config(&self) -> anyhow::Result<gust_host::BackendConfig> {
         let mut config = gust_host::BackendConfig {

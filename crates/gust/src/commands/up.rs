@@ -19,24 +19,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     if let Some(apps) = super::up_many::app_folders(&args.dir)? {
         return super::up_many::up_many(args, apps);
     }
-    let backends = args.backend_config()?;
-    let serve = args.serve_options()?;
-    let metrics_listen = args.metrics_listen;
-    start(
-        HostOptions {
-            app_dir: std::path::absolute(&args.dir).unwrap_or(args.dir),
-            listen: args.listen,
-            watch: !args.no_watch,
-            reuse_instances: args.reuse_instances,
-            pooling: !args.no_pooling,
-            echo_logs: !args.quiet,
-            backends,
-            mqtt_listen: args.mqtt_listen,
-            cluster: None,
-            serve,
-        },
-        metrics_listen,
-    )
+    let app_dir = std::path::absolute(&args.dir).unwrap_or(args.dir.clone());
+    let options = args.host_options(app_dir, args.listen, args.serve_options()?)?;
+    start(options, args.metrics_listen)
 }
 
 /// Runs the node described by a `node.toml`.

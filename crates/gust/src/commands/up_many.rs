@@ -135,24 +135,16 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         .thread_name("gust")
         .build()
         .context("cannot start the async runtime")?;
-    let backends = args.backend_config()?;
-    let options = HostOptions {
-        app_dir: PathBuf::new(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        watch: !args.no_watch,
-        reuse_instances: args.reuse_instances,
-        pooling: !args.no_pooling,
-        echo_logs: !args.quiet,
-        backends,
-        mqtt_listen: args.mqtt_listen,
-        cluster: None,
-        // The apps' own listeners on 127.0.0.1 speak plain HTTP; TLS is the
-        // front's.
-        serve: gust_host::ServeOptions {
+    // The apps' own listeners on 127.0.0.1 speak plain HTTP; TLS is the
+    // front's.
+    let options = args.host_options(
+        PathBuf::new(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        gust_host::ServeOptions {
             tls: None,
             ..front_options.clone()
         },
-    };
+    )?;
     let listeners = Listeners { front, metrics };
     runtime.block_on(serve_all(
         &phases,
