@@ -15,9 +15,9 @@ use gust_events::{Event, Outcome};
 use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
 use gust_triggers::http::{HttpRouter, Keys};
-use gust_triggers::registry::{self, StartContext, TriggerKind};
+use gust_triggers::registry::{self, StartContext};
 use gust_triggers::settings::Settings;
-use gust_triggers::topic::{Publisher, TopicKind, TopicSettings};
+use gust_triggers::topic::{Publisher, TopicSettings};
 use gust_triggers::{Dispatcher, Shutdown};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
@@ -317,7 +317,6 @@ impl LoadedApp {
             .app
             .functions
             .iter()
-            .filter(|f| TopicKind.serves(&f.trigger))
             .filter_map(|f| Some((TopicSettings::of(f).ok()?.topic, f.name.clone())))
             .collect();
         for name in topics.topics().await.context("cannot list topics")? {

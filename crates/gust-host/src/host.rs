@@ -12,9 +12,8 @@ use gust_backends::{BackendConfig, Queue, QueueProvider, Services, StreamProvide
 use gust_manifest::App;
 use gust_runtime::{LogLevel, LogSink, Runtime, RuntimeOptions};
 use gust_triggers::ownership::Membership;
-use gust_triggers::registry::TriggerKind;
 use gust_triggers::settings::Settings;
-use gust_triggers::topic::{TopicKind, TopicSettings};
+use gust_triggers::topic::TopicSettings;
 
 use crate::app::{FunctionStats, LoadContext, LoadedApp, TriggerContext};
 
@@ -245,8 +244,7 @@ impl Host {
     pub async fn open_queue(&self, name: &str) -> gust_backends::Result<Arc<dyn Queue>> {
         let app = self.current();
         for f in &app.app.functions {
-            if TopicKind.serves(&f.trigger)
-                && let Ok(t) = TopicSettings::of(f)
+            if let Ok(t) = TopicSettings::of(f)
                 && gust_backends::topic::subscription_queue(&t.topic, &f.name) == name
             {
                 return self

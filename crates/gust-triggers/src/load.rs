@@ -123,6 +123,16 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_read_only_by_their_own_kind() {
+        use crate::settings::Settings;
+        let app = loads("queue = { queue = \"q\" }");
+        let f = &app.functions[0];
+        assert_eq!(crate::queue::QueueSettings::of(f).unwrap().queue, "q");
+        let e = crate::topic::TopicSettings::of(f).unwrap_err();
+        assert!(e.message.contains("not a topic trigger"), "{e}");
+    }
+
+    #[test]
     fn settings_written_as_their_own_table_are_located_too() {
         let dir = app_dir(&format!(
             "{HEAD}[function.trigger.stream]\nstream = \"s\"\n\nbatch_size = 0\n"

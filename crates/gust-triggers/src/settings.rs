@@ -21,11 +21,16 @@ pub trait Settings: DeserializeOwned {
     /// Checks what serde cannot: names, ranges, patterns.
     fn check(&self) -> Result<(), Invalid>;
 
-    /// Reads and checks the settings of `function`'s trigger.
+    /// Reads and checks the settings of `function`'s trigger; an error if
+    /// its trigger is of another kind.
     fn of(function: &Function) -> Result<Self, TriggerError> {
-        let table = function.trigger.settings().ok_or_else(|| {
-            TriggerError::new(&function.name, format!("not a {} trigger", Self::KIND))
-        })?;
+        let table = function
+            .trigger
+            .settings()
+            .filter(|_| function.trigger.kind() == Self::KIND)
+            .ok_or_else(|| {
+                TriggerError::new(&function.name, format!("not a {} trigger", Self::KIND))
+            })?;
         let settings: Self = read(table).map_err(|(field, message)| {
             TriggerError::new(
                 &function.name,

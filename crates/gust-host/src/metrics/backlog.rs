@@ -10,8 +10,7 @@ use std::time::Duration;
 use gust_backends::queue::dead_letter_name;
 use gust_manifest::{BindingKind, EventTriggerKind, Trigger};
 
-use gust_triggers::queue::{QueueKind, QueueSettings};
-use gust_triggers::registry::TriggerKind;
+use gust_triggers::queue::QueueSettings;
 use gust_triggers::settings::Settings;
 
 use super::text::{Families, Kind};
@@ -31,9 +30,7 @@ pub async fn collect(host: &Host, families: &mut Families) {
     let name = app.app.name.as_str();
     let mut queues = BTreeSet::new();
     for f in &app.app.functions {
-        if QueueKind.serves(&f.trigger)
-            && let Ok(q) = QueueSettings::of(f)
-        {
+        if let Ok(q) = QueueSettings::of(f) {
             queues.insert(q.queue);
         }
         for b in f.bindings.values() {
