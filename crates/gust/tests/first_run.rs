@@ -186,7 +186,8 @@ fn an_example_copied_out_of_the_repository_builds_and_runs() {
     let mut last = serde_json::Value::Null;
     let stored = eventually(Duration::from_secs(30), || {
         last = get(&format!("{}/api/devices", host.url), &[]).json();
-        last["totals"]["readings"] == 1
+        // The list and the totals are two queries: wait until both see it.
+        last["totals"]["readings"] == 1 && last["devices"][0]["device"] == "d01"
     });
     assert!(stored, "the reading never reached the query API: {last}");
     assert_eq!(last["devices"][0]["device"], "d01", "{last}");
