@@ -50,13 +50,16 @@ pub fn watch(
     Ok(watcher)
 }
 
-/// Changes under `.gust/`, `target/` or hidden folders are ours or noise.
+/// Changes under `.gust/`, `target/`, package folders (`node_modules/`,
+/// `__pycache__/`) or hidden folders are ours, a tool's, or noise.
 fn relevant(root: &Path, path: &Path) -> bool {
     let rel = path.strip_prefix(root).unwrap_or(path);
     !rel.components().any(|c| match c {
         Component::Normal(name) => {
             let name = name.to_string_lossy();
-            name == "target" || name.starts_with('.') || name.ends_with('~')
+            matches!(&*name, "target" | "node_modules" | "__pycache__")
+                || name.starts_with('.')
+                || name.ends_with('~')
         }
         _ => false,
     })
@@ -83,6 +86,8 @@ mod tests {
         assert!(relevant(root, Path::new("/app/functions/f/src/lib.rs")));
         assert!(!relevant(root, Path::new("/app/.gust/logs/functions.log")));
         assert!(!relevant(root, Path::new("/app/functions/f/target/x")));
+        assert!(!relevant(root, Path::new("/app/functions/f/node_modules/x/i.js")));
+        assert!(!relevant(root, Path::new("/app/functions/f/__pycache__/app.pyc")));
         assert!(!relevant(root, Path::new("/app/src/.lib.rs.swp")));
     }
 

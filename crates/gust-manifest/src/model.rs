@@ -103,8 +103,29 @@ pub enum Source {
         /// The crate's package name (from its `Cargo.toml`).
         package: String,
     },
+    /// A JavaScript or TypeScript folder with a `package.json`, bundled and
+    /// componentized by `gust build`.
+    Js {
+        /// Absolute path of the folder.
+        dir: PathBuf,
+    },
+    /// A Python folder with a `pyproject.toml`, componentized by `gust build`.
+    Python {
+        /// Absolute path of the folder.
+        dir: PathBuf,
+    },
     /// A prebuilt component file.
     Wasm(PathBuf),
+}
+
+impl Source {
+    /// The source folder `gust build` builds, unless this is a prebuilt file.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Source::Crate { dir, .. } | Source::Js { dir } | Source::Python { dir } => Some(dir),
+            Source::Wasm(_) => None,
+        }
+    }
 }
 
 /// What starts a function.

@@ -396,7 +396,7 @@ impl Parser<'_> {
                     key,
                     format!("function `{fname}`: component file `{rel}` does not exist"),
                     format!(
-                        "build the component to {}, or point `source` at a Rust crate folder",
+                        "build the component to {}, or point `source` at a function folder",
                         path.display()
                     ),
                 ));
@@ -404,16 +404,21 @@ impl Parser<'_> {
             return Ok(Source::Wasm(path));
         }
         let cargo = path.join("Cargo.toml");
+        if !cargo.is_file() && path.join("package.json").is_file() {
+            return Ok(Source::Js { dir: path });
+        }
+        if !cargo.is_file() && path.join("pyproject.toml").is_file() {
+            return Ok(Source::Python { dir: path });
+        }
         let text = std::fs::read_to_string(&cargo).map_err(|_| {
             self.err(
                 Some(span.clone()),
                 key,
                 format!(
-                    "function `{fname}`: source `{rel}` is neither a .wasm file nor a crate folder with a Cargo.toml"
+                    "function `{fname}`: source `{rel}` is not a .wasm file nor a folder with a Cargo.toml (Rust), package.json (JavaScript/TypeScript) or pyproject.toml (Python)"
                 ),
                 format!(
-                    "create the crate (`cargo new --lib {}`), or fix the path (it is relative to {})",
-                    path.display(),
+                    "create the function (`gust new http-rust|http-js|http-ts|http-py DIR` shows the layout), or fix the path (it is relative to {})",
                     self.dir.display()
                 ),
             )
@@ -901,13 +906,30 @@ trigger = { queue = { queue = "jobs" } }
     }
 
     #[test]
+    fn script_folders_are_javascript_or_python_sources() {
+        let dir = app_dir();
+        let js = dir.path().join("functions/js");
+        std::fs::create_dir_all(&js).unwrap();
+        std::fs::write(js.join("package.json"), "{}").unwrap();
+        let py = dir.path().join("functions/py");
+        std::fs::create_dir_all(&py).unwrap();
+        std::fs::write(py.join("pyproject.toml"), "").unwrap();
+        let text = "[app]\nname = \"a\"\n[[function]]\nname = \"j\"\nsource = \"functions/js\"\ntrigger = { http = { route = \"/j\" } }\n[[function]]\nname = \"p\"\nsource = \"functions/py\"\ntrigger = { http = { route = \"/p\" } }\n";
+        let app = parse(dir.path(), text).unwrap();
+        assert_eq!(app.functions[0].source, Source::Js { dir: js.clone() });
+        assert_eq!(app.functions[1].source, Source::Python { dir: py.clone() });
+        assert_eq!(app.functions[0].source.dir(), Some(js.as_path()));
+    }
+
+    #[test]
     fn missing_source_says_how_to_fix() {
         let e = error_of(
             "[app]\nname = \"a\"\n[[function]]\nname = \"f\"\nsource = \"functions/nope\"\ntrigger = { http = { route = \"/x\" } }\n",
         );
         assert_eq!(e.line, 5);
         assert!(e.message.contains("functions/nope"), "{e}");
-        assert!(e.fix.contains("cargo new"), "{e}");
+        assert!(e.fix.contains("gust new"), "{e}");
+        assert!(e.message.contains("package.json"), "{e}");
         let e = error_of(
             "[app]\nname = \"a\"\n[[function]]\nname = \"f\"\ntrigger = { http = { route = \"/x\" } }\n",
         );

@@ -19,14 +19,14 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an app from a template (http-rust, event-rust).
+    /// Create an app from a template (http-rust, event-rust, http-js, event-js, http-ts, http-py, event-py).
     New {
-        /// Template name: `http-rust` or `event-rust`.
+        /// Template name: `http-rust`, `event-rust`, `http-js`, `event-js`, `http-ts`, `http-py` or `event-py`.
         template: String,
         /// Folder to create (must not exist or be empty).
         dir: PathBuf,
     },
-    /// Build the app's Rust functions for wasm32-wasip2.
+    /// Build the app's functions (Rust crates, JavaScript/TypeScript and Python folders) into components.
     Build {
         /// App folder (holding gust.toml).
         #[arg(default_value = ".")]

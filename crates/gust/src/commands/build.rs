@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::progress::Phases;
 use anyhow::Result;
 
-/// Builds every Rust function of the app in `dir`.
+/// Builds every function of the app in `dir` (Rust, JavaScript/TypeScript, Python).
 pub fn run(dir: &Path) -> Result<ExitCode> {
     let app = gust_host::load_app(dir)?;
     let components = super::up::build_with_progress(&Phases::new(), &app)?;

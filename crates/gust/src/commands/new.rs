@@ -39,6 +39,70 @@ const TEMPLATES: &[(&str, &[TemplateFile])] = &[
             ("functions/worker/src/lib.rs", "functions/worker/src/lib.rs"),
         ]
     ),
+    template!(
+        "http-js",
+        [
+            ("gust.toml", "gust.toml"),
+            (".gitignore", "gitignore.tmpl"),
+            (
+                "functions/hello/package.json",
+                "functions/hello/package.json.tmpl"
+            ),
+            ("functions/hello/src/index.js", "functions/hello/src/index.js"),
+        ]
+    ),
+    template!(
+        "http-ts",
+        [
+            ("gust.toml", "gust.toml"),
+            (".gitignore", "gitignore.tmpl"),
+            (
+                "functions/hello/package.json",
+                "functions/hello/package.json.tmpl"
+            ),
+            (
+                "functions/hello/tsconfig.json",
+                "functions/hello/tsconfig.json.tmpl"
+            ),
+            ("functions/hello/src/index.ts", "functions/hello/src/index.ts"),
+        ]
+    ),
+    template!(
+        "event-js",
+        [
+            ("gust.toml", "gust.toml"),
+            (".gitignore", "gitignore.tmpl"),
+            (
+                "functions/worker/package.json",
+                "functions/worker/package.json.tmpl"
+            ),
+            ("functions/worker/src/index.js", "functions/worker/src/index.js"),
+        ]
+    ),
+    template!(
+        "http-py",
+        [
+            ("gust.toml", "gust.toml"),
+            (".gitignore", "gitignore.tmpl"),
+            (
+                "functions/hello/pyproject.toml",
+                "functions/hello/pyproject.toml.tmpl"
+            ),
+            ("functions/hello/app.py", "functions/hello/app.py"),
+        ]
+    ),
+    template!(
+        "event-py",
+        [
+            ("gust.toml", "gust.toml"),
+            (".gitignore", "gitignore.tmpl"),
+            (
+                "functions/worker/pyproject.toml",
+                "functions/worker/pyproject.toml.tmpl"
+            ),
+            ("functions/worker/app.py", "functions/worker/app.py"),
+        ]
+    ),
 ];
 
 /// Writes the template into `dir`.
@@ -63,6 +127,13 @@ pub fn run(template: &str, dir: &Path) -> Result<ExitCode> {
     }
     let app_name = app_name(dir);
     let sdk_version = gust_host::sdk::rust_requirement();
+    let language = Language::of(template);
+    let sdk_dir = match language {
+        Language::Rust => gust_host::sdk::cache_dir(),
+        // The TypeScript template's tsconfig points editors at the SDK's sources.
+        _ => gust_host::sdk::unpacked()?,
+    };
+    let js_src = sdk_dir.join("sdk/js/src");
     for (out, text) in files.iter() {
         let path = dir.join(out);
         if let Some(parent) = path.parent() {
@@ -71,16 +142,50 @@ pub fn run(template: &str, dir: &Path) -> Result<ExitCode> {
         }
         let text = text
             .replace("{{app_name}}", &app_name)
-            .replace("{{sdk_version}}", &sdk_version);
+            .replace("{{sdk_version}}", &sdk_version)
+            .replace("{{js_sdk}}", &js_src.join("index.ts").display().to_string())
+            .replace(
+                "{{js_sdk_types}}",
+                &js_src.join("wit.d.ts").display().to_string(),
+            );
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("created app `{app_name}` in {}", dir.display());
-    println!(
-        "functions depend on gust-sdk = \"{sdk_version}\"; `gust build` and `gust up` supply the SDK shipped in this binary (offline, from {})",
-        gust_host::sdk::cache_dir().display()
-    );
+    match language {
+        Language::Rust => println!(
+            "functions depend on gust-sdk = \"{sdk_version}\"; `gust build` and `gust up` supply the SDK shipped in this binary (offline, from {})",
+            sdk_dir.display()
+        ),
+        Language::Js => println!(
+            "functions import `@gust/sdk`; `gust build` bundles the SDK shipped in this binary ({}) and installs the JavaScript toolchain (componentize-js, rolldown) with npm on first use",
+            js_src.display()
+        ),
+        Language::Python => println!(
+            "functions `import gust`; `gust build` adds the SDK shipped in this binary ({}) and installs the Python toolchain (componentize-py) with pip on first use",
+            sdk_dir.join("sdk/python").display()
+        ),
+    }
     println!("next: gust up {}", dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The language of a template's functions.
+enum Language {
+    Rust,
+    Js,
+    Python,
+}
+
+impl Language {
+    fn of(template: &str) -> Self {
+        if template.ends_with("-js") || template.ends_with("-ts") {
+            Language::Js
+        } else if template.ends_with("-py") {
+            Language::Python
+        } else {
+            Language::Rust
+        }
+    }
 }
 
 /// A valid app name from the folder name.

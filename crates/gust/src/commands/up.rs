@@ -109,19 +109,12 @@ pub(super) fn build_with_progress(
     phases: &Phases,
     app: &gust_manifest::App,
 ) -> Result<BTreeMap<String, PathBuf>> {
-    let crates = app
-        .functions
-        .iter()
-        .filter(|f| matches!(f.source, gust_manifest::Source::Crate { .. }))
-        .count();
-    if crates > 0 {
+    let sources = super::up_many::SourceCounts::of([app]);
+    if sources.crates > 0 {
         phases.run(&format!("toolchain: {WASM_TARGET}"), ensure_wasm_target)?;
     }
     let bar = BuildBar::new();
-    let phase = phases.begin(format!(
-        "building app `{}` ({crates} function crates)",
-        app.name
-    ));
+    let phase = phases.begin(format!("building app `{}` ({sources})", app.name));
     match build_app(app, &bar) {
         Ok(components) => {
             phase.done(&bar.summary());

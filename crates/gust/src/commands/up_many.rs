@@ -199,12 +199,14 @@ fn build_all(phases: &Phases, apps: Vec<AppFolder>) -> Result<(Vec<Built>, Faile
         .map(|d| gust_host::builder::rust::workspace_root(d))
         .collect();
     let bar = BuildBar::new();
+    let sources = SourceCounts::of(loaded.iter().map(|(_, app)| app));
     let phase = phases.begin(format!(
-        "building {} apps: {} function crates in {} cargo {}",
+        "building {} apps: {} function crates in {} cargo {}{}",
         loaded.len(),
         crate_dirs.len(),
         workspaces.len(),
-        if workspaces.len() == 1 { "run" } else { "runs" }
+        if workspaces.len() == 1 { "run" } else { "runs" },
+        sources.scripts_suffix()
     ));
     let apps: Vec<&App> = loaded.iter().map(|(_, app)| app).collect();
     let results = build_apps(&apps, &target_dir(apps[0]), &bar);
@@ -228,6 +230,64 @@ fn build_all(phases: &Phases, apps: Vec<AppFolder>) -> Result<(Vec<Built>, Faile
         }
     }
     Ok((built, failed))
+}
+
+/// How many function sources of each language some apps have (each
+/// folder counted once).
+pub(super) struct SourceCounts {
+    /// Rust crates.
+    pub crates: usize,
+    /// JavaScript/TypeScript folders.
+    pub js: usize,
+    /// Python folders.
+    pub python: usize,
+}
+
+impl SourceCounts {
+    /// Counts the sources of `apps`.
+    pub fn of<'a>(apps: impl IntoIterator<Item = &'a App>) -> Self {
+        let mut seen = BTreeSet::new();
+        let mut counts = SourceCounts {
+            crates: 0,
+            js: 0,
+            python: 0,
+        };
+        for f in apps.into_iter().flat_map(|a| &a.functions) {
+            let Some(dir) = f.source.dir() else { continue };
+            if !seen.insert(dir.to_path_buf()) {
+                continue;
+            }
+            match f.source {
+                Source::Crate { .. } => counts.crates += 1,
+                Source::Js { .. } => counts.js += 1,
+                Source::Python { .. } => counts.python += 1,
+                Source::Wasm(_) => {}
+            }
+        }
+        counts
+    }
+
+    /// `, 1 JavaScript and 2 Python functions` (empty without any).
+    fn scripts_suffix(&self) -> String {
+        let mut parts = Vec::new();
+        if self.js > 0 {
+            parts.push(format!("{} JavaScript/TypeScript", self.js));
+        }
+        if self.python > 0 {
+            parts.push(format!("{} Python", self.python));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(", {} functions", parts.join(" and "))
+        }
+    }
+}
+
+impl std::fmt::Display for SourceCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} function crates{}", self.crates, self.scripts_suffix())
+    }
 }
 
 /// Lets the apps' function crates share one cargo target folder

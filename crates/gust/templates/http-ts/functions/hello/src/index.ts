@@ -1,0 +1,11 @@
+// GET /hello?name=Ada → `hello, Ada! (call #1)`.
+import { kv, variables } from "@gust/sdk";
+
+export default {
+  fetch(request: Request): Response {
+    const name = new URL(request.url).searchParams.get("name") || "world";
+    const greeting = variables.get("greeting") ?? "hello";
+    const calls = kv.open("counter").increment("calls");
+    return new Response(`${greeting}, ${name}! (call #${calls})`);
+  },
+};
