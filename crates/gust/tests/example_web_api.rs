@@ -5,6 +5,10 @@
 //! serving (content types, 304, fallback, 404, traversal) are checked over
 //! HTTP; then the same page works under `/web-api/` when `gust up` serves a
 //! folder of apps.
+//!
+//! Every test runs against both versions of the app: `examples/web-api`
+//! (functions in Rust) and `examples/web-api-ts` (the same functions in
+//! TypeScript).
 
 mod browser;
 mod common;
@@ -17,10 +21,14 @@ use browser::Browser;
 use common::*;
 use serde_json::{Value, json};
 
-/// Copies the example into `dest` (its manifest with sources pointing back
-/// at the example's functions, and its `public/` folder).
-fn copy_example(dest: &Path) {
-    let example = repo().join("examples/web-api");
+/// The two versions of the example: Rust and TypeScript functions.
+const RUST: &str = "web-api";
+const TYPESCRIPT: &str = "web-api-ts";
+
+/// Copies the example `name` into `dest` (its manifest with sources
+/// pointing back at the example's functions, and its `public/` folder).
+fn copy_example(name: &str, dest: &Path) {
+    let example = repo().join("examples").join(name);
     std::fs::create_dir_all(dest.join("public")).unwrap();
     let manifest = std::fs::read_to_string(example.join("gust.toml")).unwrap();
     let functions = format!("source = \"{}/functions/", example.display());
@@ -100,8 +108,17 @@ fn choose_in_browser(b: &Browser, age: u32, region: &str, interests: &[&str]) ->
 
 #[test]
 fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
+    visitor_gets_a_targeted_ad_and_stats(RUST);
+}
+
+#[test]
+fn typescript_visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
+    visitor_gets_a_targeted_ad_and_stats(TYPESCRIPT);
+}
+
+fn visitor_gets_a_targeted_ad_and_stats(example: &str) {
     let app = tempfile::tempdir().unwrap();
-    copy_example(app.path());
+    copy_example(example, app.path());
     let mut host = up(app.path(), &["--quiet"]);
     let url = host.url.clone();
 
@@ -203,7 +220,7 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
         json!(["Trail boots that climb with you", "1", "1", "100.0%"])
     );
     assert_eq!(b.text_of("#total-impressions"), "1");
-    b.screenshot(&browser::artifact("web-api"));
+    b.screenshot(&browser::artifact(example));
 
     // ── The API agrees with what the page showed.
     assert_eq!(stats_of(&url, "trail-boots"), (1, 1, 1.0));
@@ -280,8 +297,17 @@ fn visitor_gets_a_targeted_ad_and_stats_in_a_real_browser() {
 
 #[test]
 fn the_page_works_under_its_prefix_in_a_folder_of_apps() {
+    page_works_under_its_prefix(RUST);
+}
+
+#[test]
+fn typescript_page_works_under_its_prefix_in_a_folder_of_apps() {
+    page_works_under_its_prefix(TYPESCRIPT);
+}
+
+fn page_works_under_its_prefix(example: &str) {
     let root = tempfile::tempdir().unwrap();
-    copy_example(&root.path().join("web-api"));
+    copy_example(example, &root.path().join("web-api"));
     let mut host = up(root.path(), &["--quiet", "--no-watch"]);
     let front = host.url.clone();
 

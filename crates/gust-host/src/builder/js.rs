@@ -102,7 +102,12 @@ pub fn build(dir: &Path, progress: &dyn BuildProgress) -> Result<PathBuf> {
             toolchain_name().as_bytes(),
             sdk::version().as_bytes(),
             BUILD_SCRIPT.as_bytes(),
-            module.to_string_lossy().as_bytes(),
+            // Relative: the same sources build once wherever they live.
+            module
+                .strip_prefix(dir)
+                .unwrap_or(&module)
+                .to_string_lossy()
+                .as_bytes(),
         ],
     )?;
     let unpacked = sdk::unpacked()?;
