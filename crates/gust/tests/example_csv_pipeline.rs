@@ -11,6 +11,10 @@
 //! 127.0.0.1:9000, `--backend blob=s3://...`): files are dropped with
 //! `PutObject` instead of `cp`, the browser is skipped, the HTTP checks are
 //! the same, and the objects are then checked in the bucket with boto3.
+//!
+//! Every test runs against both versions of the app: `examples/csv-pipeline`
+//! (functions in Rust) and `examples/csv-pipeline-py` (the same functions
+//! in Python).
 
 mod browser;
 mod common;
@@ -24,10 +28,14 @@ use browser::Browser;
 use common::*;
 use serde_json::{Value, json};
 
-/// Copies the example into `dest` (its manifest with sources pointing back
-/// at the example's functions, and its `public/` folder).
-fn copy_example(dest: &Path) {
-    let example = repo().join("examples/csv-pipeline");
+/// The two versions of the example: Rust and Python functions.
+const RUST: &str = "csv-pipeline";
+const PYTHON: &str = "csv-pipeline-py";
+
+/// Copies the example `name` into `dest` (its manifest with sources
+/// pointing back at the example's functions, and its `public/` folder).
+fn copy_example(name: &str, dest: &Path) {
+    let example = repo().join("examples").join(name);
     std::fs::create_dir_all(dest.join("public")).unwrap();
     let manifest = std::fs::read_to_string(example.join("gust.toml")).unwrap();
     let functions = format!("source = \"{}/functions/", example.display());
@@ -178,13 +186,22 @@ fn pairs(v: &Value, key: &str) -> BTreeMap<String, i64> {
 
 #[test]
 fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
+    dropped_csv_becomes_rows_and_a_dashboard(RUST);
+}
+
+#[test]
+fn python_a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
+    dropped_csv_becomes_rows_and_a_dashboard(PYTHON);
+}
+
+fn dropped_csv_becomes_rows_and_a_dashboard(example: &str) {
     let sample = repo().join("examples/csv-pipeline/sample/sales-2026-q1.csv");
     let csv = std::fs::read_to_string(&sample).unwrap();
     let want = expected(&csv);
     assert_eq!(want.rejected_lines, vec![19, 27], "the sample changed");
 
     let app = tempfile::tempdir().unwrap();
-    copy_example(app.path());
+    copy_example(example, app.path());
     let mut host = up(app.path(), &["--quiet"]);
     let url = host.url.clone();
     assert_eq!(summary(&url)["rows"], 0);
@@ -217,7 +234,7 @@ fn a_dropped_csv_becomes_rows_and_a_dashboard_in_a_real_browser() {
     );
     assert!(import_row.contains("line 27: units 0"), "{import_row}");
     assert!(b.text_of("#empty").is_empty(), "the empty note is hidden");
-    b.screenshot(&browser::artifact("csv-pipeline"));
+    b.screenshot(&browser::artifact(example));
     drop(b);
 
     after_the_first_import(&url, app.path(), &csv, &|src, name| {
@@ -413,6 +430,15 @@ impl Drop for Bucket {
 
 #[test]
 fn the_uploads_container_on_s3_imports_the_same() {
+    uploads_container_on_s3_imports_the_same(RUST);
+}
+
+#[test]
+fn python_the_uploads_container_on_s3_imports_the_same() {
+    uploads_container_on_s3_imports_the_same(PYTHON);
+}
+
+fn uploads_container_on_s3_imports_the_same(example: &str) {
     let started = Instant::now();
     let sample = repo().join("examples/csv-pipeline/sample/sales-2026-q1.csv");
     let csv = std::fs::read_to_string(&sample).unwrap();
@@ -429,12 +455,13 @@ fn the_uploads_container_on_s3_imports_the_same() {
     let bucket = Bucket::create(&format!("gust-csv-{unique}"));
     let name = format!("csv-pipeline-{unique}");
     let app = tempfile::tempdir().unwrap();
-    copy_example(app.path());
+    copy_example(example, app.path());
     let manifest = std::fs::read_to_string(app.path().join("gust.toml")).unwrap();
-    assert!(manifest.contains("name = \"csv-pipeline\""));
+    let app_name = format!("name = \"{example}\"");
+    assert!(manifest.contains(&app_name));
     std::fs::write(
         app.path().join("gust.toml"),
-        manifest.replace("name = \"csv-pipeline\"", &format!("name = \"{name}\"")),
+        manifest.replace(&app_name, &format!("name = \"{name}\"")),
     )
     .unwrap();
     let backend = format!(

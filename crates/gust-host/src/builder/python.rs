@@ -114,6 +114,7 @@ pub fn build(dir: &Path, progress: &dyn BuildProgress) -> Result<PathBuf> {
             .arg("-o")
             .arg(out)
             .current_dir(dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .output()
             .context("cannot run componentize-py")?;
         if !result.status.success() {
