@@ -86,8 +86,14 @@ mod tests {
         assert!(relevant(root, Path::new("/app/functions/f/src/lib.rs")));
         assert!(!relevant(root, Path::new("/app/.gust/logs/functions.log")));
         assert!(!relevant(root, Path::new("/app/functions/f/target/x")));
-        assert!(!relevant(root, Path::new("/app/functions/f/node_modules/x/i.js")));
-        assert!(!relevant(root, Path::new("/app/functions/f/__pycache__/app.pyc")));
+        assert!(!relevant(
+            root,
+            Path::new("/app/functions/f/node_modules/x/i.js")
+        ));
+        assert!(!relevant(
+            root,
+            Path::new("/app/functions/f/__pycache__/app.pyc")
+        ));
         assert!(!relevant(root, Path::new("/app/src/.lib.rs.swp")));
     }
 

@@ -60,7 +60,10 @@ fn every_language_template_answers_under_gust_up_and_hot_reloads() {
             logs = function_logs(&app, "worker");
             logs.contains("job 42 (attempt 1): 4 words")
         });
-        assert!(handled, "{template}: the job was not handled; logs:\n{logs}");
+        assert!(
+            handled,
+            "{template}: the job was not handled; logs:\n{logs}"
+        );
 
         let (code, _, err) = gust(&["queue", "send", "jobs", "--data", "not json"], &app);
         assert_eq!(code, 0, "gust queue send: {err}");
@@ -97,7 +100,11 @@ fn every_language_template_answers_under_gust_up_and_hot_reloads() {
         body = get(&url, &[]).body;
         body.starts_with("hello, Ada! (visit #")
     });
-    assert!(reloaded, "the edit was not served: {body}\n{}", host.stderr());
+    assert!(
+        reloaded,
+        "the edit was not served: {body}\n{}",
+        host.stderr()
+    );
 }
 
 #[test]

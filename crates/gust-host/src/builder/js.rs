@@ -142,8 +142,8 @@ pub fn build(dir: &Path, progress: &dyn BuildProgress) -> Result<PathBuf> {
 /// `package.json` of `dir`, parsed.
 fn read_package(dir: &Path) -> Result<serde_json::Value> {
     let path = dir.join("package.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 

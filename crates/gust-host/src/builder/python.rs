@@ -41,7 +41,9 @@ pub fn ensure_toolchain(progress: &dyn BuildProgress) -> Result<PathBuf> {
     );
     toolchain::ensure(&toolchain_name(), &what, progress, |dir| {
         toolchain::run(
-            Command::new("python3").args(["-m", "venv"]).arg(dir.join("venv")),
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(dir.join("venv")),
             "python3 -m venv (on Debian/Ubuntu: apt install python3-venv)",
         )?;
         toolchain::run(
@@ -128,8 +130,8 @@ pub fn build(dir: &Path, progress: &dyn BuildProgress) -> Result<PathBuf> {
 /// `pyproject.toml` of `dir`, parsed.
 fn read_project(dir: &Path) -> Result<toml::Table> {
     let path = dir.join("pyproject.toml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     text.parse()
         .with_context(|| format!("{} is not valid TOML", path.display()))
 }

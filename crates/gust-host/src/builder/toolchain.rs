@@ -214,7 +214,9 @@ fn unique() -> u64 {
 /// file's text.
 pub fn copy_wit(from: &Path, to: &Path, rewrite: &dyn Fn(&str) -> String) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
         let entry = entry?;
         let path = entry.path();
         let target = to.join(entry.file_name());

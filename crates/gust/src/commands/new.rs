@@ -48,7 +48,10 @@ const TEMPLATES: &[(&str, &[TemplateFile])] = &[
                 "functions/hello/package.json",
                 "functions/hello/package.json.tmpl"
             ),
-            ("functions/hello/src/index.js", "functions/hello/src/index.js"),
+            (
+                "functions/hello/src/index.js",
+                "functions/hello/src/index.js"
+            ),
         ]
     ),
     template!(
@@ -64,7 +67,10 @@ const TEMPLATES: &[(&str, &[TemplateFile])] = &[
                 "functions/hello/tsconfig.json",
                 "functions/hello/tsconfig.json.tmpl"
             ),
-            ("functions/hello/src/index.ts", "functions/hello/src/index.ts"),
+            (
+                "functions/hello/src/index.ts",
+                "functions/hello/src/index.ts"
+            ),
         ]
     ),
     template!(
@@ -76,7 +82,10 @@ const TEMPLATES: &[(&str, &[TemplateFile])] = &[
                 "functions/worker/package.json",
                 "functions/worker/package.json.tmpl"
             ),
-            ("functions/worker/src/index.js", "functions/worker/src/index.js"),
+            (
+                "functions/worker/src/index.js",
+                "functions/worker/src/index.js"
+            ),
         ]
     ),
     template!(

@@ -286,7 +286,12 @@ impl SourceCounts {
 
 impl std::fmt::Display for SourceCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} function crates{}", self.crates, self.scripts_suffix())
+        write!(
+            f,
+            "{} function crates{}",
+            self.crates,
+            self.scripts_suffix()
+        )
     }
 }
 
