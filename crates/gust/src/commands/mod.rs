@@ -59,6 +59,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gateway { command, target } => gateway::run(&target, command),
         Command::Stream { command, target } => stream::run(&target.into(), command),
         Command::Keys {
+            command:
+                Some(crate::cli::KeysCommand::Rotate {
+                    dir,
+                    admin,
+                    host,
+                    function,
+                }),
+            ..
+        } => keys::rotate(&dir, admin, host, function),
+        Command::Keys {
+            command: None,
             dir,
             host,
             admin,
