@@ -1,10 +1,13 @@
 //! The admin API under `/_gust/`: what the CLI and the console use (plus
 //! `metrics`, for a Prometheus server), and nothing else. Every route but
 //! `health` and `openapi.json` needs the admin key (header `x-gust-key` or
-//! `Authorization: Bearer <key>`).
+//! `Authorization: Bearer <key>`); an address that keeps presenting wrong
+//! keys is slowed down ([`crate::auth_throttle`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -26,8 +29,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Most log lines returned without `follow`.
 const MAX_TAIL: usize = 10_000;
 
-/// Handles a request whose path starts with `/_gust/`.
-pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
+/// Handles a request whose path starts with `/_gust/`, from `client`.
+pub async fn handle(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
@@ -50,7 +53,14 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
     {
         return crate::topics::ingress(&host, topic, req).await;
     }
-    if !is_admin(&host, &req) {
+    let throttle = host.auth_throttle();
+    if let Err(wait) = throttle.check(client.ip(), Instant::now()) {
+        return crate::auth_throttle::too_many_failures(wait);
+    }
+    if is_admin(&host, &req) {
+        throttle.succeeded(client.ip());
+    } else {
+        throttle.failed(client.ip(), Instant::now());
         return body::error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -66,6 +76,7 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["functions", name, "invoke"]) => invoke(&host, name, &query, req).await,
         (&Method::GET, ["logs"]) => logs(&host, &query),
         (&Method::GET, ["metrics"]) => crate::metrics::response(std::slice::from_ref(&host)).await,
+        (&Method::POST, ["keys", "rotate"]) => rotate_keys(&host, &query).await,
         (_, ["queues", name, rest @ ..]) => {
             queues::handle(&host, &method, name, rest, &query, req).await
         }
@@ -89,7 +100,8 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn is_admin(host: &Host, req: &Request<Incoming>) -> bool {
-    let admin = &host.current().keys.admin;
+    let keys = host.current().keys.current();
+    let admin = &keys.admin;
     let header_key = req
         .headers()
         .get("x-gust-key")
@@ -266,6 +278,24 @@ async fn invoke(host: &Host, name: &str, query: &str, req: Request<Incoming>) ->
         );
     };
     dispatch::invoke(&app, name, &http_trigger.route, &route_params, request).await
+}
+
+/// `POST /_gust/keys/rotate[?only=all|admin|host|function:<name>]`: new
+/// keys at once, saved in the keys file; answers them.
+async fn rotate_keys(host: &Host, query: &str) -> Response<Body> {
+    let params = form_pairs(query);
+    let only = params
+        .iter()
+        .find(|(k, _)| k == "only")
+        .map_or("all", |(_, v)| v.as_str());
+    let scope = match crate::keys::KeyScope::parse(only) {
+        Ok(scope) => scope,
+        Err(e) => return body::error(StatusCode::BAD_REQUEST, "bad-scope", format!("{e:#}")),
+    };
+    match host.rotate_keys(&scope).await {
+        Ok(keys) => body::json(StatusCode::OK, &json!(keys)),
+        Err(e) => body::error(StatusCode::CONFLICT, "rotate-failed", format!("{e:#}")),
+    }
 }
 
 fn logs(host: &Host, query: &str) -> Response<Body> {
