@@ -1,11 +1,12 @@
 //! The host's log hub: every function's log lines, kept in memory for
-//! `gust logs`, appended to `.gust/logs/functions.log`, and broadcast to
-//! followers (`gust logs -f`).
+//! `gust logs`, appended to `.gust/logs/functions.log` (which is moved to
+//! `functions.log.1` when it reaches [`MAX_FILE_BYTES`], so the log takes at
+//! most twice that on disk), and broadcast to followers (`gust logs -f`).
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -17,6 +18,48 @@ use crate::secrets::Secrets;
 
 /// Lines kept in memory.
 const KEEP: usize = 10_000;
+
+/// Size at which the log file is moved aside and a new one begun.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// The log file being appended to.
+struct LogFile {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    limit: u64,
+}
+
+impl LogFile {
+    fn open(path: PathBuf, limit: u64) -> std::io::Result<Self> {
+        let file = open_log_file(&path)?;
+        let len = file.metadata()?.len();
+        Ok(Self {
+            path,
+            file,
+            len,
+            limit,
+        })
+    }
+
+    /// Appends `line` (one write, so a kill never splits it), first moving a
+    /// full file to `<name>.1` (replacing the previous one).
+    fn append(&mut self, line: &str) {
+        if self.len >= self.limit {
+            let aside = self.path.with_extension("log.1");
+            if std::fs::rename(&self.path, &aside).is_ok()
+                && let Ok(file) = open_log_file(&self.path)
+            {
+                self.file = file;
+                self.len = 0;
+            }
+        }
+        let bytes = format!("{line}\n");
+        if self.file.write_all(bytes.as_bytes()).is_ok() {
+            self.len += bytes.len() as u64;
+        }
+    }
+}
 
 /// One log line.
 #[derive(Debug, Clone, Serialize)]
@@ -44,7 +87,7 @@ impl LogLine {
 /// Collects, stores and broadcasts log lines.
 pub struct LogHub {
     recent: Mutex<VecDeque<LogLine>>,
-    file: Mutex<Option<File>>,
+    file: Mutex<Option<LogFile>>,
     follow: broadcast::Sender<LogLine>,
     echo: bool,
     /// Values never written out (see [`LogHub::hide`]).
@@ -55,9 +98,14 @@ impl LogHub {
     /// A hub writing to `dir/functions.log`; with `echo`, lines are also
     /// printed to stderr.
     pub fn new(dir: &Path, echo: bool) -> Self {
+        Self::with_file_limit(dir, echo, MAX_FILE_BYTES)
+    }
+
+    /// As [`LogHub::new`], moving the file aside at `limit` bytes.
+    pub fn with_file_limit(dir: &Path, echo: bool, limit: u64) -> Self {
         let file = std::fs::create_dir_all(dir)
             .ok()
-            .and_then(|_| open_log_file(&dir.join("functions.log")).ok());
+            .and_then(|_| LogFile::open(dir.join("functions.log"), limit).ok());
         Self {
             recent: Mutex::new(VecDeque::with_capacity(1024)),
             file: Mutex::new(file),
@@ -112,9 +160,7 @@ impl LogSink for LogHub {
             eprintln!("{rendered}");
         }
         if let Some(file) = self.file.lock().expect("log lock").as_mut() {
-            // One write per line: an appended write is never interleaved, and
-            // a kill cannot separate a line from its newline.
-            let _ = file.write_all(format!("{rendered}\n").as_bytes());
+            file.append(&rendered);
         }
         {
             let mut recent = self.recent.lock().expect("log lock");
@@ -188,6 +234,20 @@ mod tests {
             !file.contains("hunter2") && file.contains(expected),
             "{file}"
         );
+    }
+
+    #[test]
+    fn a_full_file_is_moved_aside_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LogHub::with_file_limit(dir.path(), false, 1000);
+        for i in 0..100 {
+            hub.log("a", LogLevel::Info, &format!("line {i}"));
+        }
+        let size = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
+        assert!(size("functions.log") <= 1100, "{}", size("functions.log"));
+        assert!(size("functions.log.1") <= 1100);
+        let newest = std::fs::read_to_string(dir.path().join("functions.log")).unwrap();
+        assert!(newest.trim_end().ends_with("line 99"), "{newest}");
     }
 
     #[test]
