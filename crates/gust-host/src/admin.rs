@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::body::{self, Body};
 use crate::host::Host;
+use crate::logs::{LogFilter, LogLine};
 use crate::{dispatch, queues};
 use gust_manifest::Trigger;
 use gust_triggers::http::{RouteMatch, constant_time_eq, percent_decode};
@@ -301,7 +302,24 @@ async fn rotate_keys(host: &Host, query: &str) -> Response<Body> {
 fn logs(host: &Host, query: &str) -> Response<Body> {
     let params = form_pairs(query);
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let function = get("function").filter(|f| !f.is_empty());
+    let min_level = match get("level").filter(|l| !l.is_empty()).map(|l| l.parse()) {
+        None => None,
+        Some(Ok(level)) => Some(level),
+        Some(Err(e)) => return body::error(StatusCode::BAD_REQUEST, "bad-level", e),
+    };
+    let filter = LogFilter {
+        function: get("function").filter(|f| !f.is_empty()),
+        min_level,
+        invocation: get("invocation").filter(|i| !i.is_empty()),
+    };
+    if filter.invocation.as_ref().is_some_and(|i| i.len() < 8) {
+        return body::error(
+            StatusCode::BAD_REQUEST,
+            "bad-invocation",
+            "give at least the first 8 digits of the invocation id",
+        );
+    }
+    let json = get("format").is_some_and(|f| f == "json");
     let tail = get("tail")
         .and_then(|t| t.parse().ok())
         .unwrap_or(100)
@@ -309,12 +327,12 @@ fn logs(host: &Host, query: &str) -> Response<Body> {
     let follow = get("follow").is_some_and(|f| f == "true" || f == "1");
     let logs = host.logs();
     let backlog: String = logs
-        .recent(function.as_deref(), tail)
+        .recent(&filter, tail)
         .iter()
-        .map(|l| l.render() + "\n")
+        .map(|l| render(l, json))
         .collect();
     let mut response = if follow {
-        let receiver = tokio_stream_of(logs.subscribe(), function);
+        let receiver = tokio_stream_of(logs.subscribe(), filter, json);
         let first = futures::stream::once(async move { Ok(Frame::data(Bytes::from(backlog))) });
         Response::new(BodyExt::boxed_unsync(StreamBody::new(
             first.chain(receiver),
@@ -322,31 +340,49 @@ fn logs(host: &Host, query: &str) -> Response<Body> {
     } else {
         Response::new(body::full(backlog))
     };
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "text/plain; charset=utf-8".parse().expect("static"),
-    );
+    let content_type = if json {
+        "application/x-ndjson"
+    } else {
+        "text/plain; charset=utf-8"
+    };
     response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type.parse().expect("static"));
+    response
+}
+
+/// One line of `gust logs` output: text, or a JSON object.
+fn render(line: &LogLine, json: bool) -> String {
+    if json {
+        line.to_json() + "\n"
+    } else {
+        line.render() + "\n"
+    }
 }
 
 type FrameResult = Result<Frame<Bytes>, body::BoxError>;
 
 fn tokio_stream_of(
-    receiver: tokio::sync::broadcast::Receiver<crate::logs::LogLine>,
-    function: Option<String>,
+    receiver: tokio::sync::broadcast::Receiver<LogLine>,
+    filter: LogFilter,
+    json: bool,
 ) -> impl futures::Stream<Item = FrameResult> + Send + 'static {
-    futures::stream::unfold((receiver, function), |(mut rx, function)| async move {
+    futures::stream::unfold((receiver, filter), move |(mut rx, filter)| async move {
         loop {
             match rx.recv().await {
                 Ok(line) => {
-                    if function.as_deref().is_none_or(|f| f == line.function) {
-                        let frame = Frame::data(Bytes::from(line.render() + "\n"));
-                        return Some((Ok(frame), (rx, function)));
+                    if filter.accepts(&line) {
+                        let frame = Frame::data(Bytes::from(render(&line, json)));
+                        return Some((Ok(frame), (rx, filter)));
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let frame = Frame::data(Bytes::from(format!("... {n} lines skipped ...\n")));
-                    return Some((Ok(frame), (rx, function)));
+                    let note = if json {
+                        format!("{}\n", json!({ "skipped": n }))
+                    } else {
+                        format!("... {n} lines skipped ...\n")
+                    };
+                    return Some((Ok(Frame::data(Bytes::from(note))), (rx, filter)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

@@ -17,6 +17,26 @@ pub enum LogLevel {
     Error,
 }
 
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+
+    /// `trace`, `debug`, `info`, `warn` (or `warning`), `error`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "trace" => Self::Trace,
+            "debug" => Self::Debug,
+            "info" => Self::Info,
+            "warn" | "warning" => Self::Warn,
+            "error" => Self::Error,
+            other => {
+                return Err(format!(
+                    "unknown log level `{other}`: use trace, debug, info, warn or error"
+                ));
+            }
+        })
+    }
+}
+
 impl fmt::Display for LogLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -34,6 +54,19 @@ impl fmt::Display for LogLevel {
 pub trait LogSink: Send + Sync {
     /// Records one line attributed to `function`.
     fn log(&self, function: &str, level: LogLevel, message: &str);
+
+    /// Records one line of `function`'s `invocation` (a sink that keeps no
+    /// ids records it as [`LogSink::log`] does).
+    fn log_invocation(
+        &self,
+        function: &str,
+        level: LogLevel,
+        message: &str,
+        invocation: &crate::InvocationIds,
+    ) {
+        let _ = invocation;
+        self.log(function, level, message);
+    }
 }
 
 /// Most lines one invocation may log (`wasi:logging`, stdout and stderr

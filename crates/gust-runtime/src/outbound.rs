@@ -28,6 +28,8 @@ pub(crate) struct OutboundHooks {
     env: Arc<FunctionEnv>,
     /// When the current invocation started.
     pub(crate) started: Instant,
+    /// The current invocation's span: requests carry it on as `traceparent`.
+    pub(crate) trace: Option<gust_events::TraceContext>,
 }
 
 impl OutboundHooks {
@@ -35,6 +37,7 @@ impl OutboundHooks {
         Self {
             env,
             started: Instant::now(),
+            trace: None,
         }
     }
 
@@ -83,7 +86,7 @@ type SendFuture = Box<
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
@@ -106,6 +109,12 @@ impl WasiHttpHooks for OutboundHooks {
                 ),
             );
             return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        if let Some(trace) = &self.trace
+            && !request.headers().contains_key("traceparent")
+            && let Ok(value) = http::HeaderValue::from_str(&trace.child().to_string())
+        {
+            request.headers_mut().insert("traceparent", value);
         }
         let remaining = self.remaining();
         if remaining.is_zero() {

@@ -189,6 +189,8 @@ pub struct HostState {
     started: std::time::Instant,
     /// What the current invocation may still log.
     log_budget: LogBudget,
+    /// The current invocation's ids.
+    pub(crate) invocation: crate::InvocationIds,
 }
 
 impl HostState {
@@ -211,6 +213,7 @@ impl HostState {
             flushed: (0, 0),
             started: std::time::Instant::now(),
             log_budget: LogBudget::default(),
+            invocation: crate::InvocationIds::default(),
         }
     }
 
@@ -234,11 +237,14 @@ impl HostState {
         store
     }
 
-    /// Starts the timeout clock of a new invocation on `store`.
-    pub(crate) fn start_invocation(store: &mut wasmtime::Store<Self>) {
+    /// Starts a new invocation with `ids` on `store`: its timeout clock,
+    /// its log budget.
+    pub(crate) fn start_invocation(store: &mut wasmtime::Store<Self>, ids: crate::InvocationIds) {
+        store.data_mut().invocation = ids;
         let now = std::time::Instant::now();
         store.data_mut().started = now;
         store.data_mut().outbound.started = now;
+        store.data_mut().outbound.trace = Some(store.data().invocation.trace.clone());
         store.data_mut().log_budget = LogBudget::default();
         store.set_epoch_deadline(1);
     }
@@ -246,7 +252,9 @@ impl HostState {
     /// Logs a line of the guest's, within the invocation's budget.
     pub(crate) fn guest_log(&mut self, level: LogLevel, line: &str) {
         if let Some(line) = self.log_budget.admit(line) {
-            self.env.log.log(&self.env.name, level, &line);
+            self.env
+                .log
+                .log_invocation(&self.env.name, level, &line, &self.invocation);
         }
     }
 
@@ -263,7 +271,9 @@ impl HostState {
             }
         }
         if let Some(note) = self.log_budget.finish() {
-            self.env.log.log(&self.env.name, LogLevel::Warn, &note);
+            self.env
+                .log
+                .log_invocation(&self.env.name, LogLevel::Warn, &note, &self.invocation);
         }
     }
 }

@@ -89,6 +89,18 @@ pub enum Command {
         /// Lines of history to show first.
         #[arg(long, default_value_t = 100)]
         tail: usize,
+        /// Only lines at this level or above (trace, debug, info, warn, error).
+        #[arg(long)]
+        level: Option<String>,
+        /// Only the lines of this invocation (its id from the
+        /// `x-gust-invocation-id` response header or a JSON line; 8 digits
+        /// or more).
+        #[arg(long)]
+        invocation: Option<String>,
+        /// One JSON object per line: time, level, function, message,
+        /// invocation, trace_id.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: Target,
     },
