@@ -30,3 +30,4 @@ pub use http::{HttpFunction, HttpResponse, Https};
 pub use log::{LogLevel, LogSink};
 pub use observe::InvocationObserver;
 pub use state::{FunctionEnv, TopicPublisher};
+pub use gust_events::workflow::{RUN_EXTENSION, StepAnswer, StepFuture, StepRequest, WorkflowHost};

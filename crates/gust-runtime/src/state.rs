@@ -50,6 +50,8 @@ pub struct FunctionEnv {
     pub log: Arc<dyn LogSink>,
     /// Told about new instances and late failures (the host's metrics).
     pub observer: Option<Arc<dyn crate::InvocationObserver>>,
+    /// Answers `gust:function/workflow` (orchestrators and activities).
+    pub workflow: Option<Arc<dyn crate::WorkflowHost>>,
 }
 
 impl FunctionEnv {
@@ -70,7 +72,14 @@ impl FunctionEnv {
             outbound_http: Vec::new(),
             log,
             observer: None,
+            workflow: None,
         }
+    }
+
+    /// Answers `gust:function/workflow` through `host`.
+    pub fn with_workflow(mut self, host: Arc<dyn crate::WorkflowHost>) -> Self {
+        self.workflow = Some(host);
+        self
     }
 
     /// Reports new instances and late failures to `observer`.
@@ -181,6 +190,9 @@ pub struct HostState {
     flushed: (usize, usize),
     /// When the current invocation started (its timeout counts from here).
     started: std::time::Instant,
+    /// The workflow run or activity this invocation serves (the event's
+    /// `gustrun` extension), if any.
+    pub(crate) run: Option<String>,
 }
 
 impl HostState {
@@ -202,6 +214,7 @@ impl HostState {
             stderr,
             flushed: (0, 0),
             started: std::time::Instant::now(),
+            run: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod serve_cluster;
 mod stream;
 mod up;
 mod up_many;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => admin::logs(&target, function.as_deref(), follow, tail),
         Command::Ls { target } => admin::ls(&target),
         Command::Queue { command, target } => queue::run(&target, command),
+        Command::Workflows { command, target } => workflows::run(&target, command),
         Command::Events { command, target } => events::run(&target, command),
         Command::Gateway { command, target } => gateway::run(&target, command),
         Command::Stream { command, target } => stream::run(&target.into(), command),
