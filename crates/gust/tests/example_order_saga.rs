@@ -200,6 +200,12 @@ fn two_hundred_orders_survive_sigkill_with_every_effect_once() {
         .status()
         .unwrap();
     assert!(eventually(Duration::from_secs(10), || !first.alive()));
+    let shipped_at_kill = effects_at_kill["ship"].as_u64().unwrap_or(0);
+    assert!(
+        shipped_at_kill < ORDERS as u64,
+        "every order was done before the kill, nothing was in flight: {effects_at_kill}"
+    );
+    eprintln!("effects when SIGKILLed: {effects_at_kill}");
 
     // Restart: every order completes.
     let mut second = up_with_env(app.path(), &[], ENV);
