@@ -66,9 +66,16 @@ pub async fn handle(
                 Err(e) => Err(e),
             }
         }
-        (&Method::GET, [workflow, id]) => api::status(services, functions, workflow, id)
-            .await
-            .map(|i| (StatusCode::OK, status_json(&i, query.contains("history=true")))),
+        (&Method::GET, [workflow, id]) => {
+            api::status(services, functions, workflow, id)
+                .await
+                .map(|i| {
+                    (
+                        StatusCode::OK,
+                        status_json(&i, query.contains("history=true")),
+                    )
+                })
+        }
         (&Method::POST, [workflow, id, "events", name]) => {
             let data = match read_json(req).await {
                 Ok(v) => v,
@@ -83,7 +90,10 @@ pub async fn handle(
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            let reason = body.get("reason").and_then(Value::as_str).map(str::to_string);
+            let reason = body
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             api::terminate(services, functions, workflow, id, reason)
                 .await
                 .map(|i| (StatusCode::OK, status_json(&i, false)))
@@ -92,7 +102,10 @@ pub async fn handle(
             return body::error(
                 StatusCode::NOT_FOUND,
                 "not-found",
-                format!("no workflow route {method} /_gust/workflows/{}", rest.join("/")),
+                format!(
+                    "no workflow route {method} /_gust/workflows/{}",
+                    rest.join("/")
+                ),
             );
         }
     };

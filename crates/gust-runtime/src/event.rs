@@ -88,7 +88,9 @@ impl EventFunction {
             None => (HostState::store(self.pre.engine(), self.env.clone()), None),
         };
         HostState::start_invocation(&mut store);
-        store.data_mut().run = event.extension(gust_events::workflow::RUN_EXTENSION).map(str::to_string);
+        store.data_mut().run = event
+            .extension(gust_events::workflow::RUN_EXTENSION)
+            .map(str::to_string);
         let wit_event = event_handler::Event {
             id: event.id,
             source: event.source,

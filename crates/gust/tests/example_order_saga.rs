@@ -89,22 +89,64 @@ fn order(id: &str, sku: &str, qty: i64, amount: i64, card: &str, address: &str) 
 fn orders_ship_compensate_and_wait_for_approval() {
     let app = app();
     let mut running = up_with_env(app.path(), &[], ENV);
-    let shop = Shop::new(&app, &running);
+    scenario(&app, &Shop::new(&app, &running));
+    running.stop();
+}
 
+/// The same on PostgreSQL: journal (kv), task queue and the shop's
+/// database all on the engine (an app name of its own keeps runs apart).
+#[test]
+fn orders_run_on_postgres() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("order-saga-{}-{nanos}", std::process::id());
+    let example = app();
+    let manifest = std::fs::read_to_string(example.path().join("gust.toml")).unwrap();
+    let app =
+        TestApp::new(&manifest.replace("name = \"order-saga\"", &format!("name = \"{name}\"")));
+    let mut running = up_with_env(
+        app.path(),
+        &[
+            "--quiet",
+            "--no-watch",
+            "--postgres",
+            "postgres://postgres@127.0.0.1:5432/test",
+        ],
+        ENV,
+    );
+    scenario(&app, &Shop::new(&app, &running));
+    running.stop();
+}
+
+/// Success, both compensations, approval given and approval timing out.
+fn scenario(app: &TestApp, shop: &Shop) {
     // Success: reserve -> charge -> ship.
     shop.start("ok-1", order("ok-1", "tea", 2, 30, "4242", "1 Main St"));
     let done = shop.finished("ok-1");
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output"]["status"], "shipped");
-    assert!(done["output"]["tracking"].as_str().unwrap().starts_with("TRK-"));
+    assert!(
+        done["output"]["tracking"]
+            .as_str()
+            .unwrap()
+            .starts_with("TRK-")
+    );
     assert_eq!(shop.stock("tea"), 998);
 
     // A declined card: the reservation is released.
-    shop.start("declined-1", order("declined-1", "mug", 3, 30, "declined", "1 Main St"));
+    shop.start(
+        "declined-1",
+        order("declined-1", "mug", 3, 30, "declined", "1 Main St"),
+    );
     let done = shop.finished("declined-1");
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().unwrap();
-    assert!(error.contains("payment failed") && error.contains("declined"), "{error}");
+    assert!(
+        error.contains("payment failed") && error.contains("declined"),
+        "{error}"
+    );
     assert!(error.ends_with("compensated: release-stock"), "{error}");
     assert_eq!(shop.stock("mug"), 1000);
 
@@ -114,7 +156,10 @@ fn orders_ship_compensate_and_wait_for_approval() {
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().unwrap();
     assert!(error.contains("shipping failed"), "{error}");
-    assert!(error.ends_with("compensated: refund-payment, release-stock"), "{error}");
+    assert!(
+        error.ends_with("compensated: refund-payment, release-stock"),
+        "{error}"
+    );
     let kinds: Vec<&str> = done["history"]
         .as_array()
         .unwrap()
@@ -123,7 +168,13 @@ fn orders_ship_compensate_and_wait_for_approval() {
         .collect();
     assert_eq!(
         kinds,
-        ["reserve-stock", "charge-payment", "ship-order", "refund-payment", "release-stock"]
+        [
+            "reserve-stock",
+            "charge-payment",
+            "ship-order",
+            "refund-payment",
+            "release-stock"
+        ]
     );
     assert_eq!(shop.stock("pot"), 1000);
     let payments = shop.shop()["payments"].clone();
@@ -142,7 +193,15 @@ fn orders_ship_compensate_and_wait_for_approval() {
     }));
     assert_eq!(shop.status("big-1")["status"], "running");
     let (code, out, err) = gust(
-        &["workflows", "raise", "order", "big-1", "approved", "--data", r#"{"approved": true, "by": "ann"}"#],
+        &[
+            "workflows",
+            "raise",
+            "order",
+            "big-1",
+            "approved",
+            "--data",
+            r#"{"approved": true, "by": "ann"}"#,
+        ],
         app.path(),
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -151,7 +210,10 @@ fn orders_ship_compensate_and_wait_for_approval() {
     assert_eq!(done["output"]["status"], "shipped");
 
     // Another waits in vain: after the (shortened) timeout it is cancelled.
-    shop.start("big-2", order("big-2", "kettle", 1, 5000, "4242", "3 Main St"));
+    shop.start(
+        "big-2",
+        order("big-2", "kettle", 1, 5000, "4242", "3 Main St"),
+    );
     let done = shop.finished("big-2");
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().unwrap();
@@ -166,7 +228,6 @@ fn orders_ship_compensate_and_wait_for_approval() {
     assert_eq!(effects["ship"], json!(2), "{effects}");
     assert_eq!(effects["refund"], json!(1), "{effects}");
     assert_eq!(effects["release"], json!(3), "{effects}");
-    running.stop();
 }
 
 /// How many orders are in flight when the host is killed.
@@ -185,7 +246,9 @@ fn two_hundred_orders_survive_sigkill_with_every_effect_once() {
             "POST",
             &format!("{url}/_gust/workflows/order?id={id}"),
             &[("x-gust-key", &key)],
-            order(&id, "load", 1, 20, "4242", "4 Main St").to_string().as_bytes(),
+            order(&id, "load", 1, 20, "4242", "4 Main St")
+                .to_string()
+                .as_bytes(),
         );
         assert_eq!(r.status, 202, "{}", r.body);
     });
@@ -193,7 +256,11 @@ fn two_hundred_orders_survive_sigkill_with_every_effect_once() {
     let some_done = eventually(Duration::from_secs(30), || {
         shop.shop()["effects"]["reserve"].as_u64().unwrap_or(0) >= 20
     });
-    assert!(some_done, "no progress before the kill; stderr:\n{}", first.stderr());
+    assert!(
+        some_done,
+        "no progress before the kill; stderr:\n{}",
+        first.stderr()
+    );
     let effects_at_kill = shop.shop()["effects"].clone();
     std::process::Command::new("kill")
         .args(["-9", &first.pid().to_string()])
@@ -214,7 +281,10 @@ fn two_hundred_orders_survive_sigkill_with_every_effect_once() {
         shop.shop()["effects"]["ship"].as_u64().unwrap_or(0) >= ORDERS as u64
     });
     let effects = shop.shop()["effects"].clone();
-    assert!(all, "not all shipped: {effects} (at the kill: {effects_at_kill})");
+    assert!(
+        all,
+        "not all shipped: {effects} (at the kill: {effects_at_kill})"
+    );
     for i in 0..ORDERS {
         let s = shop.status(&format!("load-{i}"));
         assert!(

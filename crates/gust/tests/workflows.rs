@@ -16,9 +16,8 @@ use common::*;
 use serde_json::{Value, json};
 
 fn manifest(first: &str) -> String {
-    let mut m = format!(
-        "[app]\nname = \"wf-probe\"\n[variables]\nfirst = {{ default = \"{first}\" }}\n"
-    );
+    let mut m =
+        format!("[app]\nname = \"wf-probe\"\n[variables]\nfirst = {{ default = \"{first}\" }}\n");
     for w in [
         "chain", "fanout", "approval", "changing", "parent", "failing", "sleeper",
     ] {
@@ -41,7 +40,10 @@ struct Api {
 
 impl Api {
     fn headers(&self) -> [(&str, &str); 2] {
-        [("x-gust-key", &self.key), ("content-type", "application/json")]
+        [
+            ("x-gust-key", &self.key),
+            ("content-type", "application/json"),
+        ]
     }
 
     fn post(&self, path: &str, body: &str) -> Reply {
@@ -129,7 +131,10 @@ fn workflows_run_wait_compensate_and_refuse_bad_requests() {
     let done = api.finished("fanout", &id);
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output"]["sum"], json!(72));
-    assert_eq!(done["output"]["doubled"], json!([2, 4, 6, 8, 10, 12, 14, 16]));
+    assert_eq!(
+        done["output"]["doubled"],
+        json!([2, 4, 6, 8, 10, 12, 14, 16])
+    );
     assert_eq!(done["history_len"], json!(8));
 
     // A child workflow.
@@ -144,11 +149,23 @@ fn workflows_run_wait_compensate_and_refuse_bad_requests() {
     }));
     let out = cli(
         app.path(),
-        &["workflows", "raise", "approval", &waiting, "go", "--data", r#"{"by": "ann"}"#],
+        &[
+            "workflows",
+            "raise",
+            "approval",
+            &waiting,
+            "go",
+            "--data",
+            r#"{"by": "ann"}"#,
+        ],
     );
     assert!(out.contains("raised `go`"), "{out}");
     let done = api.finished("approval", &waiting);
-    assert_eq!(done["output"], json!({ "approved": { "by": "ann" } }), "{done}");
+    assert_eq!(
+        done["output"],
+        json!({ "approved": { "by": "ann" } }),
+        "{done}"
+    );
     // ... and refuses events once finished.
     let r = api.post(&format!("approval/{waiting}/events/go"), "1");
     assert_eq!(r.status, 409, "{}", r.body);
@@ -162,24 +179,47 @@ fn workflows_run_wait_compensate_and_refuse_bad_requests() {
     let done = api.finished("failing", &id);
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().unwrap();
-    assert!(error.contains("compensated after") && error.contains("always fails"), "{error}");
+    assert!(
+        error.contains("compensated after") && error.contains("always fails"),
+        "{error}"
+    );
     assert_eq!(done["history_len"], json!(2));
 
     // Terminate (through the CLI), then terminate again: 409.
     let out = cli(
         app.path(),
-        &["workflows", "start", "approval", "--id", "to-stop", "--data", "{}"],
+        &[
+            "workflows",
+            "start",
+            "approval",
+            "--id",
+            "to-stop",
+            "--data",
+            "{}",
+        ],
     );
     assert!(out.contains("to-stop"), "{out}");
-    let out = cli(app.path(), &["workflows", "terminate", "approval", "to-stop"]);
+    let out = cli(
+        app.path(),
+        &["workflows", "terminate", "approval", "to-stop"],
+    );
     assert!(out.contains("terminated"), "{out}");
     assert_eq!(api.status("approval", "to-stop")["status"], "terminated");
     let r = api.post("approval/to-stop/terminate", "");
     assert_eq!(r.status, 409, "{}", r.body);
     let out = cli(app.path(), &["workflows", "ls", "approval"]);
-    assert!(out.contains("to-stop") && out.contains("terminated"), "{out}");
-    let out = cli(app.path(), &["workflows", "show", "chain", "fixed-1", "--history"]);
-    assert!(out.contains("\"completed\"") && out.contains("double"), "{out}");
+    assert!(
+        out.contains("to-stop") && out.contains("terminated"),
+        "{out}"
+    );
+    let out = cli(
+        app.path(),
+        &["workflows", "show", "chain", "fixed-1", "--history"],
+    );
+    assert!(
+        out.contains("\"completed\"") && out.contains("double"),
+        "{out}"
+    );
 
     // Bad requests.
     let r = api.post("no-such-flow", "{}");
@@ -256,10 +296,13 @@ fn a_durable_sleep_survives_a_sigkill_and_fires_once() {
         key: admin_key(app.path()),
     };
     let mut last = Value::Null;
-    assert!(eventually(Duration::from_secs(45), || {
-        last = api.status("sleeper", &id);
-        last["status"] != "running"
-    }), "{last}");
+    assert!(
+        eventually(Duration::from_secs(45), || {
+            last = api.status("sleeper", &id);
+            last["status"] != "running"
+        }),
+        "{last}"
+    );
     assert_eq!(last["status"], "completed", "{last}");
     let slept = last["output"]["slept_ms"].as_u64().unwrap();
     assert!(slept >= SLEEP_MS, "woke after {slept} ms");

@@ -11,12 +11,10 @@ const MAX_PAYLOAD: usize = 1 << 20;
 impl HostState {
     /// The engine and the run this invocation serves, or why there is none.
     fn workflow_run(&self) -> Result<(std::sync::Arc<dyn crate::WorkflowHost>, String), String> {
-        let host = self.env.workflow.clone().ok_or_else(|| {
-            format!(
-                "function `{}` is not part of a workflow app",
-                self.env.name
-            )
-        })?;
+        let host =
+            self.env.workflow.clone().ok_or_else(|| {
+                format!("function `{}` is not part of a workflow app", self.env.name)
+            })?;
         let run = self.run.clone().ok_or_else(|| {
             "this invocation is not a workflow run or activity call (trigger = { workflow = {} } or { activity = {} })".to_string()
         })?;

@@ -28,9 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::journal::{
-    Instance, Journal, JournalError, MAX_HISTORY, Status, StepOutcome, now_ms,
-};
+use super::journal::{Instance, Journal, JournalError, MAX_HISTORY, Status, StepOutcome, now_ms};
 use super::runs::{Callables, OrchestratorRun, Run, runs};
 use crate::dispatch::{Dispatcher, Shutdown};
 use crate::settle::{Settlement, settle};
@@ -73,7 +71,11 @@ pub enum Task {
 }
 
 /// Queues `task` for `workflow`.
-pub async fn send_task(services: &Services, workflow: &str, task: &Task) -> Result<(), JournalError> {
+pub async fn send_task(
+    services: &Services,
+    workflow: &str,
+    task: &Task,
+) -> Result<(), JournalError> {
     let queue = services.queues.queue(&task_queue(workflow)).await?;
     let body = serde_json::to_vec(task).expect("task serialises");
     let metadata = BTreeMap::from([("content-type".to_string(), "application/json".to_string())]);
@@ -169,7 +171,11 @@ impl Engine {
             for delivery in deliveries {
                 let permit = match first.take() {
                     Some(p) => p,
-                    None => permits.clone().acquire_owned().await.expect("semaphore open"),
+                    None => permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore open"),
                 };
                 let (this, queue) = (self.clone(), queue.clone());
                 tokio::spawn(async move {
@@ -293,14 +299,13 @@ impl Engine {
             Some((Status::Failed, Value::Null, Some(m)))
         } else {
             match &outcome {
-                Outcome::Done => run
-                    .output
-                    .clone()
-                    .map(|out| (Status::Completed, out, None)),
+                Outcome::Done => run.output.clone().map(|out| (Status::Completed, out, None)),
                 Outcome::Fail(reason) => Some((Status::Failed, Value::Null, Some(reason.clone()))),
                 Outcome::Retry(_) => match settle(&outcome, attempt, &self.retry) {
                     Settlement::Retry(delay) => return Ok(Done::Later(delay)),
-                    Settlement::DeadLetter(reason) => Some((Status::Failed, Value::Null, Some(reason))),
+                    Settlement::DeadLetter(reason) => {
+                        Some((Status::Failed, Value::Null, Some(reason)))
+                    }
                     Settlement::Ack => None,
                 },
             }
@@ -346,7 +351,12 @@ impl Engine {
         }
         self.schedule(&updated).await?;
         if resolved {
-            send_task(&self.services, &self.workflow, &Task::Run { id: id.to_string() }).await?;
+            send_task(
+                &self.services,
+                &self.workflow,
+                &Task::Run { id: id.to_string() },
+            )
+            .await?;
         }
         Ok(Done::Ack)
     }
@@ -362,7 +372,12 @@ impl Engine {
             let id = instance.id.clone();
             match step.kind.as_str() {
                 "activity" => {
-                    send_task(&self.services, &self.workflow, &Task::Activity { id, step: n }).await?
+                    send_task(
+                        &self.services,
+                        &self.workflow,
+                        &Task::Activity { id, step: n },
+                    )
+                    .await?
                 }
                 "sleep" | "event" if step.due.is_some() => {
                     send_task(&self.services, &self.workflow, &Task::Timer { id, step: n }).await?
@@ -466,7 +481,12 @@ impl Engine {
 
     /// Queues a run of `id`, then acknowledges.
     async fn rerun(&self, id: &str) -> Result<Done, JournalError> {
-        send_task(&self.services, &self.workflow, &Task::Run { id: id.to_string() }).await?;
+        send_task(
+            &self.services,
+            &self.workflow,
+            &Task::Run { id: id.to_string() },
+        )
+        .await?;
         Ok(Done::Ack)
     }
 
@@ -486,7 +506,9 @@ impl Engine {
         let now = now_ms();
         let due = step.due.unwrap_or(now);
         if due > now {
-            return Ok(Done::Later(Duration::from_millis(due - now).min(TIMER_RECHECK)));
+            return Ok(Done::Later(
+                Duration::from_millis(due - now).min(TIMER_RECHECK),
+            ));
         }
         let mut resolved = false;
         self.journal
@@ -496,7 +518,12 @@ impl Engine {
             })
             .await?;
         if resolved {
-            send_task(&self.services, &self.workflow, &Task::Run { id: id.to_string() }).await?;
+            send_task(
+                &self.services,
+                &self.workflow,
+                &Task::Run { id: id.to_string() },
+            )
+            .await?;
         }
         Ok(Done::Ack)
     }
@@ -541,7 +568,14 @@ pub async fn notify_parent(
     // Also when the outcome was recorded before a crash: a run too many
     // replays and finds nothing new.
     if updated.is_some_and(|p| p.status == Status::Running) {
-        send_task(services, &parent.workflow, &Task::Run { id: parent.id.clone() }).await?;
+        send_task(
+            services,
+            &parent.workflow,
+            &Task::Run {
+                id: parent.id.clone(),
+            },
+        )
+        .await?;
     }
     Ok(())
 }

@@ -373,7 +373,9 @@ mod tests {
         assert!(!created);
         assert_eq!(again.input, Value::from(1));
         let updated = journal
-            .update("w", "a", |i| i.finish(Status::Completed, Value::from(3), None))
+            .update("w", "a", |i| {
+                i.finish(Status::Completed, Value::from(3), None)
+            })
             .await
             .unwrap()
             .unwrap();
@@ -401,7 +403,10 @@ mod tests {
             data: Value::from(true),
         });
         assert!(i.resolve_waits(100));
-        assert_eq!(i.history[0].result, Some(StepOutcome::Ok(Value::from(true))));
+        assert_eq!(
+            i.history[0].result,
+            Some(StepOutcome::Ok(Value::from(true)))
+        );
         assert!(i.resolve_waits(600));
         assert_eq!(i.history[1].result, Some(StepOutcome::Ok(Value::Null)));
         i.history.push(step("event", "late", Some(700)));

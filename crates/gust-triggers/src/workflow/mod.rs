@@ -114,7 +114,10 @@ impl TriggerKind for WorkflowKind {
         };
         Description {
             kind: "workflow",
-            source: format!("workflow `{}` (POST /_gust/workflows/{})", function.name, function.name),
+            source: format!(
+                "workflow `{}` (POST /_gust/workflows/{})",
+                function.name, function.name
+            ),
             details: serde_json::json!({ "kind": "workflow", "concurrency": s.concurrency }),
         }
     }

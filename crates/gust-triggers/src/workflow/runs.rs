@@ -171,14 +171,20 @@ impl OrchestratorRun {
                 }
             }
             "sleep" => {
-                let ms = step.input.get("ms").and_then(Value::as_u64).ok_or_else(|| {
-                    format!("step {index}: sleep needs input {{\"ms\": <milliseconds>}}")
-                })?;
+                let ms = step
+                    .input
+                    .get("ms")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| {
+                        format!("step {index}: sleep needs input {{\"ms\": <milliseconds>}}")
+                    })?;
                 step.due = Some(now.saturating_add(ms));
             }
             "event" => {
                 if req.name.is_empty() {
-                    return Err(format!("step {index}: an event wait needs the event's name"));
+                    return Err(format!(
+                        "step {index}: an event wait needs the event's name"
+                    ));
                 }
                 step.due = step
                     .input
@@ -283,14 +289,20 @@ mod tests {
             r.step(req(2, "activity", "nope", "{}")),
             Ok(StepAnswer::Failed(_))
         ));
-        assert!(matches!(r.step(req(3, "now", "", "")), Ok(StepAnswer::Done(_))));
+        assert!(matches!(
+            r.step(req(3, "now", "", "")),
+            Ok(StepAnswer::Done(_))
+        ));
 
         let mut changed = run(r.history.clone());
         let err = changed
             .step(req(0, "activity", "charge", r#"{"sku":"a"}"#))
             .unwrap_err();
         assert!(err.contains("step 0"), "{err}");
-        assert!(err.contains("`reserve`") && err.contains("`charge`"), "{err}");
+        assert!(
+            err.contains("`reserve`") && err.contains("`charge`"),
+            "{err}"
+        );
         assert!(changed.step(req(1, "now", "", "")).is_err());
     }
 }

@@ -103,7 +103,9 @@ pub fn run(target: &Target, command: WorkflowsCommand) -> Result<ExitCode> {
 /// A JSON argument (`@file` reads a file), checked before it is sent.
 fn json_arg(data: &str) -> Result<Vec<u8>> {
     let text = match data.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?,
+        Some(file) => {
+            std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+        }
         None => data.to_string(),
     };
     let value: Value = serde_json::from_str(&text)

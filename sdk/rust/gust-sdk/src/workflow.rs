@@ -139,12 +139,17 @@ impl Context {
     }
 
     fn decode<T: DeserializeOwned>(what: &str, v: Value) -> Result<T, Error> {
-        serde_json::from_value(v).map_err(|e| Error::Failed(format!("unexpected result of {what}: {e}")))
+        serde_json::from_value(v)
+            .map_err(|e| Error::Failed(format!("unexpected result of {what}: {e}")))
     }
 
     /// Calls activity `name` with `input` and returns its result; a failure
     /// (after the activity's retries) is [`Error::Failed`].
-    pub fn call<T: DeserializeOwned, I: Serialize>(&mut self, name: &str, input: &I) -> Result<T, Error> {
+    pub fn call<T: DeserializeOwned, I: Serialize>(
+        &mut self,
+        name: &str,
+        input: &I,
+    ) -> Result<T, Error> {
         self.try_call(name, input)?.map_err(Error::Failed)
     }
 
@@ -280,7 +285,10 @@ pub fn activity_name(event: &Event) -> Option<&str> {
     if event.ty() != "gust.workflow.activity" {
         return None;
     }
-    event.source().rsplit_once("/activity/").map(|(_, name)| name)
+    event
+        .source()
+        .rsplit_once("/activity/")
+        .map(|(_, name)| name)
 }
 
 /// The idempotency key of an activity call (`<workflow>:<id>:<step>`): the

@@ -17,8 +17,8 @@
 
 use std::time::Duration;
 
-use gust_sdk::workflow::{self, Context, Error};
 use gust_sdk::serde_json::{Value, json};
+use gust_sdk::workflow::{self, Context, Error};
 use gust_sdk::{Event, EventError, variables};
 
 fn chain(ctx: &mut Context) -> Result<Value, Error> {
@@ -46,7 +46,10 @@ fn approval(ctx: &mut Context) -> Result<Value, Error> {
 }
 
 fn changing(ctx: &mut Context) -> Result<Value, Error> {
-    let first = variables::get("first").ok().flatten().unwrap_or_else(|| "double".into());
+    let first = variables::get("first")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "double".into());
     let n: i64 = ctx.call(&first, &1)?;
     ctx.wait_for_event::<Value>("go", None)?;
     Ok(json!(n))

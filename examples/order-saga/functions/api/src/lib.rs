@@ -31,7 +31,10 @@ fn handle(_req: Request) -> Response {
         }
         let mut effects = Map::new();
         for row in rows(&db, "SELECT kind, COUNT(*) AS n FROM effects GROUP BY kind")? {
-            effects.insert(row["kind"].as_str().unwrap_or("?").to_string(), row["n"].clone());
+            effects.insert(
+                row["kind"].as_str().unwrap_or("?").to_string(),
+                row["n"].clone(),
+            );
         }
         Ok(json!({
             "stock": rows(&db, "SELECT sku, qty FROM stock ORDER BY sku")?,

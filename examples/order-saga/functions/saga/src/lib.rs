@@ -92,11 +92,19 @@ fn order(ctx: &mut Context) -> Result<Json, Error> {
     let mut undo: Vec<(&str, Json)> = Vec::new();
 
     // 1. Reserve the stock.
-    let reservation: Json = ctx.call("reserve-stock", &json!({ "order": order.order, "items": order.items }))?;
-    undo.push(("release-stock", json!({ "order": order.order, "items": order.items })));
+    let reservation: Json = ctx.call(
+        "reserve-stock",
+        &json!({ "order": order.order, "items": order.items }),
+    )?;
+    undo.push((
+        "release-stock",
+        json!({ "order": order.order, "items": order.items }),
+    ));
 
     // 2. Large orders wait for a person: the event `approved`.
-    let threshold = variable("approval_threshold").and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let threshold = variable("approval_threshold")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     if order.amount >= threshold {
         let timeout = variable("approval_timeout")
             .and_then(|v| parse_duration(&v))
@@ -107,33 +115,54 @@ fn order(ctx: &mut Context) -> Result<Json, Error> {
                 "rejected by {}",
                 answer["by"].as_str().unwrap_or("the approver")
             )),
-            None => Some(format!("no approval within {}", variable("approval_timeout").unwrap_or("24h".into()))),
+            None => Some(format!(
+                "no approval within {}",
+                variable("approval_timeout").unwrap_or("24h".into())
+            )),
         };
         if let Some(reason) = reason {
             undo.reverse();
             let done = compensate(ctx, &undo)?;
-            return Err(Error::Failed(format!("{reason}; compensated: {}", done.join(", "))));
+            return Err(Error::Failed(format!(
+                "{reason}; compensated: {}",
+                done.join(", ")
+            )));
         }
     }
 
     // 3. Charge the payment.
-    let payment: Json = match ctx.try_call("charge-payment", &json!({ "order": order.order, "amount": order.amount, "card": order.card }))? {
+    let payment: Json = match ctx.try_call(
+        "charge-payment",
+        &json!({ "order": order.order, "amount": order.amount, "card": order.card }),
+    )? {
         Ok(p) => p,
         Err(e) => {
             undo.reverse();
             let done = compensate(ctx, &undo)?;
-            return Err(Error::Failed(format!("payment failed: {e}; compensated: {}", done.join(", "))));
+            return Err(Error::Failed(format!(
+                "payment failed: {e}; compensated: {}",
+                done.join(", ")
+            )));
         }
     };
-    undo.push(("refund-payment", json!({ "order": order.order, "payment": payment["payment"] })));
+    undo.push((
+        "refund-payment",
+        json!({ "order": order.order, "payment": payment["payment"] }),
+    ));
 
     // 4. Ship.
-    let shipment: Json = match ctx.try_call("ship-order", &json!({ "order": order.order, "address": order.address }))? {
+    let shipment: Json = match ctx.try_call(
+        "ship-order",
+        &json!({ "order": order.order, "address": order.address }),
+    )? {
         Ok(s) => s,
         Err(e) => {
             undo.reverse();
             let done = compensate(ctx, &undo)?;
-            return Err(Error::Failed(format!("shipping failed: {e}; compensated: {}", done.join(", "))));
+            return Err(Error::Failed(format!(
+                "shipping failed: {e}; compensated: {}",
+                done.join(", ")
+            )));
         }
     };
 
@@ -184,7 +213,10 @@ fn reserve(input: Json, ev: &Event) -> Result<Json, EventError> {
         .map_err(|e| EventError::fatal(format!("bad items: {e}")))?;
     let db = db()?;
     let taken = db
-        .query("SELECT 1 FROM effects WHERE key = ?1", &[key.as_str().into()])
+        .query(
+            "SELECT 1 FROM effects WHERE key = ?1",
+            &[key.as_str().into()],
+        )
         .map_err(retry)?;
     if taken.rows.is_empty() {
         for item in &items {
@@ -194,7 +226,10 @@ fn reserve(input: Json, ev: &Event) -> Result<Json, EventError> {
             )
             .map_err(retry)?;
             let rows = db
-                .query("SELECT qty FROM stock WHERE sku = ?1", &[item.sku.as_str().into()])
+                .query(
+                    "SELECT qty FROM stock WHERE sku = ?1",
+                    &[item.sku.as_str().into()],
+                )
                 .map_err(retry)?;
             let have = rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
             if have < item.qty {
@@ -210,7 +245,11 @@ fn reserve(input: Json, ev: &Event) -> Result<Json, EventError> {
         for item in &items {
             statements.push((
                 update.as_str(),
-                mine_params(vec![item.qty.into(), item.sku.as_str().into()], &key, &token),
+                mine_params(
+                    vec![item.qty.into(), item.sku.as_str().into()],
+                    &key,
+                    &token,
+                ),
             ));
         }
         db.transaction(&statements).map_err(retry)?;
@@ -240,7 +279,11 @@ fn release(input: Json, ev: &Event) -> Result<Json, EventError> {
     for item in &items {
         statements.push((
             update.as_str(),
-            mine_params(vec![item.qty.into(), item.sku.as_str().into()], &key, &token),
+            mine_params(
+                vec![item.qty.into(), item.sku.as_str().into()],
+                &key,
+                &token,
+            ),
         ));
     }
     db.transaction(&statements).map_err(retry)?;
@@ -264,7 +307,11 @@ fn charge(input: Json, ev: &Event) -> Result<Json, EventError> {
         claim(&key, &token, &order, "charge"),
         (
             insert.as_str(),
-            mine_params(vec![key.as_str().into(), order.as_str().into(), amount.into()], &key, &token),
+            mine_params(
+                vec![key.as_str().into(), order.as_str().into(), amount.into()],
+                &key,
+                &token,
+            ),
         ),
     ])
     .map_err(retry)?;
@@ -280,7 +327,10 @@ fn refund(input: Json, ev: &Event) -> Result<Json, EventError> {
     let update = format!("UPDATE payments SET refunded = 1 WHERE key = ?1 AND {MINE}");
     db.transaction(&[
         claim(&key, &token, &order, "refund"),
-        (update.as_str(), mine_params(vec![payment.as_str().into()], &key, &token)),
+        (
+            update.as_str(),
+            mine_params(vec![payment.as_str().into()], &key, &token),
+        ),
     ])
     .map_err(retry)?;
     Ok(json!({ "refunded": payment }))
@@ -291,18 +341,27 @@ fn ship(input: Json, ev: &Event) -> Result<Json, EventError> {
     let order = input["order"].as_str().unwrap_or_default().to_string();
     let address = input["address"].as_str().unwrap_or_default().to_string();
     if address.is_empty() || address == "nowhere" {
-        return Err(EventError::fatal(format!("no carrier delivers to `{address}`")));
+        return Err(EventError::fatal(format!(
+            "no carrier delivers to `{address}`"
+        )));
     }
     let db = db()?;
     let token = token();
-    let insert = format!(
-        "INSERT INTO shipments (key, order_id, address) SELECT ?1, ?2, ?3 WHERE {MINE}"
-    );
+    let insert =
+        format!("INSERT INTO shipments (key, order_id, address) SELECT ?1, ?2, ?3 WHERE {MINE}");
     db.transaction(&[
         claim(&key, &token, &order, "ship"),
         (
             insert.as_str(),
-            mine_params(vec![key.as_str().into(), order.as_str().into(), address.as_str().into()], &key, &token),
+            mine_params(
+                vec![
+                    key.as_str().into(),
+                    order.as_str().into(),
+                    address.as_str().into(),
+                ],
+                &key,
+                &token,
+            ),
         ),
     ])
     .map_err(retry)?;
@@ -311,7 +370,10 @@ fn ship(input: Json, ev: &Event) -> Result<Json, EventError> {
 
 #[gust_sdk::event]
 fn handle(event: Event) -> Result<(), EventError> {
-    match workflow::activity_name(&event).map(str::to_string).as_deref() {
+    match workflow::activity_name(&event)
+        .map(str::to_string)
+        .as_deref()
+    {
         Some("reserve-stock") => workflow::activity(event, reserve),
         Some("release-stock") => workflow::activity(event, release),
         Some("charge-payment") => workflow::activity(event, charge),
