@@ -14,6 +14,9 @@
 //! * workflow `sleeper`: sleeps the input's milliseconds durably, calls
 //!   `double`, and returns how long it slept (by its recorded clock).
 //! * activities `double` (n -> 2n) and `fail`.
+//! * queue functions (any `gust.queue.message`): double the number in the
+//!   message and send it to the binding `next` (the plain queue chain that
+//!   `bench/workflows.sh` compares workflows with).
 
 use std::time::Duration;
 
@@ -82,6 +85,14 @@ fn sleeper(ctx: &mut Context) -> Result<Value, Error> {
 
 #[gust_sdk::event]
 fn handle(event: Event) -> Result<(), EventError> {
+    if event.ty() == "gust.queue.message" {
+        let n: i64 = event
+            .json()
+            .map_err(|e| EventError::fatal(format!("not a number: {e}")))?;
+        gust_sdk::queue::send_json("next", &(n * 2))
+            .map_err(|e| EventError::retryable(e.to_string()))?;
+        return Ok(());
+    }
     if let Some(name) = workflow::activity_name(&event) {
         return match name {
             "double" => workflow::activity(event, |n: i64, _: &Event| Ok(n * 2)),
