@@ -93,10 +93,9 @@ fn orders_ship_compensate_and_wait_for_approval() {
     running.stop();
 }
 
-/// The same on PostgreSQL: journal (kv), task queue and the shop's
-/// database all on the engine (an app name of its own keeps runs apart).
-#[test]
-fn orders_run_on_postgres() {
+/// The example under an app name of its own (engines keep apps apart by
+/// name, so runs on a shared engine do not meet).
+fn unique_app() -> TestApp {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -104,18 +103,31 @@ fn orders_run_on_postgres() {
     let name = format!("order-saga-{}-{nanos}", std::process::id());
     let example = app();
     let manifest = std::fs::read_to_string(example.path().join("gust.toml")).unwrap();
-    let app =
-        TestApp::new(&manifest.replace("name = \"order-saga\"", &format!("name = \"{name}\"")));
+    TestApp::new(&manifest.replace("name = \"order-saga\"", &format!("name = \"{name}\"")))
+}
+
+/// The same on PostgreSQL: journal (kv), task queue and the shop's
+/// database all on the engine.
+#[test]
+fn orders_run_on_postgres() {
+    let app = unique_app();
+    let pg = "postgres://postgres@127.0.0.1:5432/test";
     let mut running = up_with_env(
         app.path(),
-        &[
-            "--quiet",
-            "--no-watch",
-            "--postgres",
-            "postgres://postgres@127.0.0.1:5432/test",
-        ],
+        &["--quiet", "--no-watch", "--postgres", pg],
         ENV,
     );
+    scenario(&app, &Shop::new(&app, &running));
+    running.stop();
+}
+
+/// The same with the journal and the task queue on NATS JetStream (the
+/// shop's SQL database stays embedded).
+#[test]
+fn orders_run_on_nats() {
+    let app = unique_app();
+    let nats = "nats://127.0.0.1:4222";
+    let mut running = up_with_env(app.path(), &["--quiet", "--no-watch", "--nats", nats], ENV);
     scenario(&app, &Shop::new(&app, &running));
     running.stop();
 }
