@@ -320,17 +320,9 @@ impl Engine {
                     // Terminated meanwhile, or another run got there first.
                     return false;
                 }
-                if base + new.len() > MAX_HISTORY {
-                    return i.finish(
-                        Status::Failed,
-                        Value::Null,
-                        Some(format!(
-                            "history limit reached: workflow `{}` instance `{}` took more than {MAX_HISTORY} steps; continue long work in child workflows",
-                            i.workflow, i.id
-                        )),
-                    );
+                if !i.append(&new) {
+                    return true;
                 }
-                i.history.extend(new.iter().cloned());
                 if let Some((status, output, error)) = finish.clone() {
                     i.finish(status, output, error);
                 } else {

@@ -164,6 +164,23 @@ impl Instance {
         true
     }
 
+    /// Appends the steps a run took, or, past [`MAX_HISTORY`], fails the
+    /// instance with an error saying so. `true` if they were appended.
+    pub fn append(&mut self, steps: &[Step]) -> bool {
+        if self.history.len() + steps.len() > MAX_HISTORY {
+            let error = format!(
+                "history limit reached: workflow `{}` instance `{}` would have {} steps, more than the limit of {MAX_HISTORY}; continue long work in child workflows",
+                self.workflow,
+                self.id,
+                self.history.len() + steps.len()
+            );
+            self.finish(Status::Failed, Value::Null, Some(error));
+            return false;
+        }
+        self.history.extend(steps.iter().cloned());
+        true
+    }
+
     /// Resolves waits that can be resolved now: event waits with a raised
     /// event of their name (oldest first) or past their deadline, and
     /// sleeps past their time. `true` if any step got its outcome.
@@ -382,6 +399,30 @@ mod tests {
         assert_eq!(updated.status, Status::Completed);
         assert_eq!(journal.list(Some("w"), 10).await.unwrap().len(), 1);
         assert!(journal.get("w", "b").await.unwrap().is_none());
+    }
+
+    #[test]
+    fn a_history_past_the_limit_fails_the_instance() {
+        let step = Step {
+            kind: "now".into(),
+            name: String::new(),
+            input: Value::Null,
+            due: None,
+            result: Some(StepOutcome::Ok(Value::from(1))),
+            scheduled: true,
+        };
+        let mut i = Instance::new("w", "a", Value::Null, None);
+        assert!(i.append(&vec![step.clone(); MAX_HISTORY - 1]));
+        assert!(i.append(std::slice::from_ref(&step)));
+        assert_eq!(i.status, Status::Running);
+        assert!(!i.append(std::slice::from_ref(&step)));
+        assert_eq!(i.status, Status::Failed);
+        assert_eq!(i.history.len(), MAX_HISTORY);
+        let error = i.error.unwrap();
+        assert!(
+            error.contains("history limit") && error.contains("10000"),
+            "{error}"
+        );
     }
 
     #[test]
