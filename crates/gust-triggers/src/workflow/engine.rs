@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::journal::{Instance, Journal, JournalError, MAX_HISTORY, Status, StepOutcome, now_ms};
+use super::journal::{Instance, Journal, JournalError, Status, StepOutcome, now_ms};
 use super::runs::{Callables, OrchestratorRun, Run, runs};
 use crate::dispatch::{Dispatcher, Shutdown};
 use crate::settle::{Settlement, settle};
