@@ -3,6 +3,7 @@
 # and through the gateway to the same upstream, in one run: once with one
 # connection (added latency) and once with many (throughput).
 #   bench/gateway.sh [duration=10s] [connections="1 32"] [wrk threads=1]
+# GATEWAY_BENCH_BIN=path runs that gateway_bench binary instead of building.
 # Also prints CPU time per request: of the bench process (upstream alone for
 # "direct"; gateway + upstream for "gateway", both share one runtime) and of
 # wrk, read from /proc around each run. On a machine where wrk, gateway and
@@ -15,8 +16,12 @@ CONNS_LIST=${2:-"1 32"}
 THREADS=${3:-1}
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q -p gust-gateway --example gateway_bench
-BIN="${CARGO_TARGET_DIR:-target}/release/examples/gateway_bench"
+if [ -n "${GATEWAY_BENCH_BIN:-}" ]; then # compare another build, e.g. the one before a change
+  BIN=$GATEWAY_BENCH_BIN
+else
+  cargo build --release -q -p gust-gateway --example gateway_bench
+  BIN="${CARGO_TARGET_DIR:-target}/release/examples/gateway_bench"
+fi
 
 OUT=$(mktemp)
 "$BIN" >"$OUT" &
