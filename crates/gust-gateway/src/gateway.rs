@@ -662,10 +662,7 @@ impl Gateway {
         }
         let forwarded_host = match parts.uri.authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => h
-                .get(header::HOST)
-                .filter(|v| v.to_str().is_ok())
-                .cloned(),
+            None => h.get(header::HOST).filter(|v| v.to_str().is_ok()).cloned(),
         };
         if let Some(v) = forwarded_host {
             h.insert(X_FORWARDED_HOST, v);
@@ -673,12 +670,16 @@ impl Gateway {
         route.request_headers.apply(&mut parts.headers);
 
         let resp = match &target.kind {
-            TargetKind::Function(f) => self.call_function(route, f, parts, body, rewritten, id)
-                    .await,
+            TargetKind::Function(f) => {
+                self.call_function(route, f, parts, body, rewritten, id)
+                    .await
+            }
             TargetKind::Upstream(u) => {
                 let slot = slot.as_ref();
-                self.call_upstream(route, target, u, parts, body, body_empty, rewritten, slot, id)
-                    .await
+                self.call_upstream(
+                    route, target, u, parts, body, body_empty, rewritten, slot, id,
+                )
+                .await
             }
         };
         let mut resp = match slot.as_ref().and_then(|s| s.get()) {
@@ -1123,6 +1124,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("colour") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn ip_header_writes_the_address() {
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header(parsed), parsed.to_string().as_str());
+        }
     }
 
     #[test]
