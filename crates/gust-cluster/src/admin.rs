@@ -7,7 +7,9 @@
 //! | `GET /_gust/cluster/apps` | every app: current version, and the version each node serves |
 //! | `GET /_gust/cluster/status` | every live node: id, address, last heartbeat, apps, what it owns |
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use gust_host::body::{self, Body};
 use gust_triggers::http::{constant_time_eq, presented_key};
@@ -19,9 +21,22 @@ use crate::artifact::{self, MAX_ARTIFACT};
 use crate::node::{NODE_TIMEOUT, Node};
 use crate::store::StoreError;
 
-/// Answers a request under `/_gust/cluster`.
-pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Response<Body> {
+/// Answers a request under `/_gust/cluster` from `client`; an address that
+/// keeps presenting wrong keys is slowed down.
+pub async fn handle(node: Arc<Node>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    let throttle = node.auth_throttle();
+    if let Err(wait) = throttle.check(client.ip(), Instant::now()) {
+        return gust_host::auth_throttle::too_many_failures(wait);
+    }
     let key = presented_key(req.headers(), req.uri().query());
+    let right = key
+        .as_deref()
+        .is_some_and(|k| constant_time_eq(k, node.admin_key()));
+    if right {
+        throttle.succeeded(client.ip());
+    } else {
+        throttle.failed(client.ip(), Instant::now());
+    }
     match key {
         None => {
             return body::error(

@@ -43,7 +43,7 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>, client: SocketAddr)
         return health(&node);
     }
     if path == "/_gust/cluster" || path.starts_with("/_gust/cluster/") {
-        return crate::admin::handle(node, req).await;
+        return crate::admin::handle(node, req, client).await;
     }
     let apps = node.apps();
     let first = path

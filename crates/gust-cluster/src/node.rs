@@ -66,6 +66,7 @@ pub struct Node {
     options: NodeOptions,
     store: ClusterStore,
     admin_key: String,
+    auth_throttle: gust_host::auth_throttle::AuthThrottle,
     membership: Arc<Membership>,
     apps: ArcSwap<BTreeMap<String, Arc<Serving>>>,
     /// The last error starting each app (version, message), logged once.
@@ -98,6 +99,7 @@ impl Node {
             options,
             store,
             admin_key,
+            auth_throttle: Default::default(),
             membership,
             apps: ArcSwap::from_pointee(BTreeMap::new()),
             failures: Mutex::new(BTreeMap::new()),
@@ -130,6 +132,11 @@ impl Node {
     /// The admin key.
     pub fn admin_key(&self) -> &str {
         &self.admin_key
+    }
+
+    /// Failed admin-key checks per client address.
+    pub fn auth_throttle(&self) -> &gust_host::auth_throttle::AuthThrottle {
+        &self.auth_throttle
     }
 
     /// The apps served now, by name.

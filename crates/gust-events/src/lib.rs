@@ -7,6 +7,7 @@
 
 mod cloudevents;
 mod time;
+pub mod trace;
 
 pub use cloudevents::{
     CloudEventError, from_metadata, parse_batch, parse_binary, parse_structured, percent_decode,
@@ -14,6 +15,8 @@ pub use cloudevents::{
 };
 
 use std::time::SystemTime;
+
+pub use trace::TraceContext;
 
 /// A CloudEvents 1.0 event with its delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -97,7 +100,7 @@ pub fn new_id() -> String {
 
 /// A new W3C trace context: `00-<trace id>-<span id>-01`.
 pub fn new_traceparent() -> String {
-    format!("00-{}-{}-01", random_hex(16), random_hex(8))
+    TraceContext::new_root().to_string()
 }
 
 /// RFC 3339 text of `time` (UTC, microseconds).

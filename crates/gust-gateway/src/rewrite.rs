@@ -175,4 +175,69 @@ mod tests {
         assert_eq!(join("/base/", "/x"), "/base/x");
         assert_eq!(join("", "/x"), "/x");
     }
+
+    mod props {
+        use super::super::{check_path, fill};
+        use crate::matcher::PathPattern;
+        use proptest::prelude::*;
+
+        /// Path pieces a hostile client sends.
+        fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("..".to_string()),
+                Just(".".to_string()),
+                Just("%2e%2e".to_string()),
+                Just("%2E%2e".to_string()),
+                Just(".%2e".to_string()),
+                Just("%2f".to_string()),
+                Just("%5C".to_string()),
+                Just("\\".to_string()),
+                Just("%00".to_string()),
+                Just("%".to_string()),
+                Just("%zz".to_string()),
+                Just("".to_string()),
+                "[a-z0-9.%]{1,6}",
+                ".{0,3}",
+            ]
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            prop::collection::vec(piece(), 0..6).prop_map(|p| format!("/{}", p.join("/")))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any template text parses or is refused; any path against a
+            /// parsed one matches or not, without a panic.
+            #[test]
+            fn templates_and_paths_never_panic(template in "[a-z/{}*]{0,16}", path in path()) {
+                if let Ok(pattern) = PathPattern::template(&template) {
+                    let _ = pattern.matches(&path);
+                }
+            }
+
+            /// Captured values put into a rewrite either give a path that
+            /// cannot climb above the upstream's base once decoded, or are
+            /// refused.
+            #[test]
+            fn rewritten_paths_never_climb(path in path(), rewrite in "(/[a-z]{1,3}|/\\{id\\}|/\\{rest\\}){1,4}") {
+                // Only what arrives in a request: a path `http` accepts.
+                prop_assume!(http::Uri::try_from(format!("/api{path}")).is_ok());
+                let pattern = PathPattern::template("/api/{id}/{*rest}").unwrap();
+                let Some(params) = pattern.matches(&format!("/api{path}")) else {
+                    return Ok(());
+                };
+                let filled = fill(&rewrite, &params);
+                if check_path(&filled).is_ok() {
+                    let decoded = crate::rewrite::decode(&filled).unwrap();
+                    let decoded = String::from_utf8_lossy(&decoded);
+                    for segment in decoded.split('/') {
+                        prop_assert!(segment != ".." && segment != ".", "{filled} -> {decoded}");
+                        prop_assert!(!segment.contains(['\\', '\0']), "{filled}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,10 +1,13 @@
 //! The admin API under `/_gust/`: what the CLI and the console use (plus
 //! `metrics`, for a Prometheus server), and nothing else. Every route but
 //! `health` and `openapi.json` needs the admin key (header `x-gust-key` or
-//! `Authorization: Bearer <key>`).
+//! `Authorization: Bearer <key>`); an address that keeps presenting wrong
+//! keys is slowed down ([`crate::auth_throttle`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -15,6 +18,7 @@ use serde_json::json;
 
 use crate::body::{self, Body};
 use crate::host::Host;
+use crate::logs::{LogFilter, LogLine};
 use crate::{dispatch, queues};
 use gust_manifest::Trigger;
 use gust_triggers::http::{RouteMatch, constant_time_eq, percent_decode};
@@ -26,8 +30,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Most log lines returned without `follow`.
 const MAX_TAIL: usize = 10_000;
 
-/// Handles a request whose path starts with `/_gust/`.
-pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
+/// Handles a request whose path starts with `/_gust/`, from `client`.
+pub async fn handle(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
@@ -50,7 +54,14 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
     {
         return crate::topics::ingress(&host, topic, req).await;
     }
-    if !is_admin(&host, &req) {
+    let throttle = host.auth_throttle();
+    if let Err(wait) = throttle.check(client.ip(), Instant::now()) {
+        return crate::auth_throttle::too_many_failures(wait);
+    }
+    if is_admin(&host, &req) {
+        throttle.succeeded(client.ip());
+    } else {
+        throttle.failed(client.ip(), Instant::now());
         return body::error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -66,6 +77,7 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["functions", name, "invoke"]) => invoke(&host, name, &query, req).await,
         (&Method::GET, ["logs"]) => logs(&host, &query),
         (&Method::GET, ["metrics"]) => crate::metrics::response(std::slice::from_ref(&host)).await,
+        (&Method::POST, ["keys", "rotate"]) => rotate_keys(&host, &query).await,
         (_, ["queues", name, rest @ ..]) => {
             queues::handle(&host, &method, name, rest, &query, req).await
         }
@@ -89,7 +101,8 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn is_admin(host: &Host, req: &Request<Incoming>) -> bool {
-    let admin = &host.current().keys.admin;
+    let keys = host.current().keys.current();
+    let admin = &keys.admin;
     let header_key = req
         .headers()
         .get("x-gust-key")
@@ -268,10 +281,45 @@ async fn invoke(host: &Host, name: &str, query: &str, req: Request<Incoming>) ->
     dispatch::invoke(&app, name, &http_trigger.route, &route_params, request).await
 }
 
+/// `POST /_gust/keys/rotate[?only=all|admin|host|function:<name>]`: new
+/// keys at once, saved in the keys file; answers them.
+async fn rotate_keys(host: &Host, query: &str) -> Response<Body> {
+    let params = form_pairs(query);
+    let only = params
+        .iter()
+        .find(|(k, _)| k == "only")
+        .map_or("all", |(_, v)| v.as_str());
+    let scope = match crate::keys::KeyScope::parse(only) {
+        Ok(scope) => scope,
+        Err(e) => return body::error(StatusCode::BAD_REQUEST, "bad-scope", format!("{e:#}")),
+    };
+    match host.rotate_keys(&scope).await {
+        Ok(keys) => body::json(StatusCode::OK, &json!(keys)),
+        Err(e) => body::error(StatusCode::CONFLICT, "rotate-failed", format!("{e:#}")),
+    }
+}
+
 fn logs(host: &Host, query: &str) -> Response<Body> {
     let params = form_pairs(query);
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let function = get("function").filter(|f| !f.is_empty());
+    let min_level = match get("level").filter(|l| !l.is_empty()).map(|l| l.parse()) {
+        None => None,
+        Some(Ok(level)) => Some(level),
+        Some(Err(e)) => return body::error(StatusCode::BAD_REQUEST, "bad-level", e),
+    };
+    let filter = LogFilter {
+        function: get("function").filter(|f| !f.is_empty()),
+        min_level,
+        invocation: get("invocation").filter(|i| !i.is_empty()),
+    };
+    if filter.invocation.as_ref().is_some_and(|i| i.len() < 8) {
+        return body::error(
+            StatusCode::BAD_REQUEST,
+            "bad-invocation",
+            "give at least the first 8 digits of the invocation id",
+        );
+    }
+    let json = get("format").is_some_and(|f| f == "json");
     let tail = get("tail")
         .and_then(|t| t.parse().ok())
         .unwrap_or(100)
@@ -279,12 +327,12 @@ fn logs(host: &Host, query: &str) -> Response<Body> {
     let follow = get("follow").is_some_and(|f| f == "true" || f == "1");
     let logs = host.logs();
     let backlog: String = logs
-        .recent(function.as_deref(), tail)
+        .recent(&filter, tail)
         .iter()
-        .map(|l| l.render() + "\n")
+        .map(|l| render(l, json))
         .collect();
     let mut response = if follow {
-        let receiver = tokio_stream_of(logs.subscribe(), function);
+        let receiver = tokio_stream_of(logs.subscribe(), filter, json);
         let first = futures::stream::once(async move { Ok(Frame::data(Bytes::from(backlog))) });
         Response::new(BodyExt::boxed_unsync(StreamBody::new(
             first.chain(receiver),
@@ -292,31 +340,49 @@ fn logs(host: &Host, query: &str) -> Response<Body> {
     } else {
         Response::new(body::full(backlog))
     };
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "text/plain; charset=utf-8".parse().expect("static"),
-    );
+    let content_type = if json {
+        "application/x-ndjson"
+    } else {
+        "text/plain; charset=utf-8"
+    };
     response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type.parse().expect("static"));
+    response
+}
+
+/// One line of `gust logs` output: text, or a JSON object.
+fn render(line: &LogLine, json: bool) -> String {
+    if json {
+        line.to_json() + "\n"
+    } else {
+        line.render() + "\n"
+    }
 }
 
 type FrameResult = Result<Frame<Bytes>, body::BoxError>;
 
 fn tokio_stream_of(
-    receiver: tokio::sync::broadcast::Receiver<crate::logs::LogLine>,
-    function: Option<String>,
+    receiver: tokio::sync::broadcast::Receiver<LogLine>,
+    filter: LogFilter,
+    json: bool,
 ) -> impl futures::Stream<Item = FrameResult> + Send + 'static {
-    futures::stream::unfold((receiver, function), |(mut rx, function)| async move {
+    futures::stream::unfold((receiver, filter), move |(mut rx, filter)| async move {
         loop {
             match rx.recv().await {
                 Ok(line) => {
-                    if function.as_deref().is_none_or(|f| f == line.function) {
-                        let frame = Frame::data(Bytes::from(line.render() + "\n"));
-                        return Some((Ok(frame), (rx, function)));
+                    if filter.accepts(&line) {
+                        let frame = Frame::data(Bytes::from(render(&line, json)));
+                        return Some((Ok(frame), (rx, filter)));
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let frame = Frame::data(Bytes::from(format!("... {n} lines skipped ...\n")));
-                    return Some((Ok(frame), (rx, function)));
+                    let note = if json {
+                        format!("{}\n", json!({ "skipped": n }))
+                    } else {
+                        format!("... {n} lines skipped ...\n")
+                    };
+                    return Some((Ok(Frame::data(Bytes::from(note))), (rx, filter)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

@@ -14,7 +14,7 @@ use gust_backends::{Services, TopicProvider};
 use gust_events::{Event, Outcome};
 use gust_manifest::{App, BindingKind, Function, Trigger};
 use gust_runtime::{EventFunction, FunctionEnv, HttpFunction, LogLevel, LogSink, Runtime};
-use gust_triggers::http::{HttpRouter, Keys};
+use gust_triggers::http::HttpRouter;
 use gust_triggers::registry::{self, StartContext};
 use gust_triggers::settings::Settings;
 use gust_triggers::topic::{Publisher, TopicSettings};
@@ -133,8 +133,8 @@ pub struct LoadedApp {
     pub app: App,
     /// HTTP routes.
     pub router: HttpRouter,
-    /// The app's keys.
-    pub keys: Keys,
+    /// The app's keys (shared with the host, which rotates them).
+    pub keys: crate::keys::LiveKeys,
     /// HTTP functions by name.
     pub functions: HashMap<String, LoadedFunction>,
     /// Event functions by name.
@@ -187,7 +187,7 @@ impl LoadedApp {
     pub fn load(
         app: App,
         components: &BTreeMap<String, PathBuf>,
-        keys: Keys,
+        keys: crate::keys::LiveKeys,
         cx: LoadContext<'_>,
     ) -> Result<Self> {
         let router = HttpRouter::new(&app)?;

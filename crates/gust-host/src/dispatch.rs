@@ -49,7 +49,12 @@ pub async fn handle(app: Arc<LoadedApp>, req: Request<Incoming>) -> Response<Bod
         }
     };
     let key = presented_key(req.headers(), req.uri().query());
-    if let Err(failure) = authorize(entry.auth, &entry.function, key.as_deref(), &app.keys) {
+    if let Err(failure) = authorize(
+        entry.auth,
+        &entry.function,
+        key.as_deref(),
+        &app.keys.current(),
+    ) {
         let status = match failure {
             AuthFailure::Missing => StatusCode::UNAUTHORIZED,
             AuthFailure::Denied => StatusCode::FORBIDDEN,

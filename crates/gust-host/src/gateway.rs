@@ -27,7 +27,9 @@ use gust_gateway::{
     BoxFuture, ConfigError, FunctionTarget, Gateway, GatewayConfig, KeyCheck, TargetConfig,
 };
 use gust_manifest::{App, AuthLevel};
-use gust_triggers::http::{Keys, authorize, presented_key};
+use gust_triggers::http::{authorize, presented_key};
+
+use crate::keys::LiveKeys;
 
 use crate::app::{LoadedApp, LoadedFunction};
 use crate::body::{self, Body};
@@ -43,7 +45,7 @@ use crate::host::Host;
 /// Tokio runtime (JWKS files are loaded now).
 pub fn build(
     app: &App,
-    keys: &Keys,
+    keys: &LiveKeys,
     functions: &HashMap<String, LoadedFunction>,
 ) -> Result<Option<Gateway>> {
     let Some(table) = &app.gateway else {
@@ -283,7 +285,7 @@ fn to_io_error(e: gust_gateway::BoxError) -> std::io::Error {
 /// `x-gust-key` or query `code`) the function's key, the host key or the
 /// admin key, as for a function with `auth = "function"`. Routes to an
 /// upstream accept the host and admin keys.
-struct AppKeys(Keys);
+struct AppKeys(LiveKeys);
 
 impl KeyCheck for AppKeys {
     fn check(&self, _route: &str, function: Option<&str>, request: &Parts) -> Result<(), String> {
@@ -292,7 +294,7 @@ impl KeyCheck for AppKeys {
             AuthLevel::Function,
             function.unwrap_or(""),
             presented.as_deref(),
-            &self.0,
+            &self.0.current(),
         )
         .map_err(|e| e.to_string())
     }

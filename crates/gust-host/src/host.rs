@@ -63,6 +63,8 @@ pub struct Host {
     sse: Arc<crate::sse::SseHub>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     metrics: crate::metrics::FunctionRegistry,
+    keys: keys::LiveKeys,
+    auth_throttle: crate::auth_throttle::AuthThrottle,
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -110,14 +112,14 @@ impl Host {
         };
         let mut stats = HashMap::new();
         let metrics = crate::metrics::FunctionRegistry::default();
-        let keys = keys::load_or_create(&app)?;
+        let keys = keys::LiveKeys::new(keys::load_or_create(&app)?);
         let sse = Arc::new(crate::sse::SseHub::with_broadcast(
             services.broadcast.clone(),
         ));
         let loaded = LoadedApp::load(
             app,
             components,
-            keys,
+            keys.clone(),
             LoadContext {
                 runtime: &runtime,
                 services: &services,
@@ -141,6 +143,8 @@ impl Host {
             sse,
             stats: Mutex::new(stats),
             metrics,
+            keys,
+            auth_throttle: Default::default(),
             reloading: tokio::sync::Mutex::new(()),
         }))
     }
@@ -259,6 +263,34 @@ impl Host {
         self.services.queues.queue(name).await
     }
 
+    /// Replaces the keys `scope` names with new ones, saves them in the
+    /// app's keys file and checks every request against them from now on;
+    /// returns the new keys. A node of a cluster refuses: its keys are the
+    /// cluster's.
+    pub async fn rotate_keys(&self, scope: &keys::KeyScope) -> Result<keys::Keys> {
+        if self.options.cluster.is_some() {
+            anyhow::bail!(
+                "this host is a node of a cluster, whose keys live in the cluster store; rotating them is not supported yet"
+            );
+        }
+        let state = self.current().app.state_dir();
+        // A reload reads the keys file: never between a save and the swap.
+        let _one_at_a_time = self.reloading.lock().await;
+        let next = keys::rotate(&state, &self.keys.current(), scope)?;
+        self.keys.replace(next.clone());
+        self.logs.log(
+            "gust",
+            LogLevel::Info,
+            &format!("keys rotated ({})", scope.as_query()),
+        );
+        Ok(next)
+    }
+
+    /// Failed admin-key checks per client address.
+    pub fn auth_throttle(&self) -> &crate::auth_throttle::AuthThrottle {
+        &self.auth_throttle
+    }
+
     /// The options the host runs with.
     pub fn options(&self) -> &HostOptions {
         &self.options
@@ -272,12 +304,12 @@ impl Host {
         let result = tokio::task::block_in_place(|| -> Result<LoadedApp> {
             let app = gust_triggers::load_app(&dir)?;
             let components = build_app(&app, &QuietProgress)?;
-            let keys = keys::load_or_create(&app)?;
+            self.keys.replace(keys::load_or_create(&app)?);
             let mut stats = self.stats.lock().expect("stats lock");
             LoadedApp::load(
                 app,
                 &components,
-                keys,
+                self.keys.clone(),
                 LoadContext {
                     runtime: &self.runtime,
                     services: &self.services,

@@ -1,11 +1,105 @@
 //! The app's keys in `.gust/keys.json`: generated on first start, random,
-//! readable only by the owner, and never logged.
+//! readable only by the owner, never logged, and rotated without a restart
+//! ([`rotate`], [`LiveKeys`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
 use gust_manifest::App;
 pub use gust_triggers::http::Keys;
+
+/// The keys a running host checks requests against. Every clone sees the
+/// same keys, so a rotation takes effect at once for every route.
+#[derive(Clone)]
+pub struct LiveKeys(Arc<ArcSwap<Keys>>);
+
+impl LiveKeys {
+    /// Live keys starting as `keys`.
+    pub fn new(keys: Keys) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(keys)))
+    }
+
+    /// The keys as they are now.
+    pub fn current(&self) -> Arc<Keys> {
+        self.0.load_full()
+    }
+
+    /// From now on, requests are checked against `keys`.
+    pub fn replace(&self, keys: Keys) {
+        self.0.store(Arc::new(keys));
+    }
+}
+
+impl std::fmt::Debug for LiveKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveKeys(..)")
+    }
+}
+
+/// Which keys [`rotate`] replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScope {
+    /// The admin key, the host key and every function key.
+    All,
+    /// The admin key only.
+    Admin,
+    /// The host key only.
+    Host,
+    /// One function's key.
+    Function(String),
+}
+
+impl KeyScope {
+    /// Reads `all`, `admin`, `host` or `function:<name>`.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "" | "all" => Self::All,
+            "admin" => Self::Admin,
+            "host" => Self::Host,
+            other => match other.strip_prefix("function:") {
+                Some(name) if !name.is_empty() => Self::Function(name.to_string()),
+                _ => bail!("unknown key scope `{other}`: use all, admin, host or function:<name>"),
+            },
+        })
+    }
+
+    /// The text [`KeyScope::parse`] reads back.
+    pub fn as_query(&self) -> String {
+        match self {
+            Self::All => "all".into(),
+            Self::Admin => "admin".into(),
+            Self::Host => "host".into(),
+            Self::Function(name) => format!("function:{name}"),
+        }
+    }
+}
+
+/// Replaces the keys `scope` names with new random ones, saves the keys
+/// file of the app whose state folder is `state_dir`, and returns the new
+/// keys. The old keys stop working as soon as a running host swaps the new
+/// ones in (see [`LiveKeys`]).
+pub fn rotate(state_dir: &Path, keys: &Keys, scope: &KeyScope) -> Result<Keys> {
+    let mut next = keys.clone();
+    match scope {
+        KeyScope::All => {
+            next.admin = new_key()?;
+            next.host = new_key()?;
+            for key in next.functions.values_mut() {
+                *key = new_key()?;
+            }
+        }
+        KeyScope::Admin => next.admin = new_key()?,
+        KeyScope::Host => next.host = new_key()?,
+        KeyScope::Function(name) => match next.functions.get_mut(name) {
+            Some(key) => *key = new_key()?,
+            None => bail!("the app has no function named `{name}`"),
+        },
+    }
+    save(&keys_path(state_dir), &next)?;
+    Ok(next)
+}
 
 /// The keys file inside an app's state folder.
 pub fn keys_path(state_dir: &Path) -> PathBuf {
@@ -111,5 +205,51 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn rotation_replaces_only_the_chosen_keys_and_saves_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys {
+            admin: "a".repeat(64),
+            host: "h".repeat(64),
+            functions: [("f".to_string(), "f".repeat(64))].into(),
+        };
+        let next = rotate(dir.path(), &keys, &KeyScope::Function("f".into())).unwrap();
+        assert_eq!((&next.admin, &next.host), (&keys.admin, &keys.host));
+        assert_ne!(next.functions["f"], keys.functions["f"]);
+        let saved: Keys =
+            serde_json::from_slice(&std::fs::read(keys_path(dir.path())).unwrap()).unwrap();
+        assert_eq!(saved, next);
+        let all = rotate(dir.path(), &next, &KeyScope::All).unwrap();
+        assert!(all.admin != next.admin && all.host != next.host);
+        assert_ne!(all.functions["f"], next.functions["f"]);
+        let err = rotate(dir.path(), &all, &KeyScope::Function("nope".into())).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn scopes_read_back_what_they_write() {
+        for scope in [
+            KeyScope::All,
+            KeyScope::Admin,
+            KeyScope::Host,
+            KeyScope::Function("resize".into()),
+        ] {
+            assert_eq!(KeyScope::parse(&scope.as_query()).unwrap(), scope);
+        }
+        assert!(KeyScope::parse("function:").is_err());
+        assert!(KeyScope::parse("root").is_err());
+    }
+
+    #[test]
+    fn live_keys_are_shared_by_every_clone() {
+        let live = LiveKeys::new(Keys::default());
+        let clone = live.clone();
+        live.replace(Keys {
+            admin: "new".into(),
+            ..Keys::default()
+        });
+        assert_eq!(clone.current().admin, "new");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth_throttle;
 pub mod body;
 pub mod builder;
 pub mod dispatch;

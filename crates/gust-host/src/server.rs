@@ -34,7 +34,7 @@ pub async fn serve(listener: TcpListener, host: Arc<Host>, shutdown: impl Future
 pub async fn route(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if path == "/_gust" || path.starts_with("/_gust/") {
-        return admin::handle(host, req).await;
+        return admin::handle(host, req, client).await;
     }
     let app = host.current();
     if let Some(response) = sse::handle(host.sse(), &app, &req) {

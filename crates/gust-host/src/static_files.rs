@@ -506,4 +506,46 @@ mod tests {
             assert_eq!(content_type(Path::new(name)), ty, "{name}");
         }
     }
+
+    mod props {
+        use super::super::{segments, under};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever the request path, an accepted one names only plain
+            /// segments below the mount: nothing can climb out of it.
+            #[test]
+            fn accepted_paths_stay_inside_the_mount(
+                path in prop::collection::vec(
+                    prop_oneof![
+                        Just("..".to_string()), Just(".".to_string()),
+                        Just("%2e%2e".to_string()), Just("%2E.".to_string()),
+                        Just("%2f".to_string()), Just("%5c".to_string()),
+                        Just("%00".to_string()), Just("%".to_string()),
+                        Just("%c3%28".to_string()), "[a-z.]{0,6}", ".{0,4}",
+                    ],
+                    0..8,
+                ).prop_map(|parts| parts.join("/"))
+            ) {
+                if let Ok(found) = segments(&path) {
+                    for s in &found {
+                        prop_assert!(!s.is_empty() && s != "." && s != "..", "{s:?} from {path:?}");
+                        prop_assert!(!s.contains(['/', '\\', '\0']), "{s:?} from {path:?}");
+                    }
+                }
+            }
+
+            /// Mount prefixes match whole segments only.
+            #[test]
+            fn mounts_cover_whole_segments(route in "/[a-z]{1,4}", path in "/[a-z/]{0,10}") {
+                if let Some(rest) = under(&route, &path) {
+                    let below = format!("{route}/");
+                    prop_assert!(path == route || path.starts_with(&below), "{} under {}", path, route);
+                    prop_assert!(path.ends_with(rest));
+                }
+            }
+        }
+    }
 }

@@ -23,9 +23,9 @@ pub async fn ingress(host: &Host, topic: &str, req: Request<Incoming>) -> Respon
         .headers()
         .get("x-gust-key")
         .and_then(|v| v.to_str().ok());
-    let authorised = key.is_some_and(|k| {
-        constant_time_eq(k, &app.keys.host) || constant_time_eq(k, &app.keys.admin)
-    });
+    let keys = app.keys.current();
+    let authorised =
+        key.is_some_and(|k| constant_time_eq(k, &keys.host) || constant_time_eq(k, &keys.admin));
     if !authorised {
         return body::error(
             StatusCode::UNAUTHORIZED,

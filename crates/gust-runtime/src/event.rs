@@ -87,7 +87,10 @@ impl EventFunction {
             Some(w) => (w.store, Some((w.instance, w.uses))),
             None => (HostState::store(self.pre.engine(), self.env.clone()), None),
         };
-        HostState::start_invocation(&mut store);
+        HostState::start_invocation(
+            &mut store,
+            crate::InvocationIds::new(event.extension("traceparent")),
+        );
         let wit_event = event_handler::Event {
             id: event.id,
             source: event.source,
@@ -147,10 +150,11 @@ impl EventFunction {
     /// Classifies and logs a trap, timeout or instantiation failure.
     fn failed(&self, e: wasmtime::Error, store: &Store<HostState>) -> InvokeError {
         let err = crate::http::classify(e, store.data().limiter.refused, &self.env);
-        self.env.log.log(
+        self.env.log.log_invocation(
             &self.env.name,
             LogLevel::Error,
             &format!("invocation failed: {err}"),
+            &store.data().invocation,
         );
         err
     }

@@ -99,7 +99,13 @@ impl HttpFunction {
             Some(w) => (w.store, Some((w.proxy, w.uses))),
             None => (self.new_store(), None),
         };
-        HostState::start_invocation(&mut store);
+        let ids = crate::InvocationIds::new(
+            request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
+        );
+        HostState::start_invocation(&mut store, ids.clone());
 
         let secure = request.extensions().get::<Https>().is_some()
             || request.uri().scheme() == Some(&::http::uri::Scheme::HTTPS);
@@ -155,12 +161,13 @@ impl HttpFunction {
         });
 
         match receiver.await {
-            Ok(Ok(response)) => {
+            Ok(Ok(mut response)) => {
                 let env = self.env.clone();
+                tag(&mut response, &ids);
                 // The guest may still be writing the body: report a late failure.
                 tokio::spawn(async move {
                     if let Ok(Err(e)) = task.await {
-                        report(&env, &e);
+                        report(&env, &e, &ids);
                         if let Some(observer) = &env.observer {
                             observer.failed_late(&e);
                         }
@@ -170,7 +177,7 @@ impl HttpFunction {
             }
             Ok(Err(code)) => {
                 let e = InvokeError::Trap(format!("guest answered with error code {code:?}"));
-                report(&self.env, &e);
+                report(&self.env, &e, &ids);
                 Err(e)
             }
             Err(_) => {
@@ -179,19 +186,34 @@ impl HttpFunction {
                     Ok(Err(e)) => e,
                     Err(join) => InvokeError::Trap(join.to_string()),
                 };
-                report(&self.env, &e);
+                report(&self.env, &e, &ids);
                 Err(e)
             }
         }
     }
 }
 
-fn report(env: &FunctionEnv, e: &InvokeError) {
-    env.log.log(
+fn report(env: &FunctionEnv, e: &InvokeError, ids: &crate::InvocationIds) {
+    env.log.log_invocation(
         &env.name,
         LogLevel::Error,
         &format!("invocation failed: {e}"),
+        ids,
     );
+}
+
+/// Names the invocation and its trace in response headers, so a caller can
+/// find its log lines (`gust logs --invocation <id>`).
+fn tag(response: &mut HttpResponse, ids: &crate::InvocationIds) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-gust-invocation-id", &ids.id),
+        ("x-gust-trace-id", &ids.trace.trace_id),
+    ] {
+        if let Ok(value) = ::http::HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// Turns a wasmtime error into the cause a person needs to see.

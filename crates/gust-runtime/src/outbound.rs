@@ -4,6 +4,9 @@
 //!
 //! A refused request fails with the wasi-http error `HttpRequestDenied`
 //! (before any connection is made) and a warning in the function's log.
+//! At most [`MAX_OUTBOUND_IN_FLIGHT`] requests of one function (all its
+//! instances together) are open at once; more wait for one to finish, so a
+//! guest opening thousands cannot exhaust the host's sockets.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,12 +18,18 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use crate::log::LogLevel;
 use crate::state::FunctionEnv;
 
+/// Most outbound requests of one function open at once (from sending the
+/// head until the response body is dropped).
+pub const MAX_OUTBOUND_IN_FLIGHT: usize = 64;
+
 /// The `wasi:http` hooks of one instance: the allow-list check and the
 /// deadline of the running invocation.
 pub(crate) struct OutboundHooks {
     env: Arc<FunctionEnv>,
     /// When the current invocation started.
     pub(crate) started: Instant,
+    /// The current invocation's span: requests carry it on as `traceparent`.
+    pub(crate) trace: Option<gust_events::TraceContext>,
 }
 
 impl OutboundHooks {
@@ -28,6 +37,7 @@ impl OutboundHooks {
         Self {
             env,
             started: Instant::now(),
+            trace: None,
         }
     }
 
@@ -76,7 +86,7 @@ type SendFuture = Box<
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
@@ -100,21 +110,47 @@ impl WasiHttpHooks for OutboundHooks {
             );
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        if let Some(trace) = &self.trace
+            && !request.headers().contains_key("traceparent")
+            && let Ok(value) = http::HeaderValue::from_str(&trace.child().to_string())
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
         let remaining = self.remaining();
         if remaining.is_zero() {
             return Box::new(async { Err(Error::HttpResponseTimeout) });
         }
         let options = clamp(options, remaining);
+        let permits = self.env.outbound_permits.clone();
         Box::new(async move {
-            let sent = tokio::time::timeout(
-                remaining,
+            let deadline = tokio::time::Instant::now() + remaining;
+            let permit = tokio::time::timeout_at(deadline, permits.acquire_owned())
+                .await
+                .map_err(|_| Error::HttpResponseTimeout)?
+                .map_err(|_| Error::HttpRequestDenied)?;
+            let permit = Arc::new(permit);
+            let sent = tokio::time::timeout_at(
+                deadline,
                 wasmtime_wasi_http::default_send_request(request, Some(options)),
             )
             .await
             .map_err(|_| Error::HttpResponseTimeout)?;
             let (response, io) = sent?;
+            // The request stays counted while its body or connection lives.
+            let body_permit = permit.clone();
+            let io = async move {
+                let result = io.await;
+                drop(permit);
+                result
+            };
             Ok((
-                response.map(BodyExt::boxed_unsync),
+                response.map(|body| {
+                    body.map_frame(move |frame| {
+                        let _held = &body_permit;
+                        frame
+                    })
+                    .boxed_unsync()
+                }),
                 Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
             ))
         })

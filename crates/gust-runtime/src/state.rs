@@ -12,7 +12,7 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::limits::MemoryLimiter;
-use crate::log::{LogLevel, LogSink};
+use crate::log::{LogBudget, LogLevel, LogSink};
 use crate::outbound::OutboundHooks;
 
 /// Most bytes of stdout/stderr kept per invocation.
@@ -46,6 +46,9 @@ pub struct FunctionEnv {
     /// Destinations reachable through `wasi:http/outgoing-handler`
     /// (empty: every outbound request is denied).
     pub outbound_http: Vec<gust_manifest::OutboundRule>,
+    /// Outbound requests of all the function's instances in flight at once
+    /// (see [`crate::outbound::MAX_OUTBOUND_IN_FLIGHT`]); more wait.
+    pub outbound_permits: Arc<tokio::sync::Semaphore>,
     /// Where log lines go.
     pub log: Arc<dyn LogSink>,
     /// Told about new instances and late failures (the host's metrics).
@@ -68,6 +71,9 @@ impl FunctionEnv {
             topics: BTreeMap::new(),
             publisher: None,
             outbound_http: Vec::new(),
+            outbound_permits: Arc::new(tokio::sync::Semaphore::new(
+                crate::outbound::MAX_OUTBOUND_IN_FLIGHT,
+            )),
             log,
             observer: None,
         }
@@ -181,6 +187,10 @@ pub struct HostState {
     flushed: (usize, usize),
     /// When the current invocation started (its timeout counts from here).
     started: std::time::Instant,
+    /// What the current invocation may still log.
+    log_budget: LogBudget,
+    /// The current invocation's ids.
+    pub(crate) invocation: crate::InvocationIds,
 }
 
 impl HostState {
@@ -202,6 +212,8 @@ impl HostState {
             stderr,
             flushed: (0, 0),
             started: std::time::Instant::now(),
+            log_budget: LogBudget::default(),
+            invocation: crate::InvocationIds::default(),
         }
     }
 
@@ -225,33 +237,57 @@ impl HostState {
         store
     }
 
-    /// Starts the timeout clock of a new invocation on `store`.
-    pub(crate) fn start_invocation(store: &mut wasmtime::Store<Self>) {
+    /// Starts a new invocation with `ids` on `store`: its timeout clock,
+    /// its log budget.
+    pub(crate) fn start_invocation(store: &mut wasmtime::Store<Self>, ids: crate::InvocationIds) {
+        store.data_mut().invocation = ids;
         let now = std::time::Instant::now();
         store.data_mut().started = now;
         store.data_mut().outbound.started = now;
+        store.data_mut().outbound.trace = Some(store.data().invocation.trace.clone());
+        store.data_mut().log_budget = LogBudget::default();
         store.set_epoch_deadline(1);
     }
 
+    /// Logs a line of the guest's, within the invocation's budget.
+    pub(crate) fn guest_log(&mut self, level: LogLevel, line: &str) {
+        if let Some(line) = self.log_budget.admit(line) {
+            self.env
+                .log
+                .log_invocation(&self.env.name, level, &line, &self.invocation);
+        }
+    }
+
     /// Sends whatever the guest printed since the last flush to the log sink,
-    /// one line at a time (stdout as info, stderr as warn).
+    /// one line at a time (stdout as info, stderr as warn), and notes lines
+    /// dropped over the invocation's log budget. Called once an invocation
+    /// has returned.
     pub(crate) fn flush_output(&mut self) {
-        let env = self.env.clone();
-        forward(&env, &self.stdout, &mut self.flushed.0, LogLevel::Info);
-        forward(&env, &self.stderr, &mut self.flushed.1, LogLevel::Warn);
+        let out = unread(&self.stdout, &mut self.flushed.0);
+        let err = unread(&self.stderr, &mut self.flushed.1);
+        for (text, level) in [(out, LogLevel::Info), (err, LogLevel::Warn)] {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                self.guest_log(level, line);
+            }
+        }
+        if let Some(note) = self.log_budget.finish() {
+            self.env
+                .log
+                .log_invocation(&self.env.name, LogLevel::Warn, &note, &self.invocation);
+        }
     }
 }
 
-fn forward(env: &FunctionEnv, pipe: &MemoryOutputPipe, done: &mut usize, level: LogLevel) {
+/// What the guest wrote to `pipe` after the first `done` bytes (then all
+/// of it counts as done).
+fn unread(pipe: &MemoryOutputPipe, done: &mut usize) -> String {
     let bytes = pipe.contents();
-    if bytes.len() <= *done {
-        return;
-    }
-    let text = String::from_utf8_lossy(&bytes[*done..]);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        env.log.log(&env.name, level, line);
-    }
+    let text = bytes
+        .get(*done..)
+        .map(|new| String::from_utf8_lossy(new).into_owned())
+        .unwrap_or_default();
     *done = bytes.len();
+    text
 }
 
 impl WasiView for HostState {

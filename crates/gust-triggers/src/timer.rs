@@ -418,4 +418,66 @@ mod tests {
         let data: serde_json::Value = serde_json::from_slice(&fired[0].data).unwrap();
         assert_eq!(data["past_due"], true);
     }
+
+    mod props {
+        use super::super::{Schedule, TimerSettings};
+        use chrono::{TimeZone, Utc};
+        use proptest::prelude::*;
+
+        fn field() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("*".to_string()),
+                Just("*/7".to_string()),
+                Just("0".to_string()),
+                Just("59".to_string()),
+                Just("1-3".to_string()),
+                Just("1,2,31".to_string()),
+                Just("L".to_string()),
+                Just("?".to_string()),
+                Just("MON-FRI".to_string()),
+                Just("5L".to_string()),
+                Just("1#2".to_string()),
+                Just("W".to_string()),
+                Just("99".to_string()),
+                Just("-1".to_string()),
+                Just("30".to_string()),
+                "[0-9*/,#LW?-]{1,5}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any text is a schedule or a clear error naming `schedule`.
+            #[test]
+            fn any_schedule_text_parses_or_is_refused(text in ".{0,40}", zone in "[A-Za-z/_]{0,20}") {
+                let settings = TimerSettings {
+                    schedule: text,
+                    time_zone: zone,
+                    run_on_startup: false,
+                };
+                if let Err(e) = Schedule::new(&settings) {
+                    prop_assert!(["schedule", "time_zone"].contains(&e.field));
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+
+            /// Cron-shaped schedules (5 or 6 fields, some impossible like
+            /// February 30th) give a next slot strictly later, or none.
+            #[test]
+            fn next_slots_move_forward(fields in prop::collection::vec(field(), 5..=6), start in 0i64..4_000_000_000) {
+                let settings = TimerSettings {
+                    schedule: fields.join(" "),
+                    time_zone: "Europe/Paris".into(),
+                    run_on_startup: false,
+                };
+                if let Ok(schedule) = Schedule::new(&settings) {
+                    let after = Utc.timestamp_opt(start, 0).unwrap();
+                    if let Some(next) = schedule.next_after(after) {
+                        prop_assert!(next > after, "{} after {after}: {next}", settings.schedule);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -89,6 +89,18 @@ pub enum Command {
         /// Lines of history to show first.
         #[arg(long, default_value_t = 100)]
         tail: usize,
+        /// Only lines at this level or above (trace, debug, info, warn, error).
+        #[arg(long)]
+        level: Option<String>,
+        /// Only the lines of this invocation (its id from the
+        /// `x-gust-invocation-id` response header or a JSON line; 8 digits
+        /// or more).
+        #[arg(long)]
+        invocation: Option<String>,
+        /// One JSON object per line: time, level, function, message,
+        /// invocation, trace_id.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -126,8 +138,13 @@ pub enum Command {
         target: Target,
     },
     /// Print the app's keys, one per line: `host <key>`, then
-    /// `function <name> <key>` for each function, then `admin <key>`.
+    /// `function <name> <key>` for each function, then `admin <key>`;
+    /// `gust keys rotate` replaces them.
+    #[command(args_conflicts_with_subcommands = true)]
     Keys {
+        /// Replace keys with new ones.
+        #[command(subcommand)]
+        command: Option<KeysCommand>,
         /// App folder (holding gust.toml).
         #[arg(default_value = ".")]
         dir: PathBuf,
@@ -255,6 +272,29 @@ impl UpArgs {
         }
         Ok(config)
     }
+}
+
+/// `gust keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the app's keys with new random ones (all of them unless told
+    /// which), save them in `.gust/keys.json` and, when the app's host is
+    /// running, make it use them at once: the old keys stop working
+    /// without a restart. Prints the new keys as `gust keys` does.
+    Rotate {
+        /// App folder (holding gust.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Rotate only the admin key.
+        #[arg(long, conflicts_with_all = ["host", "function"])]
+        admin: bool,
+        /// Rotate only the host key.
+        #[arg(long, conflicts_with = "function")]
+        host: bool,
+        /// Rotate only this function's key.
+        #[arg(long)]
+        function: Option<String>,
+    },
 }
 
 /// Which running host a command talks to.

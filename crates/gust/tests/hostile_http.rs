@@ -2,7 +2,8 @@
 //! silent connections are cut off after the header timeout while others
 //! are served, `Host` is checked on every route, and HTTPS (HTTP/1.1 and
 //! HTTP/2 by ALPN) with a certificate that is reloaded when its files
-//! change.
+//! change; wrong admin keys are slowed down per address, and keys rotate
+//! without a restart.
 
 mod common;
 
@@ -26,6 +27,11 @@ name = "hostile"
 name = "raw"
 source = "raw.wasm"
 trigger = { http = { route = "/raw/{*rest}", auth = "anonymous" } }
+
+[[function]]
+name = "locked"
+source = "raw.wasm"
+trigger = { http = { route = "/locked/{*rest}", auth = "function" } }
 
 [gateway]
 
@@ -352,4 +358,111 @@ fn https_and_http2_with_a_certificate_reloaded_on_change() {
     );
     let (code, _, _) = curl(&first_ca, &url, "--http1.1");
     assert_ne!(code, 0, "the old certificate is still served");
+}
+
+/// `curl` from source address `from` with header `x-gust-key: key`: the
+/// status code.
+fn status_from(from: &str, url: &str, key: &str) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--interface",
+            from,
+        ])
+        .args(["-w", "%{http_code}", "-H"])
+        .arg(format!("x-gust-key: {key}"))
+        .arg(url)
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+#[test]
+fn wrong_admin_keys_are_slowed_down_per_address() {
+    let app = app();
+    let running = up(app.path(), &["--no-watch"]);
+    let admin = admin_key(app.path());
+    let url = format!("{}/_gust/app", running.url);
+    // Five wrong keys are answered 401 as usual; the sixth makes the
+    // address wait, so the seventh is 429 with Retry-After.
+    for attempt in 1..=6 {
+        let r = get(&url, &[("x-gust-key", "guess")]);
+        assert_eq!(r.status, 401, "attempt {attempt}: {}", r.body);
+    }
+    let blocked = get(&url, &[("x-gust-key", "guess")]);
+    assert_eq!(blocked.status, 429, "{}", blocked.body);
+    assert_eq!(blocked.json()["error"], "too-many-failures");
+    let wait: u64 = blocked.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    // While it waits, even the right key from that address is refused ...
+    assert_eq!(get(&url, &[("x-gust-key", &admin)]).status, 429);
+    // ... but another address is served, and functions are not throttled.
+    assert_eq!(status_from("127.0.0.2", &url, &admin), 200);
+    assert_eq!(get(&format!("{}/raw/x", running.url), &[]).status, 200);
+    // After the wait the right key works again and clears the record.
+    std::thread::sleep(Duration::from_secs(wait));
+    assert_eq!(get(&url, &[("x-gust-key", &admin)]).status, 200);
+    assert_eq!(get(&url, &[("x-gust-key", "guess")]).status, 401);
+}
+
+#[test]
+fn keys_rotate_without_a_restart() {
+    let app = app();
+    let dir = app.path().to_str().unwrap().to_string();
+    let mut running = up(app.path(), &["--no-watch"]);
+    let before = keys(app.path());
+    let locked = format!("{}/locked/x", running.url);
+    let admin_url = format!("{}/_gust/app", running.url);
+    let old_fn = before["functions"]["locked"].as_str().unwrap().to_string();
+    let old_admin = before["admin"].as_str().unwrap().to_string();
+    assert_eq!(get(&locked, &[("x-gust-key", &old_fn)]).status, 200);
+
+    // One function's key: the old one stops working at once, nothing else changes.
+    let (code, out, err) = gust(
+        &["keys", "rotate", &dir, "--function", "locked"],
+        app.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let after = keys(app.path());
+    let new_fn = after["functions"]["locked"].as_str().unwrap();
+    assert_ne!(new_fn, old_fn);
+    assert!(out.contains(&format!("function locked {new_fn}")), "{out}");
+    assert_eq!(after["admin"], before["admin"]);
+    assert_eq!(after["host"], before["host"]);
+    assert_eq!(get(&locked, &[("x-gust-key", &old_fn)]).status, 403);
+    assert_eq!(get(&locked, &[("x-gust-key", new_fn)]).status, 200);
+
+    // All keys, the admin key included: the CLI used the old admin key to
+    // ask the host, which now accepts only the new one.
+    let (code, out, err) = gust(&["keys", "rotate", &dir], app.path());
+    assert_eq!(code, 0, "{err}");
+    let rotated = keys(app.path());
+    let new_admin = rotated["admin"].as_str().unwrap();
+    assert_ne!(new_admin, old_admin);
+    assert!(out.contains(&format!("admin {new_admin}")), "{out}");
+    assert_ne!(rotated["host"], after["host"]);
+    assert_eq!(get(&admin_url, &[("x-gust-key", &old_admin)]).status, 401);
+    assert_eq!(get(&admin_url, &[("x-gust-key", new_admin)]).status, 200);
+    assert_eq!(get(&locked, &[("x-gust-key", new_fn)]).status, 403);
+    let host_key = rotated["host"].as_str().unwrap();
+    assert_eq!(get(&locked, &[("x-gust-key", host_key)]).status, 200);
+    assert!(running.alive(), "{}", running.stderr());
+    let logs = get(
+        &format!("{}/_gust/logs?tail=50", running.url),
+        &[("x-gust-key", new_admin)],
+    );
+    assert!(logs.body.contains("keys rotated (all)"), "{}", logs.body);
+    assert!(!logs.body.contains(new_admin), "a key reached the log");
+
+    // With no host running, the file is rewritten for the next start.
+    running.stop();
+    let (code, _, err) = gust(&["keys", "rotate", &dir, "--host"], app.path());
+    assert_eq!(code, 0, "{err}");
+    let offline = keys(app.path());
+    assert_ne!(offline["host"], rotated["host"]);
+    assert_eq!(offline["admin"], rotated["admin"]);
 }

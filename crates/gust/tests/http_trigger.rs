@@ -343,3 +343,138 @@ trigger = { http = { route = "/open/{action}", auth = "anonymous" } }
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("from guest"), "{out}");
 }
+
+/// A local HTTP server that answers `ok` to every request after `delay`,
+/// counting the requests in progress at once; returns its address, the
+/// highest count seen and the number of connections accepted.
+fn counting_server(
+    delay: Duration,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (now, max, accepted) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (max_seen, accepted_seen) = (max.clone(), accepted.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let (now, max) = (now.clone(), max.clone());
+            std::thread::spawn(move || {
+                let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(current, Ordering::SeqCst);
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                std::thread::sleep(delay);
+                // Counted out before answering: the host holds its permit
+                // until it has read this answer.
+                now.fetch_sub(1, Ordering::SeqCst);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    (addr, max_seen, accepted_seen)
+}
+
+/// Guests that flood their log, open hundreds of outbound requests at once
+/// or reach for files, environment and sockets they were not granted: each
+/// is contained and the host keeps serving.
+#[test]
+fn hostile_guests_cannot_hurt_the_host() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::new(
+        r#"
+[app]
+name = "hostile-guests"
+
+[[function]]
+name = "rude"
+source = "misbehave.wasm"
+trigger = { http = { route = "/rude/{action}", auth = "anonymous" } }
+outbound_http = ["http://127.0.0.1:*"]
+limits = { timeout = "60s" }
+"#,
+    );
+    app.add_component("misbehave.wasm", &guest("misbehave"));
+    let host = up(app.path(), &["--quiet"]);
+    let url = |action: &str| format!("{}/rude/{action}", host.url);
+
+    // A log flood: the invocation keeps its first lines and a note.
+    let r = get(&url("log-flood?lines=100000"), &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "logged 100000"));
+    let logs = gust(
+        &[
+            "logs",
+            "rude",
+            "--tail",
+            "5000",
+            "--app",
+            app.path().to_str().unwrap(),
+        ],
+        app.path(),
+    )
+    .1;
+    let kept = logs.matches("flood line").count();
+    assert!((1..=1000).contains(&kept), "{kept} flood lines kept");
+    assert!(
+        logs.contains("log limit reached: 99000 lines of this invocation were dropped"),
+        "{}",
+        &logs[logs.len().saturating_sub(2000)..]
+    );
+    let file = std::fs::metadata(app.path().join(".gust/logs/functions.log")).unwrap();
+    assert!(
+        file.len() < 1 << 20,
+        "the log file grew to {} bytes",
+        file.len()
+    );
+
+    // Hundreds of outbound requests at once: at most 64 are open together,
+    // every one is answered, and other requests are served meanwhile.
+    let (authority, max_open, _) = counting_server(Duration::from_millis(100));
+    let flood = std::thread::spawn({
+        let u = url(&format!("outbound-flood?n=300&authority={authority}"));
+        move || get(&u, &[])
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&url("ok"), &[]).body, "ok");
+    let r = flood.join().unwrap();
+    assert_eq!(r.body, "ok 300 failed 0 refused 0", "{r:?}");
+    let max_open = max_open.load(Ordering::SeqCst);
+    assert!(
+        (2..=64).contains(&max_open),
+        "{max_open} requests were open at once"
+    );
+
+    // Files, environment and sockets were never granted.
+    assert_eq!(get(&url("fs"), &[]).body, "denied");
+    assert_eq!(get(&url("env"), &[]).body, "0");
+    let (addr, _, accepted) = counting_server(Duration::ZERO);
+    assert_eq!(
+        get(&url(&format!("socket?addr={addr}")), &[]).body,
+        "denied"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the guest's socket connected"
+    );
+    assert_eq!(get(&url("ok"), &[]).body, "ok");
+}

@@ -198,3 +198,80 @@ fn gust_invoke_runs_an_event_function_once_on_demand() {
     assert!(err.contains("HTTP 500"), "{err}");
     assert!(out.contains("asked to fail for good"), "{out}");
 }
+
+/// One trace across a chain: an HTTP request carrying a `traceparent`
+/// reaches a function that sends to a queue; the queue's function logs.
+/// Every line carries its invocation id and the caller's trace id, and
+/// `gust logs` filters by invocation and level and prints JSON.
+#[test]
+fn invocations_and_traces_follow_a_chain_into_the_logs() {
+    let app = TestApp::new(
+        r#"
+[app]
+name = "traced"
+[[function]]
+name = "front"
+source = "misbehave.wasm"
+trigger = { http = { route = "/front/{action}", methods = ["POST"], auth = "anonymous" } }
+bindings = { out = { queue = "jobs" } }
+[[function]]
+name = "worker"
+source = "probe.wasm"
+trigger = { queue = { queue = "jobs" } }
+bindings = { seen = { kv = "seen" } }
+"#,
+    );
+    app.add_component("misbehave.wasm", &guest("misbehave"));
+    app.add_component("probe.wasm", &guest("event-probe"));
+    let dir = app.path();
+    let host = up(dir, &["--quiet"]);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = send(
+        "POST",
+        &format!("{}/front/enqueue", host.url),
+        &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))],
+        b"chained",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let front_invocation = r.header("x-gust-invocation-id").unwrap().to_string();
+    assert_eq!(r.header("x-gust-trace-id"), Some(trace));
+
+    // The worker's line, as JSON, carries the same trace and its own id.
+    let mut worker_line = serde_json::Value::Null;
+    let handled = eventually(Duration::from_secs(20), || {
+        let out = cli(dir, &["logs", "worker", "--json", "--tail", "50"]);
+        worker_line = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("handled chained"))
+            })
+            .unwrap_or_default();
+        !worker_line.is_null()
+    });
+    assert!(handled, "the worker never logged the message");
+    assert_eq!(worker_line["trace_id"], trace, "{worker_line}");
+    assert_eq!(worker_line["function"], "worker");
+    let worker_invocation = worker_line["invocation"].as_str().unwrap().to_string();
+    assert_ne!(worker_invocation, front_invocation);
+
+    // Filtering by invocation (full id or its first 8 digits) and level.
+    let text = cli(dir, &["logs", "--invocation", &worker_invocation[..8]]);
+    assert!(text.contains("[worker] handled chained"), "{text}");
+    assert!(
+        text.contains(&format!("[inv {}]", &worker_invocation[..8])),
+        "{text}"
+    );
+    assert!(!text.contains("[front]"), "{text}");
+    let errors = cli(dir, &["logs", "--level", "error"]);
+    assert!(!errors.contains("handled chained"), "{errors}");
+    let (code, _, err) = gust(
+        &["logs", "--level", "loud", "--app", dir.to_str().unwrap()],
+        dir,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown log level"), "{err}");
+    drop(host);
+}

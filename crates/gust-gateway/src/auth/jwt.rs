@@ -164,4 +164,112 @@ mod tests {
         assert_eq!(granted_scopes(&c), vec!["a", "b", "c", "d"]);
         assert!(granted_scopes(&json!({})).is_empty());
     }
+
+    mod props {
+        use super::*;
+        use jsonwebtoken::{EncodingKey, Header};
+        use proptest::prelude::*;
+
+        const SECRET: &[u8] = b"a-test-secret-of-some-length";
+
+        fn validator() -> JwtValidator {
+            JwtValidator {
+                secret: Some(DecodingKey::from_secret(SECRET)),
+                jwks: None,
+                issuer: Some("gust".into()),
+                audience: Some("api".into()),
+                scopes: vec!["read".into()],
+                claims: vec![("tier".into(), json!("gold"))],
+                leeway_secs: 5,
+            }
+        }
+
+        fn validate(value: &str) -> Result<Option<String>, AuthFailure> {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(value) {
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(validator().validate(&headers))
+        }
+
+        /// A claim value of any JSON shape.
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,12}".prop_map(Value::from),
+                Just(json!("gust")),
+                Just(json!("api")),
+                Just(json!("read write")),
+                Just(json!(4_102_444_800u64)),
+            ];
+            leaf.prop_recursive(2, 8, 4, |inner| {
+                prop::collection::vec(inner, 0..4).prop_map(Value::from)
+            })
+        }
+
+        fn claims() -> impl Strategy<Value = serde_json::Map<String, Value>> {
+            let name = prop_oneof![
+                Just("sub"),
+                Just("exp"),
+                Just("nbf"),
+                Just("iss"),
+                Just("aud"),
+                Just("scope"),
+                Just("scp"),
+                Just("scopes"),
+                Just("tier"),
+                Just("x"),
+            ];
+            prop::collection::btree_map(name, value(), 0..10)
+                .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Any header value is refused with a reason, never a panic.
+            #[test]
+            fn any_bearer_text_is_refused(text in ".{0,300}") {
+                let refused = validate(&format!("Bearer {text}"));
+                prop_assert!(refused.is_err());
+            }
+
+            /// Three base64url-ish parts of anything: refused.
+            #[test]
+            fn token_shaped_garbage_is_refused(
+                parts in prop::collection::vec("[A-Za-z0-9_=-]{0,60}", 1..5)
+            ) {
+                let token = format!("Bearer {}", parts.join("."));
+                prop_assert!(validate(&token).is_err());
+            }
+
+            /// Correctly signed tokens with claims of any shape are judged
+            /// without a panic; the same claims under another key never pass.
+            #[test]
+            fn signed_claims_of_any_shape_are_judged(claims in claims()) {
+                let claims = Value::Object(claims);
+                let sign = |secret: &[u8]| {
+                    jsonwebtoken::encode(
+                        &Header::default(),
+                        &claims,
+                        &EncodingKey::from_secret(secret),
+                    )
+                    .unwrap()
+                };
+                let verdict = validate(&format!("Bearer {}", sign(SECRET)));
+                if verdict.is_ok() {
+                    prop_assert_eq!(&claims["iss"], &json!("gust"));
+                    prop_assert_eq!(&claims["tier"], &json!("gold"));
+                }
+                let forged = format!("Bearer {}", sign(b"another-secret"));
+                prop_assert!(validate(&forged).is_err());
+            }
+        }
+    }
 }

@@ -392,7 +392,7 @@ fn open<B>(
         return r;
     }
     let key = presented_key(req.headers(), req.uri().query());
-    if let Err(failure) = authorize(route.auth, "", key.as_deref(), &app.keys) {
+    if let Err(failure) = authorize(route.auth, "", key.as_deref(), &app.keys.current()) {
         let status = match failure {
             AuthFailure::Missing => StatusCode::UNAUTHORIZED,
             AuthFailure::Denied => StatusCode::FORBIDDEN,

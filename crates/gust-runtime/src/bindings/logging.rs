@@ -23,7 +23,7 @@ impl Host for HostState {
         } else {
             format!("{context}: {message}")
         };
-        self.env.log.log(&self.env.name, level, &line);
+        self.guest_log(level, &line);
         Ok(())
     }
 }

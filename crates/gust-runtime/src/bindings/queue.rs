@@ -29,6 +29,10 @@ impl Host for HostState {
             "content-type".to_string(),
             content_type.unwrap_or_else(|| "application/octet-stream".into()),
         );
+        metadata.insert(
+            "traceparent".to_string(),
+            self.invocation.outgoing_traceparent(),
+        );
         Ok(queue.send(body, metadata).await.map_err(|e| e.to_string()))
     }
 }

@@ -29,6 +29,10 @@ impl Host for HostState {
         if let Some(ct) = content_type {
             metadata.insert("content-type".to_string(), ct);
         }
+        metadata.insert(
+            "traceparent".to_string(),
+            self.invocation.outgoing_traceparent(),
+        );
         Ok(stream
             .append(&key, data, metadata)
             .await

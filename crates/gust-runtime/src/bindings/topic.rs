@@ -37,6 +37,7 @@ impl Host for HostState {
         );
         event.subject = subject;
         event.datacontenttype = content_type;
+        event.set_extension("traceparent", self.invocation.outgoing_traceparent());
         Ok(publisher.publish(&topic, event).await)
     }
 }

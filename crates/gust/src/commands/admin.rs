@@ -49,18 +49,41 @@ pub fn invoke(
 }
 
 /// `gust logs [-f] [function]`.
-pub fn logs(
-    target: &Target,
-    function: Option<&str>,
-    follow: bool,
-    tail: usize,
-) -> Result<ExitCode> {
+/// What `gust logs` asks for.
+#[derive(Debug, Default)]
+pub struct LogQuery {
+    /// Only this function's lines.
+    pub function: Option<String>,
+    /// Only lines at this level or above.
+    pub level: Option<String>,
+    /// Only this invocation's lines.
+    pub invocation: Option<String>,
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Keep streaming.
+    pub follow: bool,
+    /// Lines of history first.
+    pub tail: usize,
+}
+
+/// `gust logs`: the host's recent lines that pass the filters, then (with
+/// `-f`) new ones as they come.
+pub fn logs(target: &Target, query: &LogQuery) -> Result<ExitCode> {
     let client = Client::from_target(target)?;
-    let mut path = format!("/_gust/logs?tail={tail}");
-    if let Some(f) = function {
-        path.push_str(&format!("&function={}", encode(f)));
+    let mut path = format!("/_gust/logs?tail={}", query.tail);
+    for (name, value) in [
+        ("function", &query.function),
+        ("level", &query.level),
+        ("invocation", &query.invocation),
+    ] {
+        if let Some(v) = value {
+            path.push_str(&format!("&{name}={}", encode(v)));
+        }
     }
-    if follow {
+    if query.json {
+        path.push_str("&format=json");
+    }
+    if query.follow {
         path.push_str("&follow=true");
         let mut out = std::io::stdout();
         client.stream(&path, |chunk| {

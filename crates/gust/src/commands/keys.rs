@@ -3,8 +3,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use gust_host::keys::load_or_create;
+use anyhow::{Context, Result, bail};
+use gust_host::keys::{KeyScope, Keys, load_or_create};
+use gust_host::{keys, state_file};
+
+use crate::client::Client;
 
 /// Prints the keys of the app in `dir` (creating them on first use, exactly
 /// as the host would).
@@ -32,13 +35,48 @@ pub fn run(
     } else if json {
         println!("{}", serde_json::to_string_pretty(&keys)?);
     } else {
-        println!("host {}", keys.host);
-        for f in &app.functions {
-            if let Some(k) = keys.functions.get(&f.name) {
-                println!("function {} {k}", f.name);
-            }
-        }
-        println!("admin {}", keys.admin);
+        print_keys(&app, &keys);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gust keys rotate`: new keys, saved; a running host of the app is asked
+/// to rotate (it saves them and uses them at once), else the file is
+/// rewritten for the next start.
+pub fn rotate(dir: &Path, admin: bool, host: bool, function: Option<String>) -> Result<ExitCode> {
+    let app = gust_host::load_app(dir)?;
+    let current = load_or_create(&app)?;
+    let scope = match (admin, host, function) {
+        (true, _, _) => KeyScope::Admin,
+        (_, true, _) => KeyScope::Host,
+        (_, _, Some(name)) => KeyScope::Function(name),
+        _ => KeyScope::All,
+    };
+    let state = app.state_dir();
+    let running = state_file::read(&state);
+    let next = match running {
+        Some(record) => {
+            let client = Client::new(&record.url, &current.admin);
+            let path = format!("/_gust/keys/rotate?only={}", scope.as_query());
+            match client.post(&path, Vec::new()) {
+                Ok(reply) => serde_json::from_value::<Keys>(reply.json()?)
+                    .context("the host answered keys in an unknown form")?,
+                // The record is stale (the host is gone): rotate offline.
+                Err(_) => keys::rotate(&state, &current, &scope)?,
+            }
+        }
+        None => keys::rotate(&state, &current, &scope)?,
+    };
+    print_keys(&app, &next);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_keys(app: &gust_manifest::App, keys: &Keys) {
+    println!("host {}", keys.host);
+    for f in &app.functions {
+        if let Some(k) = keys.functions.get(&f.name) {
+            println!("function {} {k}", f.name);
+        }
+    }
+    println!("admin {}", keys.admin);
 }

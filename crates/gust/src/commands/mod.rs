@@ -51,14 +51,38 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             function,
             follow,
             tail,
+            level,
+            invocation,
+            json,
             target,
-        } => admin::logs(&target, function.as_deref(), follow, tail),
+        } => admin::logs(
+            &target,
+            &admin::LogQuery {
+                function,
+                level,
+                invocation,
+                json,
+                follow,
+                tail,
+            },
+        ),
         Command::Ls { target } => admin::ls(&target),
         Command::Queue { command, target } => queue::run(&target, command),
         Command::Events { command, target } => events::run(&target, command),
         Command::Gateway { command, target } => gateway::run(&target, command),
         Command::Stream { command, target } => stream::run(&target.into(), command),
         Command::Keys {
+            command:
+                Some(crate::cli::KeysCommand::Rotate {
+                    dir,
+                    admin,
+                    host,
+                    function,
+                }),
+            ..
+        } => keys::rotate(&dir, admin, host, function),
+        Command::Keys {
+            command: None,
             dir,
             host,
             admin,

@@ -19,6 +19,11 @@
 //! | `slow`      | busy-spins `?ms=` milliseconds on the monotonic clock, 200 `done` |
 //! | `enqueue`   | sends the request body to queue binding `out`, 200 with the message id |
 //! | `enqueue-denied` | sends to undeclared binding `nope`: 200 `denied` when refused |
+//! | `log-flood` | logs `?lines=` lines (default 100,000) of ~120 bytes, 200 `logged N` |
+//! | `outbound-flood` | opens `?n=` GET requests to `http://{?authority=}/{i}` all at once, then waits for each: 200 `ok A failed B refused C` |
+//! | `fs` | reads `/etc/passwd` and lists `/`: 200 `denied` when both fail |
+//! | `env` | 200 with the number of environment variables it sees |
+//! | `socket` | opens a TCP connection to `?addr=`: 200 `denied` when refused |
 //!
 //! Anything else is a 404 listing the actions.
 
@@ -69,6 +74,39 @@ fn handle(req: Request) -> http::Result {
             Err(_) => Response::ok("denied"),
             Ok(_) => Response::internal_error("expected the undeclared binding to be refused"),
         }),
+        "log-flood" => {
+            let lines: u32 = req.query("lines").unwrap_or("100000").parse().unwrap_or(0);
+            let filler = "x".repeat(100);
+            for i in 0..lines {
+                log::info(&format!("flood line {i} {filler}"));
+            }
+            Ok(Response::ok(format!("logged {lines}")))
+        }
+        "outbound-flood" => {
+            let n: usize = req.query("n").unwrap_or("500").parse().unwrap_or(0);
+            let authority = req
+                .query("authority")
+                .ok_or_else(|| http::Error::bad_request("missing ?authority="))?;
+            Ok(Response::ok(outbound_flood(n, authority)))
+        }
+        "fs" => {
+            let read = std::fs::read_to_string("/etc/passwd");
+            let list = std::fs::read_dir("/");
+            Ok(match (read, list) {
+                (Err(_), Err(_)) => Response::ok("denied"),
+                _ => Response::internal_error("the guest could read the host's files"),
+            })
+        }
+        "env" => Ok(Response::ok(std::env::vars().count().to_string())),
+        "socket" => {
+            let addr = req
+                .query("addr")
+                .ok_or_else(|| http::Error::bad_request("missing ?addr="))?;
+            Ok(match std::net::TcpStream::connect(addr) {
+                Err(_) => Response::ok("denied"),
+                Ok(_) => Response::internal_error("the guest opened a socket"),
+            })
+        }
         "slow" => {
             let ms: u64 = req
                 .query("ms")
@@ -80,7 +118,7 @@ fn handle(req: Request) -> http::Result {
         }
         _ => Ok(Response::text(
             404,
-            "unknown action; try ok echo trap loop oom stack kv kv-denied var log big slow",
+            "unknown action; try ok echo trap loop oom stack kv kv-denied var log big slow log-flood outbound-flood fs env socket",
         )),
     }
 }
@@ -134,6 +172,41 @@ fn exhaust_memory() -> ! {
 fn recurse(depth: u64) -> u64 {
     let frame = black_box([depth; 32]);
     recurse(black_box(depth + 1)).wrapping_add(frame[black_box(7)])
+}
+
+/// Sends `n` GET requests to `authority` without waiting for any, then
+/// waits for each answer.
+fn outbound_flood(n: usize, authority: &str) -> String {
+    use gust_sdk::wasi::http::outgoing_handler;
+    use gust_sdk::wasi::http::types::{Fields, OutgoingBody, OutgoingRequest, Scheme};
+    let mut pending = Vec::new();
+    let mut refused = 0;
+    for i in 0..n {
+        let request = OutgoingRequest::new(Fields::new());
+        let _ = request.set_scheme(Some(&Scheme::Http));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some(&format!("/{i}")));
+        let Ok(body) = request.body() else {
+            refused += 1;
+            continue;
+        };
+        match outgoing_handler::handle(request, None) {
+            Ok(response) => {
+                let _ = OutgoingBody::finish(body, None);
+                pending.push(response);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let (mut ok, mut failed) = (0, 0);
+    for response in pending {
+        response.subscribe().block();
+        match response.get() {
+            Some(Ok(Ok(r))) if r.status() == 200 => ok += 1,
+            _ => failed += 1,
+        }
+    }
+    format!("ok {ok} failed {failed} refused {refused}")
 }
 
 /// Busy-waits `ms` milliseconds by polling the monotonic clock (no sleeping).

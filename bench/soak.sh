@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Soak: mixed load (HTTP, queue, topic, stream, change feed, SSE) against
+# the examples served by one `gust up examples` for DURATION seconds; RSS,
+# open file descriptors and p50/p99 latency sampled every WINDOW seconds.
+# Writes bench/soak.csv and bench/soak.svg and prints a summary.
+#   bench/soak.sh [duration_s=600] [window_s=10] [profile=release|debug]
+# The goal: flat memory and fds, no error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-600}
+WINDOW=${2:-10}
+PROFILE=${3:-release}
+
+if [ "$PROFILE" = release ]; then
+  cargo build --release -q -p gust
+else
+  cargo build -q -p gust
+fi
+GUST="${CARGO_TARGET_DIR:-target}/$PROFILE/gust"
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+LOG=$(mktemp)
+"$GUST" up examples --listen "127.0.0.1:$PORT" --quiet --no-watch >"$LOG" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
+for _ in $(seq 900); do grep -q ready "$LOG" && break; kill -0 $PID || { cat "$LOG"; exit 1; }; sleep 1; done
+grep -q ready "$LOG" || { echo "gust up examples never became ready" >&2; cat "$LOG"; exit 1; }
+echo "soak: gust ($PROFILE) pid $PID on 127.0.0.1:$PORT for ${DURATION}s, sampling every ${WINDOW}s" >&2
+
+sample() { # rss_kib fds
+  printf '%s %s\n' "$(awk '/^VmRSS/ {print $2}' /proc/$PID/status)" "$(ls /proc/$PID/fd | wc -l)"
+}
+RES=$(mktemp)
+LOAD=$(mktemp)
+read -r RSS0 FD0 < <(sample)
+echo "0 $RSS0 $FD0" >"$RES"
+python3 bench/soak_load.py "http://127.0.0.1:$PORT" "$DURATION" "$WINDOW" >"$LOAD" &
+LOADPID=$!
+i=0
+while kill -0 $LOADPID 2>/dev/null; do
+  sleep "$WINDOW"
+  i=$((i + 1))
+  kill -0 $PID || { echo "gust died" >&2; cat "$LOG" >&2; exit 1; }
+  read -r RSS FD < <(sample)
+  echo "$((i * WINDOW)) $RSS $FD" >>"$RES"
+done
+wait $LOADPID
+python3 bench/soak_plot.py "$RES" "$LOAD" bench/soak.csv bench/soak.svg \
+  "gust $PROFILE, $(nproc) cores, ${DURATION}s, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+rm -f "$RES" "$LOAD"
