@@ -29,5 +29,7 @@ pub const CACHE_BYTES: usize = 16 << 20;
 /// Opens (creating it if missing) the redb file at `path` with a cache of
 /// [`CACHE_BYTES`].
 pub(crate) fn open_database(path: &std::path::Path) -> Result<redb::Database, redb::DatabaseError> {
-    redb::Builder::new().set_cache_size(CACHE_BYTES).create(path)
+    redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
 }
