@@ -3,6 +3,12 @@
 # and through the gateway to the same upstream, in one run: once with one
 # connection (added latency) and once with many (throughput).
 #   bench/gateway.sh [duration=10s] [connections="1 32"] [wrk threads=1]
+# GATEWAY_BENCH_BIN=path runs that gateway_bench binary instead of building.
+# Also prints CPU time per request: of the bench process (upstream alone for
+# "direct"; gateway + upstream for "gateway", both share one runtime) and of
+# wrk, read from /proc around each run. On a machine where wrk, gateway and
+# upstream share the cores, these bound the achievable ratio:
+#   gateway req/s / direct req/s <= (wrk + upstream) / (wrk + gateway + upstream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -10,8 +16,12 @@ CONNS_LIST=${2:-"1 32"}
 THREADS=${3:-1}
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q -p gust-gateway --example gateway_bench
-BIN="${CARGO_TARGET_DIR:-target}/release/examples/gateway_bench"
+if [ -n "${GATEWAY_BENCH_BIN:-}" ]; then # compare another build, e.g. the one before a change
+  BIN=$GATEWAY_BENCH_BIN
+else
+  cargo build --release -q -p gust-gateway --example gateway_bench
+  BIN="${CARGO_TARGET_DIR:-target}/release/examples/gateway_bench"
+fi
 
 OUT=$(mktemp)
 "$BIN" >"$OUT" &
@@ -21,14 +31,25 @@ for _ in $(seq 50); do grep -q GATEWAY= "$OUT" && break; sleep 0.1; done
 UPSTREAM=$(sed -n 's/^UPSTREAM=//p' "$OUT")
 GATEWAY=$(sed -n 's/^GATEWAY=//p' "$OUT")
 
-run() { # url connections -> "req/s p50 p99"
-  local r
-  r=$(wrk -t"$THREADS" -c"$2" -d"$DURATION" --latency "$1")
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a pid
+HZ=$(getconf CLK_TCK)
+
+run() { # url connections -> "req/s p50 p99 bench-cpu-us/req wrk-cpu-us/req"
+  local r t0 t1 w
+  t0=$(ticks "$PID")
+  r=$(TIMEFORMAT='%U %S'; { time wrk -t"$THREADS" -c"$2" -d"$DURATION" --latency "$1" 2>&1; } 2>&1)
+  t1=$(ticks "$PID")
+  w=$(tail -n1 <<<"$r")
+  r=$(sed '$d' <<<"$r")
   echo "$r" >&2
-  printf '%s %s %s\n' \
-    "$(awk '/Requests\/sec/ {print $2}' <<<"$r")" \
+  local rps total
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$r")
+  total=$(awk '/requests in/ {print $1}' <<<"$r")
+  printf '%s %s %s %s %s\n' "$rps" \
     "$(awk '$1=="50%" {print $2}' <<<"$r")" \
-    "$(awk '$1=="99%" {print $2}' <<<"$r")"
+    "$(awk '$1=="99%" {print $2}' <<<"$r")" \
+    "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$total" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')" \
+    "$(awk -v u="${w% *}" -v s="${w#* }" -v n="$total" 'BEGIN {printf "%.1f", (u + s) * 1e6 / n}')"
 }
 
 to_us() { # "165.00us" | "0.93ms" | "1.2s" -> microseconds
@@ -37,14 +58,20 @@ to_us() { # "165.00us" | "0.93ms" | "1.2s" -> microseconds
 
 wrk -t1 -c4 -d1s "$GATEWAY" >/dev/null # warm the pools
 ROWS=()
+CPU=()
 for C in $CONNS_LIST; do
-  read -r D_RPS D_P50 D_P99 < <(run "$UPSTREAM" "$C")
-  read -r G_RPS G_P50 G_P99 < <(run "$GATEWAY" "$C")
+  read -r D_RPS D_P50 D_P99 D_CPU D_WRK < <(run "$UPSTREAM" "$C")
+  read -r G_RPS G_P50 G_P99 G_CPU G_WRK < <(run "$GATEWAY" "$C")
   ADDED=$(( $(to_us "$G_P50") - $(to_us "$D_P50") ))
-  ROWS+=("$(printf '%-6s %14s %10s %10s %14s %10s %10s %12s' "$C" "$D_RPS" "$D_P50" "$D_P99" "$G_RPS" "$G_P50" "$G_P99" "${ADDED}us")")
+  RATIO=$(awk -v g="$G_RPS" -v d="$D_RPS" 'BEGIN {printf "%.2fx", g / d}')
+  ROWS+=("$(printf '%-6s %14s %10s %10s %14s %10s %10s %12s %7s' "$C" "$D_RPS" "$D_P50" "$D_P99" "$G_RPS" "$G_P50" "$G_P99" "${ADDED}us" "$RATIO")")
+  CPU+=("$(printf '%-6s %16s %12s %16s %12s' "$C" "$D_CPU" "$D_WRK" "$G_CPU" "$G_WRK")")
 done
 
 echo
 echo "wrk -t$THREADS -d$DURATION --latency, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %14s %10s %10s %14s %10s %10s %12s\n' "conns" "direct req/s" "p50" "p99" "gateway req/s" "p50" "p99" "added p50"
+printf '%-6s %14s %10s %10s %14s %10s %10s %12s %7s\n' "conns" "direct req/s" "p50" "p99" "gateway req/s" "p50" "p99" "added p50" "ratio"
 printf '%s\n' "${ROWS[@]}"
+echo "CPU per request, us (bench process = upstream, or gateway + upstream):"
+printf '%-6s %16s %12s %16s %12s\n' "conns" "direct process" "direct wrk" "gateway process" "gateway wrk"
+printf '%s\n' "${CPU[@]}"

@@ -8,6 +8,7 @@
 mod cloudevents;
 mod time;
 pub mod trace;
+pub mod workflow;
 
 pub use cloudevents::{
     CloudEventError, from_metadata, parse_batch, parse_binary, parse_structured, percent_decode,

@@ -1,11 +1,18 @@
 //! Starts a tiny upstream and a gateway in front of it, prints both URLs and
 //! serves until killed. Used by `bench/gateway.sh` to measure the gateway's
 //! overhead with wrk.
+//!
+//! Also prints `BARE_PROXY=`: a reference proxy with no gateway logic (hyper
+//! server + the same pooled hyper client, headers passed as they are), to
+//! tell the cost of proxying over HTTP/1 at all from the gateway's own.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use gust_gateway::{Gateway, GatewayConfig, NoFunctions};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
@@ -52,9 +59,46 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "#
     );
     let gateway = Gateway::new(GatewayConfig::from_manifest(&toml)?, Arc::new(NoFunctions))?;
+    let bare = TcpListener::bind("127.0.0.1:0").await?;
+    println!("BARE_PROXY=http://{}/", bare.local_addr()?);
+    tokio::spawn(bare_proxy(bare, upstream_url.clone()));
+
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("UPSTREAM={upstream_url}/");
     println!("GATEWAY=http://{}/", listener.local_addr()?);
     gust_gateway::serve(listener, gateway).await?;
     Ok(())
+}
+
+/// Forwards every request to `upstream` with hyper's pooled client and
+/// returns the response as it comes: the floor under any HTTP/1 proxy.
+async fn bare_proxy(listener: TcpListener, upstream: String) {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build(connector);
+    let upstream: Arc<str> = upstream.into();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (client, upstream) = (client.clone(), upstream.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                let client = client.clone();
+                let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                let uri: http::Uri = format!("{upstream}{pq}")
+                    .parse()
+                    .expect("a path from a valid request");
+                *req.uri_mut() = uri;
+                req.headers_mut().remove(http::header::HOST);
+                client.request(req)
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }

@@ -320,11 +320,18 @@ impl Gateway {
         }
     }
 
-    fn new_request_id(&self) -> String {
+    /// A fresh request id: 32 lowercase hex digits.
+    fn new_request_id(&self) -> HeaderValue {
         let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
         let a = crate::canary::stable_hash(&(self.inner.id_seed ^ n).to_le_bytes());
         let b = crate::canary::stable_hash(&a.wrapping_add(n).to_le_bytes());
-        format!("{a:016x}{b:016x}")
+        let mut text = [0u8; 32];
+        for (i, digit) in text.iter_mut().enumerate() {
+            let word = if i < 16 { a } else { b };
+            let nibble = (word >> (60 - 4 * (i % 16))) & 0xf;
+            *digit = b"0123456789abcdef"[nibble as usize];
+        }
+        HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
     }
 
     /// Handles one request from `client`. Never fails: every refusal is a
@@ -336,19 +343,21 @@ impl Gateway {
     {
         let (mut parts, body) = req.into_parts();
         bump(&self.inner.counters.requests);
-        let id = parts
+        // The client's id when it is sane (visible ASCII, at most 128
+        // bytes), else a fresh one; both are valid `&str`s.
+        let id_value = parts
             .headers
             .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-            .map(str::to_string)
+            .filter(|v| {
+                !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic)
+            })
+            .cloned()
             .unwrap_or_else(|| self.new_request_id());
-        let id_value =
-            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         parts.headers.insert(REQUEST_ID, id_value.clone());
+        let id = id_value.to_str().unwrap_or("invalid");
         let span = tracing::info_span!("gateway", request_id = %id);
         let mut resp = self
-            .route_request(parts, body::boxed(body), client, &id)
+            .route_request(parts, body::boxed(body), client, id)
             .instrument(span)
             .await;
         resp.headers_mut().insert(REQUEST_ID, id_value);
@@ -520,7 +529,12 @@ impl Gateway {
         // Rate limits (the route's, then the consumer's plan): the tightest
         // bucket decides the headers.
         let mut tightest: Option<Decision> = None;
-        let ip_text = ip.to_string();
+        // Only the per-IP limit keys on the address as text.
+        let ip_text = if route.limit_ip.is_some() {
+            ip.to_string()
+        } else {
+            String::new()
+        };
         let plan = consumer
             .as_deref()
             .and_then(|c| inner.plans.get(c).map(|l| (l, c)));
@@ -575,16 +589,13 @@ impl Gateway {
             );
         }
         let body_empty = body.is_end_stream_hint() || declared == Some(0);
-        let slot = FailureSlot::default();
-        let body = if body_empty {
-            body
+        // An empty body cannot fail: no guard (and no slot to allocate).
+        let (body, slot) = if body_empty {
+            (body, None)
         } else {
-            body::boxed(GuardedBody::new(
-                body,
-                route.max_body,
-                route.body_timeout,
-                slot.clone(),
-            ))
+            let slot = FailureSlot::default();
+            let guarded = GuardedBody::new(body, route.max_body, route.body_timeout, slot.clone());
+            (body::boxed(guarded), Some(slot))
         };
 
         // Target.
@@ -597,7 +608,7 @@ impl Gateway {
                         query_param(parts.uri.query(), q).map(String::into_bytes)
                     }
                     Some(Sticky::Consumer) => consumer.as_deref().map(|c| c.as_bytes().to_vec()),
-                    Some(Sticky::Ip) => Some(ip_text.clone().into_bytes()),
+                    Some(Sticky::Ip) => Some(ip.to_string().into_bytes()),
                 };
                 if split.choose_canary(key.as_deref()) {
                     bump(&c.canary);
@@ -614,7 +625,7 @@ impl Gateway {
         };
         tracing::debug!(decision = "target", route = %route.name, target = %target.describe(), "target chosen");
 
-        let path = match &target.rewrite {
+        let rewritten = match &target.rewrite {
             Some(t) => {
                 let p = crate::rewrite::fill(t, &params);
                 if let Err(why) = crate::rewrite::check_path(&p) {
@@ -622,9 +633,10 @@ impl Gateway {
                     tracing::info!(decision = "bad_path", route = %route.name, reason = why.reason(), "rewritten path refused");
                     return body::error(StatusCode::BAD_REQUEST, "bad_path", why.reason(), id);
                 }
-                p
+                Some(p)
             }
-            None => parts.uri.path().to_string(),
+            // The client's path, read where it is needed (no copy).
+            None => None,
         };
 
         // Request headers seen by the target.
@@ -637,38 +649,40 @@ impl Gateway {
             h.insert(CONSUMER, who);
         }
         let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if inner.trust_forwarded_for => format!("{prev}, {}", client.ip()),
-            _ => client.ip().to_string(),
+            Some(prev) if inner.trust_forwarded_for => {
+                HeaderValue::from_str(&format!("{prev}, {}", client.ip())).ok()
+            }
+            _ => Some(ip_header(client.ip())),
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        if let Some(v) = xff {
             h.insert(X_FORWARDED_FOR, v);
         }
         if !(inner.trust_forwarded_for && h.contains_key(&X_FORWARDED_PROTO)) {
             h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
-        if let Some(host) = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                h.get(header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from)
-            })
-            && let Ok(v) = HeaderValue::from_str(&host)
-        {
+        let forwarded_host = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => h.get(header::HOST).filter(|v| v.to_str().is_ok()).cloned(),
+        };
+        if let Some(v) = forwarded_host {
             h.insert(X_FORWARDED_HOST, v);
         }
         route.request_headers.apply(&mut parts.headers);
 
         let resp = match &target.kind {
-            TargetKind::Function(f) => self.call_function(route, f, parts, body, &path, id).await,
-            TargetKind::Upstream(u) => {
-                self.call_upstream(route, target, u, parts, body, body_empty, &path, &slot, id)
+            TargetKind::Function(f) => {
+                self.call_function(route, f, parts, body, rewritten, id)
                     .await
             }
+            TargetKind::Upstream(u) => {
+                let slot = slot.as_ref();
+                self.call_upstream(
+                    route, target, u, parts, body, body_empty, rewritten, slot, id,
+                )
+                .await
+            }
         };
-        let mut resp = match slot.get() {
+        let mut resp = match slot.as_ref().and_then(|s| s.get()) {
             Some(BodyFailure::TooLarge) => {
                 bump(&c.body_rejected);
                 tracing::info!(decision = "body_too_large", route = %route.name, "request refused");
@@ -706,9 +720,10 @@ impl Gateway {
         function: &str,
         mut parts: Parts,
         body: Body,
-        path: &str,
+        rewritten: Option<String>,
         id: &str,
     ) -> Response<Body> {
+        let path = rewritten.as_deref().unwrap_or(parts.uri.path());
         let pq = match parts.uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path.to_string(),
@@ -741,14 +756,15 @@ impl Gateway {
         mut parts: Parts,
         body: Body,
         body_empty: bool,
-        path: &str,
-        slot: &FailureSlot,
+        rewritten: Option<String>,
+        slot: Option<&FailureSlot>,
         id: &str,
     ) -> Response<Body> {
         let c = &route.counters;
         let upgrade = !upstream.http2 && wants_upgrade(&parts.headers);
         strip_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.remove(header::HOST);
+        let path = rewritten.as_deref().unwrap_or(parts.uri.path());
         let uri = match upstream.uri(path, parts.uri.query()) {
             Ok(u) => u,
             Err(_) => {
@@ -793,7 +809,7 @@ impl Gateway {
                 parts.headers.clone()
             };
             let outcome = proxy::attempt(client, upstream, req, route.timeout, || {
-                slot.get().is_some()
+                slot.is_some_and(|s| s.get().is_some())
             })
             .await;
             let retryable = n + 1 < tries;
@@ -834,7 +850,7 @@ impl Gateway {
                     ));
                 }
                 Attempt::Failed(e) => {
-                    if slot.get().is_some() {
+                    if slot.is_some_and(|s| s.get().is_some()) {
                         return body::error(
                             StatusCode::BAD_REQUEST,
                             "body",
@@ -890,6 +906,16 @@ impl EndStreamHint for Body {
     fn is_end_stream_hint(&self) -> bool {
         http_body::Body::is_end_stream(self) || http_body::Body::size_hint(self).exact() == Some(0)
     }
+}
+
+/// An IP address as a header value, formatted without a heap string.
+fn ip_header(ip: IpAddr) -> HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 64]; // the longest IPv6 text is 45 bytes
+    let mut w = &mut buf[..];
+    let _ = write!(w, "{ip}");
+    let len = 64 - w.len();
+    HeaderValue::from_bytes(&buf[..len]).expect("an IP address is a valid header value")
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -1098,6 +1124,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("colour") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn ip_header_writes_the_address() {
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header(parsed), parsed.to_string().as_str());
+        }
     }
 
     #[test]

@@ -79,9 +79,22 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRAILER,
 ];
 
+/// Whether `n` is a header [`strip_hop_by_hop`] may remove or rewrite.
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    *n == header::CONNECTION
+        || *n == header::TRANSFER_ENCODING
+        || *n == header::UPGRADE
+        || HOP_BY_HOP.contains(n)
+}
+
 /// Removes hop-by-hop headers (and those named in `Connection`). With
 /// `upgrade`, keeps `Connection: upgrade` and `Upgrade` for WebSockets.
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    // Most requests and responses carry none of them: one pass over the
+    // names is cheaper than a hashed removal per hop-by-hop name.
+    if !upgrade && !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()

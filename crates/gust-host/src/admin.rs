@@ -81,6 +81,9 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr)
         (_, ["queues", name, rest @ ..]) => {
             queues::handle(&host, &method, name, rest, &query, req).await
         }
+        (_, ["workflows", rest @ ..]) => {
+            crate::workflows::handle(&host, &method, rest, &query, req).await
+        }
         (_, ["streams", name, rest @ ..]) => {
             crate::streams::handle(&host, &method, name, rest, &query, req).await
         }

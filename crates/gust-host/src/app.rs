@@ -276,6 +276,7 @@ impl LoadedApp {
                     .start(StartContext {
                         app: &self.app.name,
                         function: f,
+                        functions: &self.app.functions,
                         services: cx.services,
                         dispatcher: self.events.clone(),
                         shutdown: shutdown.clone(),
@@ -365,7 +366,8 @@ fn function_env(
 ) -> Result<FunctionEnv> {
     let mut env = FunctionEnv::new(f.name.clone(), f.limits, cx.logs.clone())
         .with_variables(variables)
-        .with_outbound_http(f.outbound_http.clone());
+        .with_outbound_http(f.outbound_http.clone())
+        .with_workflow(gust_triggers::workflow::host());
     for (binding, b) in &f.bindings {
         match b.kind {
             BindingKind::Kv => {

@@ -25,6 +25,7 @@ pub mod streams;
 pub mod tls;
 pub mod topics;
 pub mod watch;
+pub mod workflows;
 
 pub use gust_backends::BackendConfig;
 pub use gust_triggers::{load_app, registry};

@@ -140,7 +140,8 @@ pub enum Trigger {
     Http(HttpTrigger),
     /// One of the event triggers, with its settings as written.
     Event {
-        /// `timer`, `queue`, `topic`, `blob`, `changefeed`, `stream` or `mqtt`.
+        /// `timer`, `queue`, `topic`, `blob`, `changefeed`, `stream`, `mqtt`,
+        /// `workflow` or `activity`.
         kind: EventTriggerKind,
         /// The trigger's settings as written.
         settings: toml::Table,
@@ -164,11 +165,16 @@ pub enum EventTriggerKind {
     Stream,
     /// MQTT topic filter.
     Mqtt,
+    /// A durable workflow's orchestrator, started through
+    /// `POST /_gust/workflows/{workflow}` and replayed from its journal.
+    Workflow,
+    /// An activity that workflows call (and nothing else starts).
+    Activity,
 }
 
 impl EventTriggerKind {
     /// Every event trigger kind, in the order they are listed to people.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Timer,
         Self::Queue,
         Self::Topic,
@@ -176,6 +182,8 @@ impl EventTriggerKind {
         Self::Changefeed,
         Self::Stream,
         Self::Mqtt,
+        Self::Workflow,
+        Self::Activity,
     ];
 
     /// The kind spelled `name` in the manifest.
@@ -193,6 +201,8 @@ impl EventTriggerKind {
             Self::Changefeed => "changefeed",
             Self::Stream => "stream",
             Self::Mqtt => "mqtt",
+            Self::Workflow => "workflow",
+            Self::Activity => "activity",
         }
     }
 }

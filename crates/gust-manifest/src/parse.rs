@@ -110,6 +110,8 @@ struct RawTrigger {
     changefeed: Option<toml::Table>,
     stream: Option<toml::Table>,
     mqtt: Option<toml::Table>,
+    workflow: Option<toml::Table>,
+    activity: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -457,6 +459,8 @@ impl Parser<'_> {
             (EventTriggerKind::Changefeed, t.changefeed),
             (EventTriggerKind::Stream, t.stream),
             (EventTriggerKind::Mqtt, t.mqtt),
+            (EventTriggerKind::Workflow, t.workflow),
+            (EventTriggerKind::Activity, t.activity),
         ];
         let mut found: Vec<Trigger> = Vec::new();
         if let Some(http) = t.http {
@@ -473,7 +477,7 @@ impl Parser<'_> {
                 Some(span),
                 key,
                 format!("function `{fname}` has an empty trigger"),
-                "name one trigger kind: http, timer, queue, topic, blob, changefeed, stream or mqtt",
+                "name one trigger kind: http, timer, queue, topic, blob, changefeed, stream, mqtt, workflow or activity",
             )),
             _ => Err(self.err(
                 Some(span),
@@ -770,7 +774,7 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 fn toml_fix(message: &str) -> String {
     if message.contains("unknown field") {
         if message.contains("`http`") && message.contains("`timer`") {
-            "use one trigger kind: http, timer, queue, topic, blob, changefeed, stream or mqtt"
+            "use one trigger kind: http, timer, queue, topic, blob, changefeed, stream, mqtt, workflow or activity"
                 .into()
         } else {
             "remove or rename the key; the message lists the keys allowed here".into()

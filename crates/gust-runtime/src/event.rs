@@ -91,6 +91,9 @@ impl EventFunction {
             &mut store,
             crate::InvocationIds::new(event.extension("traceparent")),
         );
+        store.data_mut().run = event
+            .extension(gust_events::workflow::RUN_EXTENSION)
+            .map(str::to_string);
         let wit_event = event_handler::Event {
             id: event.id,
             source: event.source,

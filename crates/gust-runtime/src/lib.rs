@@ -27,6 +27,7 @@ pub use cache::ComponentCache;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::InvokeError;
 pub use event::{Event, EventFunction, Outcome};
+pub use gust_events::workflow::{RUN_EXTENSION, StepAnswer, StepFuture, StepRequest, WorkflowHost};
 pub use http::{HttpFunction, HttpResponse, Https};
 pub use invocation::InvocationIds;
 pub use log::{LogLevel, LogSink};

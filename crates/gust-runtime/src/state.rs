@@ -53,6 +53,8 @@ pub struct FunctionEnv {
     pub log: Arc<dyn LogSink>,
     /// Told about new instances and late failures (the host's metrics).
     pub observer: Option<Arc<dyn crate::InvocationObserver>>,
+    /// Answers `gust:function/workflow` (orchestrators and activities).
+    pub workflow: Option<Arc<dyn crate::WorkflowHost>>,
 }
 
 impl FunctionEnv {
@@ -76,7 +78,14 @@ impl FunctionEnv {
             )),
             log,
             observer: None,
+            workflow: None,
         }
+    }
+
+    /// Answers `gust:function/workflow` through `host`.
+    pub fn with_workflow(mut self, host: Arc<dyn crate::WorkflowHost>) -> Self {
+        self.workflow = Some(host);
+        self
     }
 
     /// Reports new instances and late failures to `observer`.
@@ -191,6 +200,9 @@ pub struct HostState {
     log_budget: LogBudget,
     /// The current invocation's ids.
     pub(crate) invocation: crate::InvocationIds,
+    /// The workflow run or activity this invocation serves (the event's
+    /// `gustrun` extension), if any.
+    pub(crate) run: Option<String>,
 }
 
 impl HostState {
@@ -214,6 +226,7 @@ impl HostState {
             started: std::time::Instant::now(),
             log_budget: LogBudget::default(),
             invocation: crate::InvocationIds::default(),
+            run: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod settle;
 pub mod stream;
 pub mod timer;
 pub mod topic;
+pub mod workflow;
 
 #[cfg(test)]
 mod test_support;

@@ -65,6 +65,8 @@ pub struct StartContext<'a> {
     pub app: &'a str,
     /// The function whose trigger starts.
     pub function: &'a Function,
+    /// Every function of the app (workflows call activities and children).
+    pub functions: &'a [Function],
     /// The app's resources.
     pub services: &'a Services,
     /// Runs the app's event functions.
@@ -235,6 +237,8 @@ pub static REGISTRY: &[&dyn TriggerKind] = &[
     &crate::blob::BlobKind,
     &crate::changefeed::ChangefeedKind,
     &crate::stream::StreamKind,
+    &crate::workflow::WorkflowKind,
+    &crate::workflow::ActivityKind,
     #[cfg(feature = "mqtt")]
     &crate::mqtt::MqttKind,
 ];

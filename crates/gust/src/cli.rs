@@ -111,6 +111,13 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Start, inspect, signal and stop durable workflows of the running host.
+    Workflows {
+        #[command(subcommand)]
+        command: WorkflowsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Append to and read streams of the running host.
     Stream {
         #[command(subcommand)]
@@ -401,6 +408,59 @@ pub enum QueueCommand {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+}
+
+/// `gust workflows ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// List instances (of one workflow, or all) with their status.
+    Ls {
+        /// Only this workflow's instances.
+        workflow: Option<String>,
+    },
+    /// Show one instance: status, input, output, error (and its steps with --history).
+    Show {
+        /// The workflow (orchestrator function).
+        workflow: String,
+        /// The instance id.
+        id: String,
+        /// Also print every recorded step.
+        #[arg(long)]
+        history: bool,
+    },
+    /// Start an instance (prints its id and status URL).
+    Start {
+        /// The workflow (orchestrator function).
+        workflow: String,
+        /// The input, JSON (use @file to read a file).
+        #[arg(long, short, default_value = "null")]
+        data: String,
+        /// The instance id (starting an existing id changes nothing).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Raise an event that an instance waits for (or will).
+    Raise {
+        /// The workflow.
+        workflow: String,
+        /// The instance id.
+        id: String,
+        /// The event's name.
+        event: String,
+        /// Its payload, JSON (use @file to read a file).
+        #[arg(long, short, default_value = "null")]
+        data: String,
+    },
+    /// Stop a running instance.
+    Terminate {
+        /// The workflow.
+        workflow: String,
+        /// The instance id.
+        id: String,
+        /// Why (kept as its error).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 

@@ -48,7 +48,7 @@ impl EmbeddedKv {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| BackendError::engine(BACKEND, e))?;
         }
-        let db = Database::create(path).map_err(|e| {
+        let db = super::open_database(path).map_err(|e| {
             BackendError::engine(BACKEND, format!("cannot open {}: {e}", path.display()))
         })?;
         {

@@ -692,7 +692,7 @@ impl EmbeddedQueues {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(engine)?;
         }
-        let db = Database::create(path)
+        let db = super::open_database(path)
             .map_err(|e| engine(format!("cannot open {}: {e}", path.display())))?;
         let mut next_seq = 1;
         {

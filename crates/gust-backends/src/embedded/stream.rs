@@ -635,7 +635,7 @@ impl EmbeddedStreams {
             std::fs::create_dir_all(parent)
                 .map_err(|e| engine(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let db = Database::create(path)
+        let db = super::open_database(path)
             .map_err(|e| engine(format!("cannot open {}: {e}", path.display())))?;
         {
             let txn = db.begin_write().map_err(engine)?;

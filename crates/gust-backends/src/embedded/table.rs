@@ -43,7 +43,7 @@ impl EmbeddedTables {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(engine)?;
         }
-        let db = Database::create(path)
+        let db = super::open_database(path)
             .map_err(|e| engine(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(engine)?;
         txn.open_table(DOCS).map_err(engine)?;

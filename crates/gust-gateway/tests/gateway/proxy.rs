@@ -64,13 +64,51 @@ async fn rewrites_paths_and_headers() {
     assert_eq!(v["headers"]["x-env"], "test");
     assert_eq!(v["headers"]["x-request-id"], "req-123");
     assert_eq!(v["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(v["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(
+        v["headers"]["x-forwarded-host"],
+        base.trim_start_matches("http://")
+    );
     assert!(v["headers"].get("cookie").is_none());
     assert!(h.get("server").is_none());
     assert_eq!(h["x-served-by"], "gust");
     assert_eq!(h["x-request-id"], "req-123");
-    // A generated id when the client sends none.
+    // A generated id when the client sends none: 32 hex digits, forwarded
+    // and returned; each request gets its own.
+    let (_, h, body) = get(&format!("{base}/files/x"), &[]).await;
+    let id = h["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{id}"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["headers"]["x-request-id"], id.as_str());
     let (_, h, _) = get(&format!("{base}/files/x"), &[]).await;
+    assert_ne!(h["x-request-id"], id.as_str());
+    // An unusable client id (a space) is replaced.
+    let (_, h, _) = get(&format!("{base}/files/x"), &[("x-request-id", "a b")]).await;
     assert_eq!(h["x-request-id"].len(), 32);
+
+    // Hop-by-hop headers, and those the client names in `Connection`, stay
+    // on this hop; the rest pass.
+    let (_, _, body) = get(
+        &format!("{base}/files/x"),
+        &[
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x-end-to-end", "2"),
+        ],
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    for hop in ["x-hop", "keep-alive", "te"] {
+        assert!(v["headers"].get(hop).is_none(), "{hop} forwarded: {v}");
+    }
+    assert_eq!(v["headers"]["x-end-to-end"], "2");
 }
 
 #[tokio::test]

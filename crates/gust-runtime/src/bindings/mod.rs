@@ -8,6 +8,7 @@ mod sql;
 mod stream;
 mod table;
 mod topic;
+mod workflow;
 
 use anyhow::Result;
 use wasmtime::Engine;

@@ -12,6 +12,7 @@ mod serve_cluster;
 mod stream;
 mod up;
 mod up_many;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         ),
         Command::Ls { target } => admin::ls(&target),
         Command::Queue { command, target } => queue::run(&target, command),
+        Command::Workflows { command, target } => workflows::run(&target, command),
         Command::Events { command, target } => events::run(&target, command),
         Command::Gateway { command, target } => gateway::run(&target, command),
         Command::Stream { command, target } => stream::run(&target.into(), command),

@@ -32,6 +32,7 @@
 //! * Bindings declared in `gust.toml`: [`kv`] (key-value stores),
 //!   [`sql`] (SQL databases), [`blob`] (containers), [`stream`] (append), [`table`] (document tables with a change
 //!   feed), [`queue`] (send), [`topic`] (publish) and [`variables`];
+//!   [`workflow`] writes durable workflows (orchestrators and activities);
 //!   [`log`] writes to the host's log; [`outbound`] calls HTTP endpoints that
 //!   the function's `outbound_http` rules allow.
 //!
@@ -54,6 +55,7 @@ pub mod stream;
 pub mod table;
 pub mod topic;
 pub mod variables;
+pub mod workflow;
 
 #[doc(hidden)]
 #[path = "wit.rs"]
