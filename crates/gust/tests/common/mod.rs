@@ -169,7 +169,7 @@ pub fn start_ready(mut cmd: Command) -> Running {
             }
         });
     }
-    let line = match ready_rx.recv_timeout(Duration::from_secs(300)) {
+    let line = match ready_rx.recv_timeout(Duration::from_secs(600)) {
         Ok(line) => line,
         Err(_) => {
             let _ = child.kill();
