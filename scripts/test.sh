@@ -14,4 +14,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== guest SDK unit tests (native)"
 (cd sdk/rust/gust-sdk && CARGO_TARGET_DIR="$PWD/../../../target" cargo test --quiet)
 echo "== workspace tests (unit + end-to-end)"
-cargo test --workspace
+if cargo nextest --version >/dev/null 2>&1; then
+  # Two tests at a time across all binaries, every failure reported, a
+  # failed test tried once more (see .config/nextest.toml). The crates'
+  # doc comments hold no runnable examples (only toml/text blocks), so
+  # there are no doc tests to run.
+  cargo nextest run --workspace
+else
+  echo "test: cargo-nextest is not installed; running cargo test" >&2
+  cargo test --workspace --no-fail-fast
+fi

@@ -255,9 +255,21 @@ impl Browser {
     }
 
     /// The rendered text of the first element matching `css` ("" if none).
+    ///
+    /// An element the page replaces between finding and reading it (a
+    /// "stale element") reads as "", so callers polling with `wait_text`
+    /// simply try again.
     pub fn text_of(&self, css: &str) -> String {
         self.try_find(css)
-            .map(|e| self.text(&e))
+            .and_then(|e| {
+                self.try_call(
+                    "GET",
+                    &self.session_path(&format!("/element/{}/text", e.0)),
+                    None,
+                )
+                .ok()
+            })
+            .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     }
 
