@@ -140,8 +140,9 @@ fn syntax_errors_name_the_file_and_line() {
 type Seen = Arc<Mutex<Vec<String>>>;
 
 /// An HTTP/1.1 server on 127.0.0.1:0 answering every request with
-/// `x-upstream: tiny` and the body `got METHOD PATH BODY`; returns its
-/// address and the requests it received.
+/// `x-upstream: tiny` and the body `got METHOD PATH BODY` (after 3 s for a
+/// path starting with `/slow`); returns its address and the requests it
+/// received.
 fn tiny_server() -> (std::net::SocketAddr, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -189,6 +190,9 @@ fn answer(mut stream: TcpStream, seen: &Seen) {
     let body = String::from_utf8_lossy(&data[head_end..head_end + length]);
     let line = format!("{method} {path} {body}");
     seen.lock().unwrap().push(line.clone());
+    if path.starts_with("/slow") {
+        std::thread::sleep(Duration::from_secs(3));
+    }
     let text = format!("got {line}");
     let _ = write!(
         stream,
@@ -288,8 +292,9 @@ export async function handle(event) {
     );
     write(
         "functions/py/app.py",
-        r#""""GET /py?url=U → POSTs to U with gust.outbound and answers what came
-back; as a queue worker, POSTs each message's `{"url": U}` job to U."""
+        r#""""GET /py?url=U → POSTs to U (or GETs it with `method=GET`, waiting at
+most `timeout` seconds) with gust.outbound and answers what came back; as a
+queue worker, POSTs each message's `{"url": U}` job to U."""
 
 import gust
 from gust import log, outbound
@@ -298,10 +303,16 @@ from gust import log, outbound
 @gust.http
 def handle(request: gust.Request) -> gust.Response:
     target = request.query["url"]
+    timeout = float(request.query.get("timeout", "10"))
     try:
-        r = outbound.post(target, "from py", headers={"x-from": "py"}, timeout=10)
+        if request.query.get("method") == "GET":
+            r = outbound.get(target, timeout=timeout)
+        else:
+            r = outbound.post(target, "from py", headers={"x-from": "py"}, timeout=timeout)
     except outbound.Denied as e:
         return gust.Response(f"denied: {e}", 403)
+    except outbound.Timeout as e:
+        return gust.Response(f"timeout: {e}", 504)
     except outbound.OutboundError as e:
         return gust.Response(f"failed: {e}", 502)
     return f"{r.status} {r.header('x-upstream')} {r.text()}"
@@ -349,6 +360,20 @@ fn js_fetch_and_python_outbound_reach_only_allowed_destinations() {
         host.stderr()
     );
 
+    // GET, and a call's own timeout (`outbound.Timeout`).
+    let py = |query: &str| get(&format!("{}/py?{query}", host.url), &[]);
+    let r = py(&format!("method=GET&url=http://{allowed}/plain?x=1"));
+    assert_eq!(r.body, "200 tiny got GET /plain?x=1 ", "{r:?}");
+    let r = py(&format!("method=GET&timeout=0.5&url=http://{allowed}/slow"));
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(
+        r.body.starts_with(&format!(
+            "timeout: outbound HTTP to http://{allowed}/slow timed out"
+        )),
+        "{}",
+        r.body
+    );
+
     // Not allowed: Python raises `outbound.Denied` naming the fix; JS's
     // fetch rejects; the host logs the refusal and the rules for both.
     let r = call("py", &forbidden.to_string());
@@ -368,11 +393,7 @@ fn js_fetch_and_python_outbound_reach_only_allowed_destinations() {
         function_logs(app.path(), "js"),
         host.stderr()
     );
-    assert!(
-        r.body.starts_with("fetch failed: TypeError"),
-        "{}",
-        r.body
-    );
+    assert!(r.body.starts_with("fetch failed: TypeError"), "{}", r.body);
     for function in ["js", "py"] {
         let mut logs = String::new();
         let logged = eventually(Duration::from_secs(10), || {
