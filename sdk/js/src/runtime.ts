@@ -55,7 +55,9 @@ export function serveFetch(module: Record<string, unknown>): void {
 export function eventHandler(module: Record<string, unknown>) {
   const handler = pick(module, "handle");
   return {
-    handle(raw: RawEvent): void {
+    // componentize-js awaits a promise an export returns, running the event
+    // loop (fetch, timers) until it settles, so `handle` may be `async`.
+    handle(raw: RawEvent): void | Promise<void> {
       if (!handler) {
         throw { message: "this function exports no `handle(event)`", retryable: false };
       }
@@ -65,14 +67,24 @@ export function eventHandler(module: Record<string, unknown>) {
       } catch (e) {
         throw failure(e);
       }
-      if (outcome instanceof Promise) {
-        throw {
-          message: "`handle(event)` returned a promise; event handlers run synchronously (remove `async`)",
-          retryable: false,
-        };
+      if (isThenable(outcome)) {
+        return Promise.resolve(outcome).then(
+          () => undefined,
+          (e: unknown) => {
+            throw failure(e);
+          },
+        );
       }
     },
   };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
 }
 
 /** The `gust:function/types.error` for an exception. */

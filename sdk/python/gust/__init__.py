@@ -3,7 +3,8 @@
 An HTTP function is a function marked ``@gust.http``; an event function one
 marked ``@gust.event``. Bindings declared in gust.toml are reached through
 the modules ``kv``, ``sql``, ``blob``, ``table``, ``queue``, ``topic``,
-``stream``, ``variables`` and ``log``. See README.md.
+``stream``, ``variables`` and ``log``; ``outbound`` calls other HTTP services
+(the destinations in the function's ``outbound_http``). See README.md.
 
     import gust
     from gust import kv
