@@ -251,7 +251,9 @@
     let max = 0;
     for (const p of points) for (const l of lines) if (p[l.key] !== null) max = Math.max(max, p[l.key]);
     const scale = max > 0 ? max : 1;
-    const x = (i) => W - (points.length - 1 - i) * (W / (HISTORY - 1));
+    // At least a minute wide, so the first points are not a sliver.
+    const span = Math.min(HISTORY, Math.max(points.length, 30));
+    const x = (i) => W - (points.length - 1 - i) * (W / (span - 1));
     const y = (v) => H - 1 - (v / scale) * (H - 1 - top);
     svg.dataset.points = String(points.length);
     svg.dataset.max = String(max);
@@ -322,7 +324,7 @@
       tr.dataset.outcome = i.outcome;
       const outcome = el('td');
       outcome.append(el('span', `badge ${i.outcome}`, i.status ? `${i.outcome} ${i.status}` : i.outcome));
-      const detail = i.request || (i.event ? `event ${short(i.event)} · attempt ${i.attempt}` : '');
+      const detail = i.request || (i.event ? `event ${shortEvent(i.event)} · attempt ${i.attempt}` : '');
       tr.append(
         el('td', 'mono', clock(new Date(i.started), true)),
         el('td', null, i.function),
@@ -413,7 +415,8 @@
       const close = el('button', 'secondary', 'Close');
       close.type = 'button';
       close.addEventListener('click', () => { state.peek = null; $('#queue-detail').replaceChildren(); });
-      const head = el('h3', null, `${name}: ${dead.length} dead letters, ${waiting.length} waiting shown `);
+      const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+      const head = el('h3', null, `${name}: ${plural(dead.length, 'dead letter')}, ${plural(waiting.length, 'waiting message')} shown `);
       head.append(close);
       detail.append(head);
       detail.append(messageTable('dead-letters', dead, true), messageTable('waiting', waiting, false));
@@ -437,7 +440,7 @@
     table.tHead.append(head);
     for (const m of messages) {
       const tr = el('tr');
-      tr.append(el('td', 'mono', short(m.id)));
+      tr.append(el('td', 'mono', shortEvent(m.id)));
       if (dead) {
         tr.append(el('td', 'num', count(m.attempts)), el('td', null, m.reason), el('td', 'mono', clock(new Date(m.dead_lettered_at), true)));
       } else {
@@ -596,6 +599,8 @@
   const count = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en'));
   const num = (n) => (n === null || n === undefined ? '–' : n >= 100 ? Math.round(n).toString() : n >= 10 ? n.toFixed(1) : n.toFixed(2).replace(/\.?0+$/, '') || '0');
   const short = (id) => (id || '').slice(0, 8);
+  // Event ids are queue sequence numbers (zero-padded) or random hex.
+  const shortEvent = (id) => (id.length > 20 ? id.slice(0, 8) + '…' : id.replace(/^0+(?=.)/, ''));
 
   function ms(v) {
     if (v === null || v === undefined) return '–';
