@@ -26,8 +26,10 @@ pub struct Invocation {
     pub function: String,
     /// Its trigger kind (`http`, `queue`, ...).
     pub trigger: &'static str,
-    /// When it started (RFC 3339).
-    pub started: String,
+    /// When it started (RFC 3339 when serialised; formatted only then, off
+    /// the invocation path).
+    #[serde(serialize_with = "rfc3339")]
+    pub started: SystemTime,
     /// How long it took, in milliseconds (HTTP: until the response head).
     pub duration_ms: f64,
     /// `ok`, `error` (HTTP 5xx or a trap), `retry` or `failed` (an event
@@ -65,7 +67,7 @@ impl Invocation {
             trace_id: ids.trace.trace_id.clone(),
             function: function.to_string(),
             trigger,
-            started: gust_events::rfc3339(started),
+            started,
             duration_ms: took.as_secs_f64() * 1e3,
             outcome: "ok",
             status: None,
@@ -75,6 +77,10 @@ impl Invocation {
             error: None,
         }
     }
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&gust_events::rfc3339(*time))
 }
 
 /// The recent invocations of one function (newest last).
@@ -124,8 +130,7 @@ impl RecentInvocations {
                 .collect()
         };
         let mut all: Vec<Invocation> = rings.iter().flat_map(|r| r.newest(limit)).collect();
-        // RFC 3339 UTC times with the same precision sort as text.
-        all.sort_by(|a, b| b.started.cmp(&a.started));
+        all.sort_by_key(|i| std::cmp::Reverse(i.started));
         all.truncate(limit);
         all
     }
@@ -159,10 +164,10 @@ mod tests {
         assert_eq!(all.len(), KEEP + 1, "the quiet function's one is kept");
         assert_eq!(
             all[0].started,
-            gust_events::rfc3339(
-                SystemTime::UNIX_EPOCH + Duration::from_secs(10 + KEEP as u64 + 49)
-            )
+            SystemTime::UNIX_EPOCH + Duration::from_secs(10 + KEEP as u64 + 49)
         );
+        let json = serde_json::to_value(&all[0]).unwrap();
+        assert_eq!(json["started"], "1970-01-01T00:04:19.000000Z", "{json}");
         assert_eq!(all.last().unwrap().function, "quiet");
         let quiet_only = recent.newest(Some("quiet"), 5);
         assert_eq!(quiet_only.len(), 1);
