@@ -519,6 +519,7 @@
         r.auth_failures, r.rate_limited, r.breaker_rejected, r.timeouts];
       values.forEach((v, i) => { tr.cells[i + 1].textContent = count(v); });
     });
+    $('#upstream-table').hidden = g.upstreams.length === 0;
     sync($('#upstream-table tbody'), g.upstreams, (u) => u.url, (u) => {
       const tr = el('tr');
       tr.append(el('td', 'mono', u.url), el('td', 'breaker'), el('td', 'num calls'), el('td', 'num failures'), el('td', 'num window'), el('td', 'num opened'));

@@ -44,6 +44,11 @@ name = "hourly"
 source = "probe.wasm"
 trigger = { timer = { schedule = "0 0 * * * *" } }
 bindings = { seen = { kv = "seen" }, gate = { kv = "gate" } }
+[gateway]
+[[gateway.route]]
+name = "v1"
+prefix = "/v1"
+target = { function = "hit", rewrite = "/m/{rest}" }
 "#;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -136,6 +141,7 @@ fn operator_watches_load_and_redrives_a_dead_letter_in_a_real_browser() {
     b.type_text(&input, "not-the-key");
     b.click(&b.find("#login-button"));
     b.wait_text("#login-error", WAIT, |t| t.contains("refused"));
+    b.screenshot(&browser::artifact("console-login"));
     let input = b.find("#key");
     b.clear(&input);
     b.type_text(&input, &key);
@@ -153,6 +159,9 @@ fn operator_watches_load_and_redrives_a_dead_letter_in_a_real_browser() {
         t.contains("hourly") && t.contains("in ")
     });
     b.wait_text("#stream-table", WAIT, |t| t.contains("readings"));
+    let r = get(&format!("{url}/v1/ok"), &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    b.wait_text("#route-table", WAIT, |t| t.contains("v1"));
 
     // ── Load moves the chart of `hit`.
     wait_for(
@@ -178,7 +187,7 @@ fn operator_watches_load_and_redrives_a_dead_letter_in_a_real_browser() {
     );
     load.join().unwrap();
     b.wait_text("article[data-function=\"hit\"] .n-total", WAIT, |t| {
-        t == "300"
+        t == "301"
     });
     let after = rate_line(&b, "hit");
     assert_ne!(before, after, "the rate line did not change");
