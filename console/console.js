@@ -335,7 +335,9 @@
         el('td', 'mono', short(i.id)),
       );
       if (i.error) tr.title = i.error;
+      tr.tabIndex = 0;
       tr.addEventListener('click', () => showLogs(i));
+      tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') showLogs(i); });
       return tr;
     });
     for (const tr of body.rows) tr.classList.toggle('selected', tr.dataset.id === state.selected);
