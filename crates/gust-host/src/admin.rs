@@ -1,6 +1,7 @@
 //! The admin API under `/_gust/`: what the CLI and the console use (plus
 //! `metrics`, for a Prometheus server), and nothing else. Every route but
-//! `health` and `openapi.json` needs the admin key (header `x-gust-key` or
+//! `health`, `openapi.json` and the console's own files
+//! (`console/`, [`crate::console`]) needs the admin key (header `x-gust-key` or
 //! `Authorization: Bearer <key>`); an address that keeps presenting wrong
 //! keys is slowed down ([`crate::auth_throttle`]).
 
@@ -48,6 +49,11 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr)
         }
         _ => {}
     }
+    if (method == Method::GET || method == Method::HEAD)
+        && crate::console::is_console_path(req.uri().path())
+    {
+        return crate::console::serve(&method, req.uri().path(), req.headers());
+    }
     if let Some(topic) = path.strip_prefix("/_gust/topics/")
         && method == Method::POST
         && !topic.contains('/')
@@ -74,6 +80,8 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr)
         (&Method::GET, ["app"]) => app_info(&host),
         (&Method::GET, ["gateway"]) => crate::gateway::status(&host),
         (&Method::GET, ["functions"]) => functions(&host),
+        (&Method::GET, ["stats"]) => crate::stats::stats(&host).await,
+        (&Method::GET, ["invocations"]) => crate::stats::invocations(&host, &query),
         (&Method::POST, ["functions", name, "invoke"]) => invoke(&host, name, &query, req).await,
         (&Method::GET, ["logs"]) => logs(&host, &query),
         (&Method::GET, ["metrics"]) => crate::metrics::response(std::slice::from_ref(&host)).await,

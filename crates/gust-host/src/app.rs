@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::invocations::{Invocation, RecentInvocations, Ring};
 use crate::metrics::{FunctionMetrics, FunctionRegistry};
 
 /// Counters of one function, kept across reloads.
@@ -54,6 +56,8 @@ pub struct LoadedFunction {
     pub stats: Arc<FunctionStats>,
     /// Its metrics series.
     pub metrics: Arc<FunctionMetrics>,
+    /// Its recent invocations.
+    pub recent: Arc<Ring>,
     /// The component file it runs.
     pub component: PathBuf,
 }
@@ -66,6 +70,10 @@ pub struct LoadedEventFunction {
     pub stats: Arc<FunctionStats>,
     /// Its metrics series.
     pub metrics: Arc<FunctionMetrics>,
+    /// Its recent invocations.
+    pub recent: Arc<Ring>,
+    /// Its trigger kind.
+    pub trigger: &'static str,
 }
 
 /// The app's event functions; triggers reach them through [`Dispatcher`].
@@ -90,7 +98,20 @@ impl Dispatcher for EventFunctions {
             FunctionStats::bump(&f.stats.invocations);
             let _in_flight = f.metrics.start();
             let (id, attempt) = (event.id.clone(), event.attempt);
-            match f.function.handle(event).await {
+            let ids = gust_runtime::InvocationIds::new(event.extension("traceparent"));
+            let (started, began) = (SystemTime::now(), Instant::now());
+            let result = f.function.handle_as(event, ids.clone()).await;
+            let mut record = Invocation::new(&ids, &function, f.trigger, started, began.elapsed());
+            record.event = Some(id.clone());
+            record.attempt = Some(attempt);
+            (record.outcome, record.error) = match &result {
+                Ok(Outcome::Done) => ("ok", None),
+                Ok(Outcome::Retry(m)) => ("retry", Some(m.clone())),
+                Ok(Outcome::Fail(m)) => ("failed", Some(m.clone())),
+                Err(e) => ("error", e.to_string().lines().next().map(str::to_string)),
+            };
+            f.recent.push(record);
+            match result {
                 Ok(Outcome::Done) => Outcome::Done,
                 Ok(other) => {
                     FunctionStats::bump(&f.stats.failures);
@@ -176,6 +197,8 @@ pub struct LoadContext<'a> {
     pub stats: &'a mut HashMap<String, Arc<FunctionStats>>,
     /// Metrics series by function (kept across reloads).
     pub metrics: &'a FunctionRegistry,
+    /// Recent invocations by function (kept across reloads).
+    pub recent: &'a RecentInvocations,
     /// Reuse instances between requests (opt-in).
     pub reuse_instances: bool,
     /// Where accepted topic events go for `[[sse]]` streams.
@@ -216,6 +239,7 @@ impl LoadedApp {
             let env =
                 function_env(f, variables.clone(), &cx, &topics)?.with_observer(metrics.clone());
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
+            let recent = cx.recent.ring(&f.name);
             if !matches!(f.trigger, Trigger::Http(_)) {
                 let function = EventFunction::new(cx.runtime, &component, env, cx.reuse_instances)
                     .with_context(|| format!("function `{}` ({})", f.name, path.display()))?;
@@ -225,6 +249,8 @@ impl LoadedApp {
                         function: Arc::new(function),
                         stats,
                         metrics,
+                        recent,
+                        trigger: f.trigger.kind(),
                     },
                 );
                 continue;
@@ -238,6 +264,7 @@ impl LoadedApp {
                     permits: Arc::new(Semaphore::new(f.limits.concurrency as usize)),
                     stats,
                     metrics,
+                    recent,
                     component: path.clone(),
                 },
             );

@@ -1,6 +1,7 @@
 //! The HTTP trigger path: route, authorise, limit, invoke.
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -9,6 +10,7 @@ use hyper::body::Incoming;
 
 use crate::app::{FunctionStats, LoadedApp, LoadedFunction};
 use crate::body::{self, Body, Holding};
+use crate::invocations::Invocation;
 use gust_triggers::http::{AuthFailure, RouteMatch, authorize, presented_key};
 
 /// Handles a request addressed to the app's functions.
@@ -151,6 +153,13 @@ where
         }
     };
 
+    let ids = gust_runtime::InvocationIds::new(
+        parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let request_line = format!("{} {}", parts.method, parts.uri.path());
     parts.headers.remove("x-gust-key");
     set_header(&mut parts.headers, "x-gust-function", function);
     set_header(&mut parts.headers, "x-gust-route", route);
@@ -159,8 +168,25 @@ where
 
     FunctionStats::bump(&f.stats.invocations);
     let in_flight = f.metrics.start();
-    let result = f.http.handle(request).await;
+    let (started, began) = (SystemTime::now(), Instant::now());
+    let result = f.http.handle_as(request, ids.clone()).await;
     drop(in_flight);
+    let mut record = Invocation::new(&ids, function, "http", started, began.elapsed());
+    record.request = Some(request_line);
+    match &result {
+        Ok(response) => {
+            record.status = Some(response.status().as_u16());
+            if response.status().is_server_error() {
+                record.outcome = "error";
+            }
+        }
+        Err(e) => {
+            record.status = Some(e.status().as_u16());
+            record.outcome = "error";
+            record.error = Some(e.to_string());
+        }
+    }
+    f.recent.push(record);
     match result {
         Ok(response) => {
             let (parts, guest_body) = response.into_parts();

@@ -225,8 +225,8 @@ fn index(front: &Front, html: bool) -> Response<Body> {
         for app in &front.apps {
             let name = &app.name;
             out.push_str(&format!(
-                "  {name:<16} {}/{name}/  (direct {})\n",
-                front.url, app.upstream
+                "  {name:<16} {}/{name}/  (direct {}, console {}/{name}/_gust/console/)\n",
+                front.url, app.upstream, front.url
             ));
             for page in &app.pages {
                 out.push_str(&format!("    GET {}/{name}{page}\n", front.url));
@@ -258,7 +258,7 @@ fn index(front: &Front, html: bool) -> Response<Body> {
             .map(|r| format!("<code>{}</code>", escape(r)))
             .collect();
         items.push_str(&format!(
-            "<li><h2><a href=\"/{name}/\">{name}</a></h2>\n<p>pages: {}</p>\n<p>API: {}</p>\n<p><small>admin API <a href=\"/{name}/_gust/\">/{name}/_gust/</a>, direct {}</small></p></li>\n",
+            "<li><h2><a href=\"/{name}/\">{name}</a></h2>\n<p>pages: {}</p>\n<p>API: {}</p>\n<p><small><a href=\"/{name}/_gust/console/\">console</a> · admin API <a href=\"/{name}/_gust/\">/{name}/_gust/</a>, direct {}</small></p></li>\n",
             if pages.is_empty() { "none".into() } else { pages.join(" · ") },
             if routes.is_empty() { "none".into() } else { routes.join(" · ") },
             escape(&app.upstream),

@@ -104,30 +104,28 @@ pub async fn handle(
 /// `GET /_gust/gateway`: routes' counters and upstreams' breakers as JSON,
 /// with `configured: false` for an app without `[gateway]`.
 pub fn status(host: &Host) -> Response<Body> {
-    let app = host.current();
-    let Some(gateway) = &app.gateway else {
-        return body::json(
-            StatusCode::OK,
-            &json!({ "configured": false, "routes": [], "upstreams": [] }),
-        );
-    };
-    // Upstream URLs may hold a secret variable's value: hide it.
-    let redacted = serde_json::to_string(&gateway.status())
-        .map(|text| app.secrets.redact(&text).into_owned())
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text));
-    match redacted {
-        Ok(mut value) => {
-            if let Some(map) = value.as_object_mut() {
-                map.insert("configured".into(), json!(true));
-            }
-            body::json(StatusCode::OK, &value)
-        }
+    match status_value(&host.current()) {
+        Ok(value) => body::json(StatusCode::OK, &value),
         Err(e) => body::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "gateway-status",
             format!("cannot serialise the gateway status: {e}"),
         ),
     }
+}
+
+/// The gateway status of `app` as JSON (upstream URLs may hold a secret
+/// variable's value: it is hidden), with `configured`.
+pub fn status_value(app: &LoadedApp) -> Result<serde_json::Value, serde_json::Error> {
+    let Some(gateway) = &app.gateway else {
+        return Ok(json!({ "configured": false, "routes": [], "upstreams": [] }));
+    };
+    let text = serde_json::to_string(&gateway.status())?;
+    let mut value: serde_json::Value = serde_json::from_str(&app.secrets.redact(&text))?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("configured".into(), json!(true));
+    }
+    Ok(value)
 }
 
 /// Replaces every `{{ name }}` in the string values of the `[gateway]`

@@ -63,6 +63,8 @@ pub struct Host {
     sse: Arc<crate::sse::SseHub>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     metrics: crate::metrics::FunctionRegistry,
+    recent: crate::invocations::RecentInvocations,
+    started: std::time::SystemTime,
     keys: keys::LiveKeys,
     auth_throttle: crate::auth_throttle::AuthThrottle,
     reloading: tokio::sync::Mutex<()>,
@@ -112,6 +114,7 @@ impl Host {
         };
         let mut stats = HashMap::new();
         let metrics = crate::metrics::FunctionRegistry::default();
+        let recent = crate::invocations::RecentInvocations::default();
         let keys = keys::LiveKeys::new(keys::load_or_create(&app)?);
         let sse = Arc::new(crate::sse::SseHub::with_broadcast(
             services.broadcast.clone(),
@@ -126,6 +129,7 @@ impl Host {
                 logs: logs.clone(),
                 stats: &mut stats,
                 metrics: &metrics,
+                recent: &recent,
                 reuse_instances: options.reuse_instances,
                 sse: sse.clone(),
             },
@@ -143,6 +147,8 @@ impl Host {
             sse,
             stats: Mutex::new(stats),
             metrics,
+            recent,
+            started: std::time::SystemTime::now(),
             keys,
             auth_throttle: Default::default(),
             reloading: tokio::sync::Mutex::new(()),
@@ -178,6 +184,21 @@ impl Host {
     /// The log hub.
     pub fn logs(&self) -> &LogHub {
         &self.logs
+    }
+
+    /// The recent invocations of every function.
+    pub fn recent_invocations(&self) -> &crate::invocations::RecentInvocations {
+        &self.recent
+    }
+
+    /// When this host started.
+    pub fn started(&self) -> std::time::SystemTime {
+        self.started
+    }
+
+    /// This node's name (in leases, and in the console).
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Starts the triggers of the loaded app (after `start`).
@@ -316,6 +337,7 @@ impl Host {
                     logs: self.logs.clone(),
                     stats: &mut stats,
                     metrics: &self.metrics,
+                    recent: &self.recent,
                     reuse_instances: self.options.reuse_instances,
                     sse: self.sse.clone(),
                 },

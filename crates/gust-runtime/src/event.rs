@@ -82,15 +82,23 @@ impl EventFunction {
     /// an `Err` (and logged); an error the function returned is
     /// `Ok(Retry)` or `Ok(Fail)` as it asked.
     pub async fn handle(&self, event: Event) -> Result<Outcome, InvokeError> {
+        let ids = crate::InvocationIds::new(event.extension("traceparent"));
+        self.handle_as(event, ids).await
+    }
+
+    /// As [`Self::handle`], as the invocation `ids` (which the caller made,
+    /// e.g. to record the invocation under its id).
+    pub async fn handle_as(
+        &self,
+        event: Event,
+        ids: crate::InvocationIds,
+    ) -> Result<Outcome, InvokeError> {
         let warm = self.warm.as_ref().and_then(|w| w.lock().ok()?.pop());
         let (mut store, reused) = match warm {
             Some(w) => (w.store, Some((w.instance, w.uses))),
             None => (HostState::store(self.pre.engine(), self.env.clone()), None),
         };
-        HostState::start_invocation(
-            &mut store,
-            crate::InvocationIds::new(event.extension("traceparent")),
-        );
+        HostState::start_invocation(&mut store, ids);
         store.data_mut().run = event
             .extension(gust_events::workflow::RUN_EXTENSION)
             .map(str::to_string);

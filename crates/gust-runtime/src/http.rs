@@ -94,17 +94,31 @@ impl HttpFunction {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let warm = self.warm.as_ref().and_then(|w| w.lock().ok()?.pop());
-        let (mut store, proxy) = match warm {
-            Some(w) => (w.store, Some((w.proxy, w.uses))),
-            None => (self.new_store(), None),
-        };
         let ids = crate::InvocationIds::new(
             request
                 .headers()
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok()),
         );
+        self.handle_as(request, ids).await
+    }
+
+    /// As [`Self::handle`], as the invocation `ids` (which the caller made,
+    /// e.g. to record the invocation under its id).
+    pub async fn handle_as<B>(
+        &self,
+        request: hyper::Request<B>,
+        ids: crate::InvocationIds,
+    ) -> Result<HttpResponse, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let warm = self.warm.as_ref().and_then(|w| w.lock().ok()?.pop());
+        let (mut store, proxy) = match warm {
+            Some(w) => (w.store, Some((w.proxy, w.uses))),
+            None => (self.new_store(), None),
+        };
         HostState::start_invocation(&mut store, ids.clone());
 
         let secure = request.extensions().get::<Https>().is_some()

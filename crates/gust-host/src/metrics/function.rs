@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gust_runtime::{InvocationObserver, InvokeError};
 
-use super::histogram::{self, Histogram};
+use super::histogram::{self, Histogram, Snapshot};
 use super::text::{Families, Kind};
 use crate::app::LoadedApp;
 
@@ -58,6 +58,18 @@ impl FunctionMetrics {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if timeout {
             self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The current values, for JSON views (the console).
+    pub fn snapshot(&self) -> FunctionSnapshot {
+        FunctionSnapshot {
+            invocations: self.invocations.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            coldstarts: self.coldstarts.load(Ordering::Relaxed),
+            inflight: self.inflight.load(Ordering::Relaxed),
+            invoke: self.invoke.snapshot(),
         }
     }
 
@@ -119,6 +131,23 @@ impl InvocationObserver for FunctionMetrics {
     fn failed_late(&self, error: &InvokeError) {
         self.failed(matches!(error, InvokeError::Timeout(_)));
     }
+}
+
+/// A function's metrics at one moment (see [`FunctionMetrics::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct FunctionSnapshot {
+    /// Invocations started.
+    pub invocations: u64,
+    /// Invocations that failed.
+    pub errors: u64,
+    /// Invocations interrupted by the timeout.
+    pub timeouts: u64,
+    /// Invocations that created a new instance.
+    pub coldstarts: u64,
+    /// Invocations running now.
+    pub inflight: i64,
+    /// Invocation durations.
+    pub invoke: Snapshot,
 }
 
 /// An invocation in flight (see [`FunctionMetrics::start`]).

@@ -129,6 +129,31 @@ impl Histogram {
     }
 }
 
+impl Snapshot {
+    /// The `q` quantile (0..=1) in seconds, interpolated linearly inside
+    /// the bucket that holds it (as Prometheus' `histogram_quantile` does;
+    /// the first bucket starts at 0). `None` without observations; an
+    /// observation above the last bound counts as the last bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let mut below = 0u64;
+        let mut lower = 0.0;
+        for (bound, &n) in self.bounds.iter().zip(&self.counts) {
+            let upper: f64 = bound.parse().unwrap_or(lower);
+            if n > 0 && (below + n) as f64 >= rank {
+                let within = (rank - below as f64) / n as f64;
+                return Some(lower + (upper - lower) * within.clamp(0.0, 1.0));
+            }
+            below += n;
+            lower = upper;
+        }
+        Some(lower)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +183,22 @@ mod tests {
         assert_eq!(s.counts[5], 1);
         assert_eq!(s.counts.iter().sum::<u64>(), 3);
         assert!((s.sum - 60.0315).abs() < 1e-9, "{}", s.sum);
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_buckets() {
+        let h = Histogram::new(&INVOKE);
+        assert_eq!(h.snapshot().quantile(0.5), None);
+        for _ in 0..10 {
+            h.observe(Duration::from_millis(4)); // (0.0025, 0.005]
+        }
+        let s = h.snapshot();
+        let p50 = s.quantile(0.5).unwrap();
+        assert!((p50 - 0.00375).abs() < 1e-12, "{p50}");
+        assert!((s.quantile(1.0).unwrap() - 0.005).abs() < 1e-12);
+        h.observe(Duration::from_secs(60)); // above every bound
+        assert_eq!(h.snapshot().quantile(1.0), Some(10.0));
+        let p99 = h.snapshot().quantile(0.99).unwrap();
+        assert!(p99 == 10.0, "{p99}");
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use http::{Response, header};
 
-pub use function::{FunctionMetrics, FunctionRegistry, InFlight};
+pub use function::{FunctionMetrics, FunctionRegistry, FunctionSnapshot, InFlight};
 
 use crate::body::{self, Body};
 use crate::host::Host;

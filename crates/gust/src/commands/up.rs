@@ -133,7 +133,7 @@ fn announce(host: &Host, metrics: Option<SocketAddr>) {
     let url = host.url();
     let (routes, details) = describe(host, &url);
     println!(
-        "gust: app `{}` ready on {url} (admin API {url}/_gust/, keys: gust keys) routes: {}",
+        "gust: app `{}` ready on {url} (admin API {url}/_gust/, console {url}/_gust/console/, keys: gust keys) routes: {}",
         host.current().app.name,
         routes.join(" ")
     );

@@ -508,7 +508,7 @@ fn announce(front: &str, running: &[Running], failed: &[(AppFolder, String)]) {
         let app = r.host.current();
         let direct = r.host.url();
         println!(
-            "  {:<16} {url}  (app `{}`, direct {direct}, admin API {direct}/_gust/, data {}, CLI: gust ls --app {})",
+            "  {:<16} {url}  (app `{}`, direct {direct}, admin API {direct}/_gust/, console {url}_gust/console/, data {}, CLI: gust ls --app {})",
             r.folder.name,
             app.app.name,
             app.app.state_dir().display(),
