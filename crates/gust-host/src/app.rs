@@ -176,6 +176,8 @@ pub struct LoadContext<'a> {
     pub stats: &'a mut HashMap<String, Arc<FunctionStats>>,
     /// Metrics series by function (kept across reloads).
     pub metrics: &'a FunctionRegistry,
+    /// Where each invocation's span goes, when traces are exported.
+    pub traces: Option<&'a Arc<crate::otel::TraceExporter>>,
     /// Reuse instances between requests (opt-in).
     pub reuse_instances: bool,
     /// Where accepted topic events go for `[[sse]]` streams.
@@ -213,8 +215,14 @@ impl LoadedApp {
                 .load_component(path)
                 .with_context(|| format!("function `{}`", f.name))?;
             let metrics = cx.metrics.series(&f.name, f.trigger.kind());
-            let env =
+            let mut env =
                 function_env(f, variables.clone(), &cx, &topics)?.with_observer(metrics.clone());
+            if let Some(exporter) = cx.traces {
+                env = env.with_tracer(Arc::new(crate::otel::FunctionTracer::new(
+                    exporter.clone(),
+                    f,
+                )));
+            }
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
             if !matches!(f.trigger, Trigger::Http(_)) {
                 let function = EventFunction::new(cx.runtime, &component, env, cx.reuse_instances)

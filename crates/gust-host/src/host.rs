@@ -48,6 +48,8 @@ pub struct HostOptions {
     pub cluster: Option<Arc<Membership>>,
     /// How the host's own listener treats connections (timeouts, TLS).
     pub serve: crate::listener::ServeOptions,
+    /// Where to export a span per invocation (OTLP/HTTP), if anywhere.
+    pub traces: Option<crate::otel::TraceConfig>,
 }
 
 /// The state of a running host, shared by every connection.
@@ -63,6 +65,7 @@ pub struct Host {
     sse: Arc<crate::sse::SseHub>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     metrics: crate::metrics::FunctionRegistry,
+    traces: Option<Arc<crate::otel::TraceExporter>>,
     keys: keys::LiveKeys,
     auth_throttle: crate::auth_throttle::AuthThrottle,
     reloading: tokio::sync::Mutex<()>,
@@ -112,6 +115,10 @@ impl Host {
         };
         let mut stats = HashMap::new();
         let metrics = crate::metrics::FunctionRegistry::default();
+        let traces = options
+            .traces
+            .as_ref()
+            .map(|config| crate::otel::TraceExporter::start(config, &app.name, &node));
         let keys = keys::LiveKeys::new(keys::load_or_create(&app)?);
         let sse = Arc::new(crate::sse::SseHub::with_broadcast(
             services.broadcast.clone(),
@@ -126,6 +133,7 @@ impl Host {
                 logs: logs.clone(),
                 stats: &mut stats,
                 metrics: &metrics,
+                traces: traces.as_ref(),
                 reuse_instances: options.reuse_instances,
                 sse: sse.clone(),
             },
@@ -143,6 +151,7 @@ impl Host {
             sse,
             stats: Mutex::new(stats),
             metrics,
+            traces,
             keys,
             auth_throttle: Default::default(),
             reloading: tokio::sync::Mutex::new(()),
@@ -316,6 +325,7 @@ impl Host {
                     logs: self.logs.clone(),
                     stats: &mut stats,
                     metrics: &self.metrics,
+                    traces: self.traces.as_ref(),
                     reuse_instances: self.options.reuse_instances,
                     sse: self.sse.clone(),
                 },
