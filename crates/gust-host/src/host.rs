@@ -184,6 +184,12 @@ impl Host {
         &self.sse
     }
 
+    /// What became of the spans exported so far; `None` without trace
+    /// export.
+    pub fn trace_stats(&self) -> Option<crate::otel::ExportStats> {
+        self.traces.as_ref().map(|t| t.stats())
+    }
+
     /// The log hub.
     pub fn logs(&self) -> &LogHub {
         &self.logs

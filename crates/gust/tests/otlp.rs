@@ -330,6 +330,18 @@ fn a_chain_of_invocations_is_one_exported_trace() {
             .all(|(path, ty)| path == "/v1/traces" && ty == "application/x-protobuf"),
         "{requests:?}"
     );
+    // The metrics count them.
+    let key = admin_key(app.path());
+    let metrics = get(
+        &format!("{}/_gust/metrics", host.url),
+        &[("x-gust-key", &key)],
+    );
+    for line in [
+        r#"gust_trace_spans_total{app="traced",outcome="exported"} 5"#,
+        r#"gust_trace_spans_total{app="traced",outcome="dropped"} 0"#,
+    ] {
+        assert!(metrics.body.contains(line), "{line} in {}", metrics.body);
+    }
     drop(host);
 }
 
@@ -363,5 +375,24 @@ fn an_absent_collector_only_warns_now_and_then() {
     let stderr = host.stderr();
     assert_eq!(stderr.matches("trace export to").count(), 1, "{stderr}");
     assert!(stderr.contains(&format!("{closed}/v1/traces")), "{stderr}");
+    let key = admin_key(app.path());
+    let metrics = get(
+        &format!("{}/_gust/metrics", host.url),
+        &[("x-gust-key", &key)],
+    );
+    assert!(
+        metrics
+            .body
+            .contains(r#"gust_trace_spans_total{app="traced",outcome="exported"} 0"#),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        !metrics
+            .body
+            .contains(r#"gust_trace_spans_total{app="traced",outcome="failed"} 0"#),
+        "{}",
+        metrics.body
+    );
     drop(host);
 }
