@@ -49,6 +49,8 @@ pub struct NodeOptions {
     pub echo_logs: bool,
     /// How the node's listener treats connections (timeouts, TLS).
     pub serve: gust_host::ServeOptions,
+    /// Where every app's invocation spans are exported, if anywhere.
+    pub traces: Option<gust_host::otel::TraceConfig>,
 }
 
 /// An app version this node serves.
@@ -330,6 +332,7 @@ impl Node {
             mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cluster: Some(self.membership.clone()),
             serve: self.options.serve.clone(),
+            traces: self.options.traces.clone(),
         };
         Host::start(options, self.addr, app, &unpacked.components).await
     }

@@ -3,6 +3,7 @@
 //! outbound HTTP), and what each log line of an invocation carries.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A parsed `traceparent`: `00-<trace id>-<parent span id>-<flags>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,12 +17,15 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// A new trace (sampled) with a new span.
+    /// A new trace with a new span, sampled as the process's root sampler
+    /// decides (every trace unless [`set_root_sampler`] said otherwise).
     pub fn new_root() -> Self {
+        let trace_id = super::random_hex(16);
+        let sampled = Sampler::root().samples(&trace_id);
         Self {
-            trace_id: super::random_hex(16),
+            trace_id,
             span_id: super::random_hex(8),
-            flags: 1,
+            flags: u8::from(sampled),
         }
     }
 
@@ -90,6 +94,58 @@ impl fmt::Display for TraceContext {
     }
 }
 
+/// Which new traces are sampled: a ratio applied to the trace id, the same
+/// way on every node (OpenTelemetry's `TraceIdRatioBased`), so a trace is
+/// kept or dropped as a whole. A trace continued from a `traceparent` keeps
+/// the caller's decision (parent based); only roots ask the sampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampler {
+    /// Trace ids whose low 63 bits fall below this are sampled.
+    threshold: u64,
+}
+
+/// The process's root sampler, as a threshold (`u64::MAX`: every trace).
+static ROOT_THRESHOLD: AtomicU64 = AtomicU64::new(u64::MAX);
+
+impl Sampler {
+    /// Samples `ratio` of new traces (clamped to 0..=1; NaN samples none).
+    pub fn ratio(ratio: f64) -> Self {
+        let threshold = if ratio >= 1.0 {
+            u64::MAX
+        } else if ratio > 0.0 {
+            (ratio * (1u64 << 63) as f64) as u64
+        } else {
+            0
+        };
+        Self { threshold }
+    }
+
+    /// The sampler [`TraceContext::new_root`] uses.
+    pub fn root() -> Self {
+        Self {
+            threshold: ROOT_THRESHOLD.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether a new trace with this id (32 hex digits) is sampled.
+    pub fn samples(self, trace_id: &str) -> bool {
+        if self.threshold == u64::MAX {
+            return true;
+        }
+        // The low 8 bytes of the id, as OpenTelemetry reads them.
+        let low = trace_id
+            .get(16..32)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+        (low >> 1) < self.threshold
+    }
+}
+
+/// Sets the sampler of every new trace this process starts (default: all).
+pub fn set_root_sampler(sampler: Sampler) {
+    ROOT_THRESHOLD.store(sampler.threshold, Ordering::Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +183,42 @@ mod tests {
         );
         let fresh = TraceContext::continue_or_start(Some("junk"));
         assert!(TraceContext::parse(&fresh.to_string()).is_some());
+    }
+
+    #[test]
+    fn the_ratio_sampler_keeps_about_its_share_by_trace_id() {
+        let all = Sampler::ratio(1.0);
+        let none = Sampler::ratio(0.0);
+        let tenth = Sampler::ratio(0.1);
+        assert_eq!(Sampler::ratio(f64::NAN), none);
+        assert_eq!(Sampler::ratio(7.0), all);
+        // The decision reads the low 8 bytes of the id.
+        let low = "0123456789abcdef0000000000000001";
+        let high = "0123456789abcdefffffffffffffffff";
+        assert!(all.samples(low) && all.samples(high));
+        assert!(!none.samples(low) && !none.samples(high));
+        assert!(tenth.samples(low) && !tenth.samples(high));
+        // Deterministic per id, and about the ratio over many ids.
+        let ids: Vec<String> = (0..4000).map(|_| super::super::random_hex(16)).collect();
+        let kept = ids.iter().filter(|id| tenth.samples(id)).count();
+        assert!((250..=550).contains(&kept), "{kept} of 4000 at 10%");
+        assert!(ids.iter().all(|id| tenth.samples(id) == tenth.samples(id)));
+        let half = ids
+            .iter()
+            .filter(|id| Sampler::ratio(0.5).samples(id))
+            .count();
+        assert!((1700..=2300).contains(&half), "{half} of 4000 at 50%");
+    }
+
+    #[test]
+    fn children_keep_the_callers_decision() {
+        let unsampled =
+            TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        assert!(!unsampled.sampled());
+        assert!(!unsampled.child().sampled());
+        let sampled = TraceContext::continue_or_start(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ));
+        assert!(sampled.child().sampled());
     }
 }

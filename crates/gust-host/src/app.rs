@@ -199,6 +199,8 @@ pub struct LoadContext<'a> {
     pub metrics: &'a FunctionRegistry,
     /// Recent invocations by function (kept across reloads).
     pub recent: &'a RecentInvocations,
+    /// Where each invocation's span goes, when traces are exported.
+    pub traces: Option<&'a Arc<crate::otel::TraceExporter>>,
     /// Reuse instances between requests (opt-in).
     pub reuse_instances: bool,
     /// Where accepted topic events go for `[[sse]]` streams.
@@ -236,8 +238,14 @@ impl LoadedApp {
                 .load_component(path)
                 .with_context(|| format!("function `{}`", f.name))?;
             let metrics = cx.metrics.series(&f.name, f.trigger.kind());
-            let env =
+            let mut env =
                 function_env(f, variables.clone(), &cx, &topics)?.with_observer(metrics.clone());
+            if let Some(exporter) = cx.traces {
+                env = env.with_tracer(Arc::new(crate::otel::FunctionTracer::new(
+                    exporter.clone(),
+                    f,
+                )));
+            }
             let stats = cx.stats.entry(f.name.clone()).or_default().clone();
             let recent = cx.recent.ring(&f.name);
             if !matches!(f.trigger, Trigger::Http(_)) {

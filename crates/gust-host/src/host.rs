@@ -48,6 +48,8 @@ pub struct HostOptions {
     pub cluster: Option<Arc<Membership>>,
     /// How the host's own listener treats connections (timeouts, TLS).
     pub serve: crate::listener::ServeOptions,
+    /// Where to export a span per invocation (OTLP/HTTP), if anywhere.
+    pub traces: Option<crate::otel::TraceConfig>,
 }
 
 /// The state of a running host, shared by every connection.
@@ -65,6 +67,7 @@ pub struct Host {
     metrics: crate::metrics::FunctionRegistry,
     recent: crate::invocations::RecentInvocations,
     started: std::time::SystemTime,
+    traces: Option<Arc<crate::otel::TraceExporter>>,
     keys: keys::LiveKeys,
     auth_throttle: crate::auth_throttle::AuthThrottle,
     reloading: tokio::sync::Mutex<()>,
@@ -115,6 +118,10 @@ impl Host {
         let mut stats = HashMap::new();
         let metrics = crate::metrics::FunctionRegistry::default();
         let recent = crate::invocations::RecentInvocations::default();
+        let traces = options
+            .traces
+            .as_ref()
+            .map(|config| crate::otel::TraceExporter::start(config, &app.name, &node));
         let keys = keys::LiveKeys::new(keys::load_or_create(&app)?);
         let sse = Arc::new(crate::sse::SseHub::with_broadcast(
             services.broadcast.clone(),
@@ -130,6 +137,7 @@ impl Host {
                 stats: &mut stats,
                 metrics: &metrics,
                 recent: &recent,
+                traces: traces.as_ref(),
                 reuse_instances: options.reuse_instances,
                 sse: sse.clone(),
             },
@@ -149,6 +157,7 @@ impl Host {
             metrics,
             recent,
             started: std::time::SystemTime::now(),
+            traces,
             keys,
             auth_throttle: Default::default(),
             reloading: tokio::sync::Mutex::new(()),
@@ -179,6 +188,12 @@ impl Host {
     /// The server-sent-event hub (`[[sse]]` streams), kept across reloads.
     pub fn sse(&self) -> &crate::sse::SseHub {
         &self.sse
+    }
+
+    /// What became of the spans exported so far; `None` without trace
+    /// export.
+    pub fn trace_stats(&self) -> Option<crate::otel::ExportStats> {
+        self.traces.as_ref().map(|t| t.stats())
     }
 
     /// The log hub.
@@ -338,6 +353,7 @@ impl Host {
                     stats: &mut stats,
                     metrics: &self.metrics,
                     recent: &self.recent,
+                    traces: self.traces.as_ref(),
                     reuse_instances: self.options.reuse_instances,
                     sse: self.sse.clone(),
                 },

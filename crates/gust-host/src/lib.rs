@@ -16,6 +16,7 @@ pub mod keys;
 pub mod listener;
 pub mod logs;
 pub mod metrics;
+pub mod otel;
 pub mod queues;
 pub mod sdk;
 pub mod secrets;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::ManifestError;
 
 /// A node's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Address to listen on.
@@ -50,6 +50,16 @@ pub struct NodeConfig {
     /// (`GET /metrics`); none unless set. One-app nodes only.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Export a span per invocation with OTLP/HTTP to this collector
+    /// (`<url>/v1/traces`); `--otlp-endpoint` wins, and without either
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is read.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces sampled (0 to 1, default 1);
+    /// `--trace-sample` wins, and without either `OTEL_TRACES_SAMPLER_ARG`
+    /// is read.
+    #[serde(default)]
+    pub trace_sample: Option<f64>,
     /// `tls = { cert = "cert.pem", key = "key.pem" }`: serve HTTPS
     /// (paths relative to the config file).
     #[serde(default)]
@@ -176,7 +186,7 @@ impl NodeConfig {
                 e.span(),
                 "",
                 e.message().trim(),
-                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", metrics_listen = \"127.0.0.1:9464\", tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
+                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", metrics_listen = \"127.0.0.1:9464\", otlp_endpoint = \"http://127.0.0.1:4318\", trace_sample = 0.1, tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
             )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));

@@ -9,6 +9,7 @@ use wasmtime::component::Component;
 use crate::engine::Runtime;
 use crate::error::InvokeError;
 use crate::log::LogLevel;
+use crate::observe::SpanTimer;
 use crate::state::{FunctionEnv, HostState};
 
 pub(crate) mod generated {
@@ -93,11 +94,33 @@ impl EventFunction {
         event: Event,
         ids: crate::InvocationIds,
     ) -> Result<Outcome, InvokeError> {
+        let Some(timer) = SpanTimer::start(self.env.tracer.as_ref(), &ids) else {
+            return self.run(event, ids).await.0;
+        };
+        let attempt = event.attempt;
+        let (result, cold) = self.run(event, ids.clone()).await;
+        let error = match &result {
+            Ok(Outcome::Done) => None,
+            Ok(Outcome::Retry(message) | Outcome::Fail(message)) => Some(message.clone()),
+            Err(e) => Some(e.to_string()),
+        };
+        timer.finish(&ids, cold, Some(attempt), None, error);
+        result
+    }
+
+    /// Runs one invocation `ids` of the function on `event`; also says
+    /// whether a new instance was created for it.
+    async fn run(
+        &self,
+        event: Event,
+        ids: crate::InvocationIds,
+    ) -> (Result<Outcome, InvokeError>, bool) {
         let warm = self.warm.as_ref().and_then(|w| w.lock().ok()?.pop());
         let (mut store, reused) = match warm {
             Some(w) => (w.store, Some((w.instance, w.uses))),
             None => (HostState::store(self.pre.engine(), self.env.clone()), None),
         };
+        let cold = reused.is_none();
         HostState::start_invocation(&mut store, ids);
         store.data_mut().run = event
             .extension(gust_events::workflow::RUN_EXTENSION)
@@ -124,7 +147,7 @@ impl EventFunction {
                         }
                         (instance, 0)
                     }
-                    Err(e) => return Err(self.failed(e, &store)),
+                    Err(e) => return (Err(self.failed(e, &store)), cold),
                 }
             }
         };
@@ -137,10 +160,10 @@ impl EventFunction {
             Ok(Ok(())) => Outcome::Done,
             Ok(Err(e)) if e.retryable => Outcome::Retry(e.message),
             Ok(Err(e)) => Outcome::Fail(e.message),
-            Err(e) => return Err(self.failed(e, &store)),
+            Err(e) => return (Err(self.failed(e, &store)), cold),
         };
         self.keep_warm(store, instance, uses + 1);
-        Ok(outcome)
+        (Ok(outcome), cold)
     }
 
     /// Keeps an instance whose handler returned for the next event (with

@@ -16,6 +16,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::engine::Runtime;
 use crate::error::InvokeError;
 use crate::log::LogLevel;
+use crate::observe::{HttpFacts, SpanTimer};
 use crate::state::{FunctionEnv, HostState};
 
 /// The response of an HTTP function; the body may still be streaming.
@@ -120,6 +121,16 @@ impl HttpFunction {
             None => (self.new_store(), None),
         };
         HostState::start_invocation(&mut store, ids.clone());
+        let span = SpanTimer::start(self.env.tracer.as_ref(), &ids).map(|timer| {
+            let method = request.method().clone();
+            let route = request
+                .headers()
+                .get("x-gust-route")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (timer, method, route)
+        });
+        let cold = proxy.is_none();
 
         let secure = request.extensions().get::<Https>().is_some()
             || request.uri().scheme() == Some(&::http::uri::Scheme::HTTPS);
@@ -178,13 +189,30 @@ impl HttpFunction {
             Ok(Ok(mut response)) => {
                 let env = self.env.clone();
                 tag(&mut response, &ids);
-                // The guest may still be writing the body: report a late failure.
+                let status = response.status().as_u16();
+                // The guest may still be writing the body: report a late
+                // failure; the span ends when the guest is done.
                 tokio::spawn(async move {
-                    if let Ok(Err(e)) = task.await {
-                        report(&env, &e, &ids);
-                        if let Some(observer) = &env.observer {
-                            observer.failed_late(&e);
+                    let late = match task.await {
+                        Ok(Err(e)) => {
+                            report(&env, &e, &ids);
+                            if let Some(observer) = &env.observer {
+                                observer.failed_late(&e);
+                            }
+                            Some(e.to_string())
                         }
+                        Ok(Ok(())) => None,
+                        Err(join) => Some(join.to_string()),
+                    };
+                    if let Some((timer, method, route)) = span {
+                        let error =
+                            late.or_else(|| (status >= 500).then(|| format!("answered {status}")));
+                        let http = HttpFacts {
+                            method,
+                            route,
+                            status,
+                        };
+                        timer.finish(&ids, cold, None, Some(http), error);
                     }
                 });
                 Ok(response)
@@ -192,6 +220,7 @@ impl HttpFunction {
             Ok(Err(code)) => {
                 let e = InvokeError::Trap(format!("guest answered with error code {code:?}"));
                 report(&self.env, &e, &ids);
+                finish_failed(span, &ids, cold, &e);
                 Err(e)
             }
             Err(_) => {
@@ -201,9 +230,28 @@ impl HttpFunction {
                     Err(join) => InvokeError::Trap(join.to_string()),
                 };
                 report(&self.env, &e, &ids);
+                finish_failed(span, &ids, cold, &e);
                 Err(e)
             }
         }
+    }
+}
+
+/// Ends the span of an invocation that failed before answering (the host
+/// answers with the error's status).
+fn finish_failed(
+    span: Option<(SpanTimer, ::http::Method, Option<String>)>,
+    ids: &crate::InvocationIds,
+    cold: bool,
+    e: &InvokeError,
+) {
+    if let Some((timer, method, route)) = span {
+        let http = HttpFacts {
+            method,
+            route,
+            status: e.status().as_u16(),
+        };
+        timer.finish(ids, cold, None, Some(http), Some(e.to_string()));
     }
 }
 

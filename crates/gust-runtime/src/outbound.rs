@@ -137,7 +137,7 @@ impl WasiHttpHooks for OutboundHooks {
         }
         if let Some(trace) = &self.trace
             && !request.headers().contains_key("traceparent")
-            && let Ok(value) = http::HeaderValue::from_str(&trace.child().to_string())
+            && let Ok(value) = http::HeaderValue::from_str(&trace.to_string())
         {
             request.headers_mut().insert("traceparent", value);
         }

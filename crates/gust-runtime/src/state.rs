@@ -53,6 +53,9 @@ pub struct FunctionEnv {
     pub log: Arc<dyn LogSink>,
     /// Told about new instances and late failures (the host's metrics).
     pub observer: Option<Arc<dyn crate::InvocationObserver>>,
+    /// Told about every finished invocation of a sampled trace (spans);
+    /// `None` when traces are not exported.
+    pub tracer: Option<Arc<dyn crate::InvocationTracer>>,
     /// Answers `gust:function/workflow` (orchestrators and activities).
     pub workflow: Option<Arc<dyn crate::WorkflowHost>>,
 }
@@ -78,6 +81,7 @@ impl FunctionEnv {
             )),
             log,
             observer: None,
+            tracer: None,
             workflow: None,
         }
     }
@@ -91,6 +95,12 @@ impl FunctionEnv {
     /// Reports new instances and late failures to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn crate::InvocationObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Reports finished invocations of sampled traces to `tracer`.
+    pub fn with_tracer(mut self, tracer: Arc<dyn crate::InvocationTracer>) -> Self {
+        self.tracer = Some(tracer);
         self
     }
 

@@ -40,6 +40,10 @@ pub enum Command {
         /// The node config (listen address, app or [cluster], runtime options).
         #[arg(long, short)]
         config: PathBuf,
+        /// Trace export (wins over `otlp_endpoint` and `trace_sample` in
+        /// the node config).
+        #[command(flatten)]
+        traces: TraceArgs,
     },
     /// Build the app and deploy it to a cluster as its next version (or
     /// roll an app back to its previous version with --rollback).
@@ -232,6 +236,40 @@ pub struct UpArgs {
     /// on a private address. Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", env = "GUST_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Trace export.
+    #[command(flatten)]
+    pub traces: TraceArgs,
+}
+
+/// Where spans go: one per invocation, exported with OTLP over
+/// HTTP/protobuf.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// Export a span per invocation to this OpenTelemetry collector
+    /// (OTLP/HTTP, protobuf; spans are POSTed to URL/v1/traces), e.g.
+    /// http://127.0.0.1:4318. Without it, OTEL_EXPORTER_OTLP_ENDPOINT is
+    /// read; without either, nothing is exported.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces to sample, from 0 to 1 (default 1, or
+    /// OTEL_TRACES_SAMPLER_ARG). A request or event that carries a
+    /// `traceparent` keeps its caller's decision.
+    #[arg(long, value_name = "RATIO")]
+    pub trace_sample: Option<f64>,
+}
+
+impl TraceArgs {
+    /// The trace export settings from these flags, then `node`'s
+    /// (node.toml) endpoint and ratio, then the environment.
+    pub fn config(
+        &self,
+        node: Option<(&Option<String>, Option<f64>)>,
+    ) -> anyhow::Result<Option<gust_host::otel::TraceConfig>> {
+        let (node_endpoint, node_sample) = node.unwrap_or((&None, None));
+        let endpoint = self.otlp_endpoint.as_deref().or(node_endpoint.as_deref());
+        let sample = self.trace_sample.or(node_sample);
+        Ok(gust_host::otel::TraceConfig::resolve(endpoint, sample)?)
+    }
 }
 
 impl UpArgs {
@@ -262,6 +300,7 @@ impl UpArgs {
             mqtt_listen: self.mqtt_listen,
             cluster: None,
             serve,
+            traces: self.traces.config(None)?,
         })
     }
 

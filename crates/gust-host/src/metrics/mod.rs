@@ -36,8 +36,31 @@ pub async fn render(hosts: &[Arc<Host>]) -> String {
     for host in hosts {
         backlog::collect(host, &mut families).await;
     }
+    for host in hosts {
+        traces(host, &mut families);
+    }
     process::collect(&mut families);
     families.encode()
+}
+
+/// What became of the spans of `host`'s app, when traces are exported.
+fn traces(host: &Host, families: &mut text::Families) {
+    let Some(stats) = host.trace_stats() else {
+        return;
+    };
+    let app = host.current();
+    let family = families.family(
+        "gust_trace_spans_total",
+        "Invocation spans by outcome: exported (accepted by the collector), dropped (the export queue was full), failed (lost with a failed export request).",
+        text::Kind::Counter,
+    );
+    for (outcome, count) in [
+        ("exported", stats.exported),
+        ("dropped", stats.dropped),
+        ("failed", stats.failed),
+    ] {
+        family.sample(&[("app", &app.app.name), ("outcome", outcome)], count);
+    }
 }
 
 /// A scrape response for `hosts`.

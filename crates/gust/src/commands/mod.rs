@@ -26,7 +26,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::New { template, dir } => new::run(&template, &dir),
         Command::Build { dir } => build::run(&dir),
         Command::Up(args) => up::up(args),
-        Command::Serve { config } => up::serve(&config),
+        Command::Serve { config, traces } => up::serve(&config, &traces),
         Command::Deploy {
             dir,
             rollback,

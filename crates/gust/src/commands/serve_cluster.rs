@@ -16,6 +16,7 @@ pub fn serve(
     config: NodeConfig,
     cluster: ClusterConfig,
     serve: gust_host::ServeOptions,
+    traces: Option<gust_host::otel::TraceConfig>,
 ) -> Result<ExitCode> {
     let mut backends = gust_host::BackendConfig {
         nats: Some(config.backends.nats.clone().unwrap_or(cluster.nats.clone())),
@@ -47,6 +48,7 @@ pub fn serve(
         pooling: config.pooling,
         echo_logs: true,
         serve: serve.clone(),
+        traces,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,7 +11,7 @@ use gust_host::builder::{WASM_TARGET, build_app, ensure_wasm_target};
 use gust_host::{Host, HostOptions};
 use gust_manifest::{NodeConfig, Trigger};
 
-use crate::cli::UpArgs;
+use crate::cli::{TraceArgs, UpArgs};
 use crate::progress::{BuildBar, Phases};
 
 /// Builds the app, serves it and hot-reloads on change until Ctrl-C.
@@ -25,8 +25,11 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
 }
 
 /// Runs the node described by a `node.toml`.
-pub fn serve(config: &Path) -> Result<ExitCode> {
+pub fn serve(config: &Path, trace_args: &TraceArgs) -> Result<ExitCode> {
     let node = NodeConfig::load(config)?;
+    let traces = trace_args
+        .config(Some((&node.otlp_endpoint, node.trace_sample)))
+        .with_context(|| format!("{}: traces", config.display()))?;
     let mut backends = gust_host::BackendConfig {
         nats: node.backends.nats.clone().or(node.nats_url.clone()),
         postgres: node.backends.postgres.clone(),
@@ -49,7 +52,7 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
                 "gust: metrics_listen is ignored on a cluster node; scrape /<app>/_gust/metrics with the admin key"
             );
         }
-        return super::serve_cluster::serve(config, node, cluster, serve);
+        return super::serve_cluster::serve(config, node, cluster, serve, traces);
     }
     let app = node.app.clone().context("the node config names no app")?;
     start(
@@ -64,6 +67,7 @@ pub fn serve(config: &Path) -> Result<ExitCode> {
             mqtt_listen: node.mqtt_listen,
             cluster: None,
             serve,
+            traces,
         },
         node.metrics_listen,
     )
