@@ -342,7 +342,23 @@ fn a_chain_of_invocations_is_one_exported_trace() {
     ] {
         assert!(metrics.body.contains(line), "{line} in {}", metrics.body);
     }
-    drop(host);
+
+    // A stop sends what is still queued: the span of a request answered
+    // just before SIGTERM reaches the collector (without the flush it
+    // would wait for a batch interval the process does not live through).
+    let r = post("/front/enqueue", None, b"last");
+    assert_eq!(r.status, 200, "{r:?}");
+    let last = r.header("x-gust-invocation-id").unwrap().to_string();
+    let mut host = host;
+    assert_eq!(host.stop(), Some(0), "{}", host.stderr());
+    assert!(
+        collector
+            .spans()
+            .iter()
+            .any(|s| s.text("faas.invocation_id") == last),
+        "the last span was lost at the stop: {:#?}",
+        collector.spans()
+    );
 }
 
 /// A collector that is not there costs one warning, not failed or slow

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::TraceConfig;
 
@@ -32,8 +32,16 @@ type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes
 
 /// The spans of one app on this node, on their way to the collector.
 pub struct TraceExporter {
-    queue: mpsc::Sender<Span>,
+    queue: mpsc::Sender<Item>,
     stats: Arc<Counters>,
+}
+
+/// What the sender task receives.
+enum Item {
+    /// A span to export.
+    Span(Box<Span>),
+    /// Send what is queued now, then answer.
+    Flush(oneshot::Sender<()>),
 }
 
 /// What happened to the spans so far.
@@ -78,9 +86,23 @@ impl TraceExporter {
     /// Queues `span` for export without waiting; drops it (counted) when
     /// the queue is full.
     pub fn push(&self, span: Span) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(span) {
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.queue.try_send(Item::Span(Box::new(span)))
+        {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Sends every span queued so far, waiting at most `timeout` (for a
+    /// stop: spans still queued when the process ends would be lost).
+    /// Answers whether the queue was sent in time.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let (done, sent) = oneshot::channel();
+        let flushed = async {
+            self.queue.send(Item::Flush(done)).await.ok()?;
+            sent.await.ok()
+        };
+        matches!(tokio::time::timeout(timeout, flushed).await, Ok(Some(())))
     }
 
     /// What happened to the spans so far.
@@ -132,20 +154,30 @@ struct Sender {
 }
 
 impl Sender {
-    async fn run(mut self, mut spans: mpsc::Receiver<Span>) {
+    async fn run(mut self, mut items: mpsc::Receiver<Item>) {
         let mut batch = Vec::with_capacity(BATCH);
         // Until every tracer (and so the exporter) is gone.
-        while let Some(first) = spans.recv().await {
-            batch.push(first);
+        while let Some(first) = items.recv().await {
+            let mut flushed = Vec::new();
+            match first {
+                Item::Span(span) => batch.push(*span),
+                Item::Flush(done) => flushed.push(done),
+            }
             let deadline = tokio::time::Instant::now() + DELAY;
-            while batch.len() < BATCH {
-                match tokio::time::timeout_at(deadline, spans.recv()).await {
-                    Ok(Some(span)) => batch.push(span),
+            while batch.len() < BATCH && flushed.is_empty() {
+                match tokio::time::timeout_at(deadline, items.recv()).await {
+                    Ok(Some(Item::Span(span))) => batch.push(*span),
+                    Ok(Some(Item::Flush(done))) => flushed.push(done),
                     Ok(None) | Err(_) => break,
                 }
             }
-            let sent = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            self.send(sent).await;
+            if !batch.is_empty() {
+                let sent = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                self.send(sent).await;
+            }
+            for done in flushed {
+                let _ = done.send(());
+            }
         }
     }
 
