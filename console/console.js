@@ -347,6 +347,7 @@
     state.selected = inv.id;
     for (const tr of $('#inv-table tbody').rows) tr.classList.toggle('selected', tr.dataset.id === inv.id);
     const panel = $('#inv-logs');
+    panel.classList.remove('replaying');
     panel.replaceChildren(el('h3', null, `${inv.function} · ${inv.outcome}${inv.status ? ' ' + inv.status : ''} · ${ms(inv.duration_ms)}`));
     panel.dataset.invocation = inv.id;
     const meta = el('div', 'meta', `invocation ${inv.id} · trace ${inv.trace_id} · ${inv.started}`);
@@ -354,6 +355,13 @@
     if (inv.error) panel.append(el('p', 'error', inv.error));
     const pre = el('pre', 'log-lines', 'loading…');
     panel.append(pre);
+    if (inv.replayable) {
+      const replay = el('button', 'replay', 'Replay against the current version');
+      replay.type = 'button';
+      replay.title = 'Run the function again on this invocation\'s event (marked gust-replay) and compare';
+      replay.addEventListener('click', () => replayInvocation(inv, replay));
+      panel.append(replay);
+    }
     try {
       const text = await (await call(`logs?invocation=${encodeURIComponent(inv.id)}&format=json&tail=1000`)).text();
       const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((l) => l.message !== undefined);
@@ -366,6 +374,49 @@
     } catch (e) {
       pre.textContent = `cannot read the logs: ${e.message}`;
     }
+  }
+
+  // ── Replay: the recorded outcome beside a new run ─────────────────────
+  async function replayInvocation(inv, button) {
+    const panel = $('#inv-logs');
+    panel.querySelector('.replay-result')?.remove();
+    const result = el('div', 'replay-result', 'replaying…');
+    panel.append(result);
+    button.disabled = true;
+    try {
+      const answer = await json(`replay/${encodeURIComponent(inv.function)}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ invocation: inv.id }),
+      });
+      if (state.selected !== inv.id) return;
+      result.replaceChildren(
+        replaySide('Recorded', answer.recorded, 'recorded'),
+        replaySide('Replay (current version)', answer.replay, 'replayed'),
+      );
+      panel.classList.add('replaying');
+      result.scrollIntoView({ block: 'nearest' });
+    } catch (e) {
+      result.replaceChildren(el('p', 'error', `replay failed: ${e.message}`));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function replaySide(title, side, cls) {
+    const i = side.invocation;
+    const box = el('div', `side ${cls}`);
+    const head = el('h4', null, `${title} `);
+    head.append(el('span', `badge ${i.outcome}`, i.outcome));
+    box.append(head, el('div', 'meta', `${ms(i.duration_ms)} · invocation ${short(i.id)} · ${i.started}`));
+    if (i.error) box.append(el('p', 'error', i.error));
+    const pre = el('pre', 'log-lines');
+    if (!side.logs.length) pre.textContent = 'No log lines.';
+    for (const l of side.logs) {
+      pre.append(el('div', `line-${l.level}`, `${l.time.slice(11, 23)} ${l.level.padEnd(5)} ${l.message}`));
+    }
+    box.append(pre);
+    return box;
   }
 
   // ── Queues: depth, in flight, dead letters, peek and redrive ─────────

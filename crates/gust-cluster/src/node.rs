@@ -51,6 +51,8 @@ pub struct NodeOptions {
     pub serve: gust_host::ServeOptions,
     /// Where every app's invocation spans are exported, if anywhere.
     pub traces: Option<gust_host::otel::TraceConfig>,
+    /// How much event input each app keeps for `gust replay`.
+    pub replay: gust_host::replay::ReplayLimits,
 }
 
 /// An app version this node serves.
@@ -333,6 +335,7 @@ impl Node {
             cluster: Some(self.membership.clone()),
             serve: self.options.serve.clone(),
             traces: self.options.traces.clone(),
+            replay: self.options.replay,
         };
         Host::start(options, self.addr, app, &unpacked.components).await
     }

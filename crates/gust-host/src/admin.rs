@@ -84,6 +84,7 @@ pub async fn handle(host: Arc<Host>, req: Request<Incoming>, client: SocketAddr)
         (&Method::GET, ["invocations"]) => crate::stats::invocations(&host, &query),
         (&Method::POST, ["functions", name, "invoke"]) => invoke(&host, name, &query, req).await,
         (&Method::GET, ["logs"]) => logs(&host, &query),
+        (&Method::POST, ["replay", name]) => crate::replay::handle(&host, name, req).await,
         (&Method::GET, ["metrics"]) => crate::metrics::response(std::slice::from_ref(&host)).await,
         (&Method::POST, ["keys", "rotate"]) => rotate_keys(&host, &query).await,
         (_, ["queues", name, rest @ ..]) => {

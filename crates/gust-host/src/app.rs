@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::invocations::{Invocation, RecentInvocations, Ring};
 use crate::metrics::{FunctionMetrics, FunctionRegistry};
+use crate::replay::{EventInputs, KeptInput};
 
 /// Counters of one function, kept across reloads.
 #[derive(Debug, Default, Serialize)]
@@ -82,6 +83,8 @@ pub struct EventFunctions {
     pub functions: HashMap<String, LoadedEventFunction>,
     /// Where failures are reported.
     logs: Arc<dyn LogSink>,
+    /// Inputs kept for replay (shared by every version of the app).
+    inputs: Arc<EventInputs>,
 }
 
 impl Dispatcher for EventFunctions {
@@ -91,53 +94,82 @@ impl Dispatcher for EventFunctions {
         event: Event,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
         let function = function.to_string();
-        Box::pin(async move {
-            let Some(f) = self.functions.get(&function) else {
-                return Outcome::Retry(format!("function `{function}` is not loaded"));
-            };
-            FunctionStats::bump(&f.stats.invocations);
-            let _in_flight = f.metrics.start();
-            let (id, attempt) = (event.id.clone(), event.attempt);
-            let ids = gust_runtime::InvocationIds::new(event.extension("traceparent"));
-            let (started, began) = (SystemTime::now(), Instant::now());
-            let result = f.function.handle_as(event, ids.clone()).await;
-            let mut record = Invocation::new(&ids, &function, f.trigger, started, began.elapsed());
-            record.event = Some(id.clone());
-            record.attempt = Some(attempt);
-            (record.outcome, record.error) = match &result {
-                Ok(Outcome::Done) => ("ok", None),
-                Ok(Outcome::Retry(m)) => ("retry", Some(m.clone())),
-                Ok(Outcome::Fail(m)) => ("failed", Some(m.clone())),
-                Err(e) => ("error", e.to_string().lines().next().map(str::to_string)),
-            };
-            f.recent.push(record);
-            match result {
-                Ok(Outcome::Done) => Outcome::Done,
-                Ok(other) => {
-                    FunctionStats::bump(&f.stats.failures);
-                    f.metrics.failed(false);
-                    let (kind, message) = match &other {
-                        Outcome::Fail(m) => ("failed (not retryable)", m),
-                        Outcome::Retry(m) => ("failed (retryable)", m),
-                        Outcome::Done => unreachable!("handled above"),
-                    };
-                    self.logs.log(
-                        &function,
-                        LogLevel::Warn,
-                        &format!("event {id} attempt {attempt} {kind}: {message}"),
-                    );
-                    other
-                }
-                Err(e) => {
-                    FunctionStats::bump(&f.stats.failures);
-                    f.metrics
-                        .failed(matches!(e, gust_runtime::InvokeError::Timeout(_)));
-                    // The first line names the cause; the backtrace is in the logs.
-                    let text = format!("function {e}");
-                    Outcome::Retry(text.lines().next().unwrap_or_default().to_string())
-                }
+        Box::pin(async move { self.run(&function, event, true).await.0 })
+    }
+}
+
+impl EventFunctions {
+    /// The inputs kept for replay.
+    pub fn inputs(&self) -> &Arc<EventInputs> {
+        &self.inputs
+    }
+
+    /// Runs `function` once on `event`: counts it, records the invocation
+    /// (keeping its input for replay when `keep_input` and the store is on)
+    /// and logs a failure. Answers the outcome, and the record unless the
+    /// function is not loaded.
+    pub async fn run(
+        &self,
+        function: &str,
+        event: Event,
+        keep_input: bool,
+    ) -> (Outcome, Option<Invocation>) {
+        let Some(f) = self.functions.get(function) else {
+            let why = format!("function `{function}` is not loaded");
+            return (Outcome::Retry(why), None);
+        };
+        FunctionStats::bump(&f.stats.invocations);
+        let _in_flight = f.metrics.start();
+        let (id, attempt) = (event.id.clone(), event.attempt);
+        let input = (keep_input && self.inputs.enabled()).then(|| event.clone());
+        let ids = gust_runtime::InvocationIds::new(event.extension("traceparent"));
+        let (started, began) = (SystemTime::now(), Instant::now());
+        let result = f.function.handle_as(event, ids.clone()).await;
+        let mut record = Invocation::new(&ids, function, f.trigger, started, began.elapsed());
+        record.event = Some(id.clone());
+        record.attempt = Some(attempt);
+        (record.outcome, record.error) = match &result {
+            Ok(Outcome::Done) => ("ok", None),
+            Ok(Outcome::Retry(m)) => ("retry", Some(m.clone())),
+            Ok(Outcome::Fail(m)) => ("failed", Some(m.clone())),
+            Err(e) => ("error", e.to_string().lines().next().map(str::to_string)),
+        };
+        f.recent.push(record.clone());
+        if let Some(event) = input {
+            self.inputs.keep(KeptInput {
+                function: function.to_string(),
+                event,
+                invocation: record.clone(),
+            });
+        }
+        let outcome = match result {
+            Ok(Outcome::Done) => Outcome::Done,
+            Ok(other) => {
+                FunctionStats::bump(&f.stats.failures);
+                f.metrics.failed(false);
+                let (kind, message) = match &other {
+                    Outcome::Fail(m) => ("failed (not retryable)", m),
+                    Outcome::Retry(m) => ("failed (retryable)", m),
+                    Outcome::Done => unreachable!("handled above"),
+                };
+                self.logs.log_invocation(
+                    function,
+                    LogLevel::Warn,
+                    &format!("event {id} attempt {attempt} {kind}: {message}"),
+                    &ids,
+                );
+                other
             }
-        })
+            Err(e) => {
+                FunctionStats::bump(&f.stats.failures);
+                f.metrics
+                    .failed(matches!(e, gust_runtime::InvokeError::Timeout(_)));
+                // The first line names the cause; the backtrace is in the logs.
+                let text = format!("function {e}");
+                Outcome::Retry(text.lines().next().unwrap_or_default().to_string())
+            }
+        };
+        (outcome, Some(record))
     }
 }
 
@@ -199,6 +231,8 @@ pub struct LoadContext<'a> {
     pub metrics: &'a FunctionRegistry,
     /// Recent invocations by function (kept across reloads).
     pub recent: &'a RecentInvocations,
+    /// Event invocations' inputs kept for replay (kept across reloads).
+    pub inputs: &'a Arc<EventInputs>,
     /// Where each invocation's span goes, when traces are exported.
     pub traces: Option<&'a Arc<crate::otel::TraceExporter>>,
     /// Reuse instances between requests (opt-in).
@@ -222,6 +256,7 @@ impl LoadedApp {
         let mut events = EventFunctions {
             functions: HashMap::new(),
             logs: cx.logs.clone(),
+            inputs: cx.inputs.clone(),
         };
         let publisher: Arc<std::sync::OnceLock<Publisher>> = Arc::default();
         cx.sse

@@ -50,6 +50,8 @@ pub struct HostOptions {
     pub serve: crate::listener::ServeOptions,
     /// Where to export a span per invocation (OTLP/HTTP), if anywhere.
     pub traces: Option<crate::otel::TraceConfig>,
+    /// How much event input is kept for `gust replay`.
+    pub replay: crate::replay::ReplayLimits,
 }
 
 /// The state of a running host, shared by every connection.
@@ -66,6 +68,7 @@ pub struct Host {
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     metrics: crate::metrics::FunctionRegistry,
     recent: crate::invocations::RecentInvocations,
+    inputs: Arc<crate::replay::EventInputs>,
     started: std::time::SystemTime,
     traces: Option<Arc<crate::otel::TraceExporter>>,
     keys: keys::LiveKeys,
@@ -118,6 +121,7 @@ impl Host {
         let mut stats = HashMap::new();
         let metrics = crate::metrics::FunctionRegistry::default();
         let recent = crate::invocations::RecentInvocations::default();
+        let inputs = Arc::new(crate::replay::EventInputs::new(options.replay));
         let traces = options
             .traces
             .as_ref()
@@ -137,6 +141,7 @@ impl Host {
                 stats: &mut stats,
                 metrics: &metrics,
                 recent: &recent,
+                inputs: &inputs,
                 traces: traces.as_ref(),
                 reuse_instances: options.reuse_instances,
                 sse: sse.clone(),
@@ -156,6 +161,7 @@ impl Host {
             stats: Mutex::new(stats),
             metrics,
             recent,
+            inputs,
             started: std::time::SystemTime::now(),
             traces,
             keys,
@@ -204,6 +210,11 @@ impl Host {
     /// The recent invocations of every function.
     pub fn recent_invocations(&self) -> &crate::invocations::RecentInvocations {
         &self.recent
+    }
+
+    /// The inputs of recent event invocations, kept for replay.
+    pub fn event_inputs(&self) -> &crate::replay::EventInputs {
+        &self.inputs
     }
 
     /// When this host started.
@@ -258,9 +269,18 @@ impl Host {
         })
     }
 
-    /// Stops the triggers, letting running invocations settle.
+    /// Stops the triggers, letting running invocations settle, then sends
+    /// the spans still queued for export (waiting at most 5 s for the
+    /// collector), so a stop loses none of them.
     pub async fn stop_triggers(&self) {
         self.current().stop_triggers().await;
+        if let Some(traces) = &self.traces
+            && !traces.flush(std::time::Duration::from_secs(5)).await
+        {
+            tracing::warn!(
+                "trace export: the collector took over 5 s; spans still queued are lost"
+            );
+        }
     }
 
     /// The resources of this host's app, each on its engine.
@@ -353,6 +373,7 @@ impl Host {
                     stats: &mut stats,
                     metrics: &self.metrics,
                     recent: &self.recent,
+                    inputs: &self.inputs,
                     traces: self.traces.as_ref(),
                     reuse_instances: self.options.reuse_instances,
                     sse: self.sse.clone(),

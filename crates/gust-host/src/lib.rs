@@ -18,6 +18,7 @@ pub mod logs;
 pub mod metrics;
 pub mod otel;
 pub mod queues;
+pub mod replay;
 pub mod sdk;
 pub mod secrets;
 pub mod server;

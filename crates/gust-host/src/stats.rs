@@ -255,7 +255,18 @@ pub fn invocations(host: &Host, query: &str) -> Response<Body> {
         .and_then(|l| l.parse().ok())
         .unwrap_or(100usize)
         .min(MAX_INVOCATIONS);
-    let list = host.recent_invocations().newest(function.as_deref(), limit);
+    let inputs = host.event_inputs();
+    let list: Vec<Value> = host
+        .recent_invocations()
+        .newest(function.as_deref(), limit)
+        .into_iter()
+        .map(|i| {
+            let replayable = i.event.is_some() && inputs.contains(&i.id);
+            let mut value = json!(i);
+            value["replayable"] = replayable.into();
+            value
+        })
+        .collect();
     body::json(StatusCode::OK, &json!({ "invocations": list }))
 }
 

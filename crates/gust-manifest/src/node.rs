@@ -70,6 +70,13 @@ pub struct NodeConfig {
     /// Connections idle this long are closed (default `"60s"`).
     #[serde(default = "default_idle_timeout", with = "duration_text")]
     pub idle_timeout: std::time::Duration,
+    /// How much event input is kept for `gust replay`, in all (default
+    /// `"32MiB"`; `"0"` keeps none).
+    #[serde(default = "default_replay_max_bytes", with = "size_text")]
+    pub replay_max_bytes: u64,
+    /// How long event input is kept for `gust replay` (default `"1h"`).
+    #[serde(default = "default_replay_max_age", with = "duration_text")]
+    pub replay_max_age: std::time::Duration,
 }
 
 /// `tls` of a node config: PEM files.
@@ -88,6 +95,24 @@ fn default_header_timeout() -> std::time::Duration {
 
 fn default_idle_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(60)
+}
+
+fn default_replay_max_bytes() -> u64 {
+    32 << 20
+}
+
+fn default_replay_max_age() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
+}
+
+/// Sizes written as text (`"32MiB"`).
+mod size_text {
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::units::parse_size(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Durations written as text (`"30s"`).
@@ -186,7 +211,7 @@ impl NodeConfig {
                 e.span(),
                 "",
                 e.message().trim(),
-                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", metrics_listen = \"127.0.0.1:9464\", otlp_endpoint = \"http://127.0.0.1:4318\", trace_sample = 0.1, tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
+                "keys: listen = \"127.0.0.1:7070\", app = \"path\", data_dir, reuse_instances, pooling, watch, nats_url, mqtt_listen = \"127.0.0.1:1884\", metrics_listen = \"127.0.0.1:9464\", otlp_endpoint = \"http://127.0.0.1:4318\", trace_sample = 0.1, tls = { cert = \"cert.pem\", key = \"key.pem\" }, header_timeout = \"10s\", idle_timeout = \"60s\", replay_max_bytes = \"32MiB\", replay_max_age = \"1h\", [backends] nats/postgres/queue/topic/stream/kv/table/sql/blob/lease/broadcast = \"URL\", [cluster] name/nats/postgres/admin_key_file",
             )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));

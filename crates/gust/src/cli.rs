@@ -108,6 +108,36 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Run an event function again, against its current version, on input
+    /// it already had: one recorded invocation (shown beside the recorded
+    /// outcome and logs), or a range of a stream (no consumer's checkpoint
+    /// moves). Replayed events carry the `gust-replay` extension.
+    Replay {
+        /// The event function.
+        function: String,
+        /// The invocation to replay: its id from `gust logs --json`, the
+        /// console or GET /_gust/invocations (8 digits or more). Its input
+        /// is kept for --replay-max-age / --replay-max-bytes of `gust up`.
+        #[arg(long, required_unless_present = "stream", conflicts_with = "stream")]
+        invocation: Option<String>,
+        /// Re-feed records of this stream to the function.
+        #[arg(long, requires = "from")]
+        stream: Option<String>,
+        /// The first offset to replay (in each partition).
+        #[arg(long, requires = "stream")]
+        from: Option<u64>,
+        /// The last offset to replay (default: the newest record).
+        #[arg(long, requires = "stream")]
+        to: Option<u64>,
+        /// Only this partition (default: every partition of the stream).
+        #[arg(long, requires = "stream")]
+        partition: Option<u32>,
+        /// Print the host's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Send to, peek at and manage queues of the running host.
     Queue {
         #[command(subcommand)]
@@ -239,6 +269,14 @@ pub struct UpArgs {
     /// Trace export.
     #[command(flatten)]
     pub traces: TraceArgs,
+    /// Keep the inputs (CloudEvents) of event invocations for `gust replay`
+    /// up to this size in all, e.g. 32MiB; the oldest are forgotten first,
+    /// and 0 keeps none.
+    #[arg(long, default_value = "32MiB", value_parser = gust_manifest::parse_size, value_name = "SIZE")]
+    pub replay_max_bytes: u64,
+    /// Forget kept event inputs after this long, e.g. 1h or 30m.
+    #[arg(long, default_value = "1h", value_parser = gust_manifest::parse_duration, value_name = "DURATION")]
+    pub replay_max_age: Duration,
 }
 
 /// Where spans go: one per invocation, exported with OTLP over
@@ -301,6 +339,10 @@ impl UpArgs {
             cluster: None,
             serve,
             traces: self.traces.config(None)?,
+            replay: gust_host::replay::ReplayLimits {
+                max_bytes: self.replay_max_bytes,
+                max_age: self.replay_max_age,
+            },
         })
     }
 

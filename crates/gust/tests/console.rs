@@ -3,7 +3,8 @@
 //! wrong key first), sees the app's functions, watches a function's chart
 //! move while load runs, sees a queue message become a dead letter, peeks
 //! at it, redrives it from the page once the function can succeed, and
-//! reads the invocation's log lines. Screenshots go to
+//! reads the invocation's log lines, then replays the recorded failure and
+//! sees the recorded outcome beside the new run's. Screenshots go to
 //! `target/artifacts/console-*.png`.
 //!
 //! The queue function (`tests/guests/event-probe`) fails for good on data
@@ -264,6 +265,37 @@ fn operator_watches_load_and_redrives_a_dead_letter_in_a_real_browser() {
     b.execute("window.scrollTo(0, document.body.scrollHeight)", vec![]);
     b.screenshot(&browser::artifact("console-streams-timers"));
     assert!(function_logs(dir, "worker").contains("handled gated-job"));
+
+    // ── Replay the recorded failure from the page: the recorded outcome
+    // and logs beside the new run's (the gate is open now).
+    let failed_row = "#inv-table tr[data-function=worker][data-outcome=failed]";
+    b.execute(
+        &format!("document.querySelector('{failed_row}').scrollIntoView({{block: 'center'}})"),
+        vec![],
+    );
+    b.click(&b.find(failed_row));
+    b.wait_text("#inv-logs h3", WAIT, |t| t.contains("failed"));
+    b.execute(
+        "document.querySelector('#inv-logs button.replay').scrollIntoView({block: 'center'})",
+        vec![],
+    );
+    b.click(&b.find("#inv-logs button.replay"));
+    let replayed = b.wait_text("#inv-logs .replay-result .side.replayed", WAIT, |t| {
+        t.contains("handled gated-job")
+    });
+    assert!(
+        replayed.contains("ok") && replayed.contains(" replay "),
+        "{replayed}"
+    );
+    let recorded = b.wait_text("#inv-logs .replay-result .side.recorded", WAIT, |t| {
+        t.contains("failed")
+    });
+    assert!(recorded.contains("the gate is closed"), "{recorded}");
+    b.execute(
+        "document.querySelector('#invocations').scrollIntoView()",
+        vec![],
+    );
+    b.screenshot(&browser::artifact("console-replay"));
 
     // ── The JSON behind the page: recent invocations and their logs.
     let inv = get(

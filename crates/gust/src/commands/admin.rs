@@ -141,7 +141,7 @@ pub fn ls(target: &Target) -> Result<ExitCode> {
 }
 
 /// Percent-encodes a query value.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {

@@ -8,6 +8,7 @@ mod gateway;
 mod keys;
 mod new;
 mod queue;
+mod replay;
 mod serve_cluster;
 mod stream;
 mod up;
@@ -48,6 +49,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             path,
             target,
         } => admin::invoke(&target, &function, data, method, path),
+        Command::Replay {
+            function,
+            invocation,
+            stream,
+            from,
+            to,
+            partition,
+            json,
+            target,
+        } => {
+            let what = match (invocation, stream, from) {
+                (Some(id), _, _) => replay::Replay::Invocation(id),
+                (None, Some(stream), Some(from)) => replay::Replay::Stream {
+                    stream,
+                    partition,
+                    from,
+                    to,
+                },
+                _ => anyhow::bail!("give --invocation ID, or --stream NAME --from OFFSET"),
+            };
+            replay::run(&target, &function, what, json)
+        }
         Command::Logs {
             function,
             follow,

@@ -49,6 +49,10 @@ pub fn serve(
         echo_logs: true,
         serve: serve.clone(),
         traces,
+        replay: gust_host::replay::ReplayLimits {
+            max_bytes: config.replay_max_bytes,
+            max_age: config.replay_max_age,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

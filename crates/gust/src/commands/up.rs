@@ -68,6 +68,10 @@ pub fn serve(config: &Path, trace_args: &TraceArgs) -> Result<ExitCode> {
             cluster: None,
             serve,
             traces,
+            replay: gust_host::replay::ReplayLimits {
+                max_bytes: node.replay_max_bytes,
+                max_age: node.replay_max_age,
+            },
         },
         node.metrics_listen,
     )

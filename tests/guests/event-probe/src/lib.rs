@@ -7,7 +7,7 @@
 //! | `fatal` | non-retryable error (dead-lettered at once) |
 //! | `trap`  | panics (a trap: retried like a retryable error) |
 //! | contains `gated` | non-retryable error while kv binding `gate` has no key `hits` (the gate is closed), else as other |
-//! | other   | counts it in kv binding `seen` (key = the data) and logs `handled <data> #<n> attempt <a>` |
+//! | other   | counts it in kv binding `seen` (key = the data) and logs `handled <data> #<n> attempt <a> source <s>`, then ` replay <what>` for a replayed event (extension `gust-replay`) |
 //!
 //! A change-feed delete (type `gust.table.deleted`, no data) counts as
 //! `deleted:<subject>`.
@@ -33,7 +33,15 @@ fn handle(event: Event) -> Result<(), EventError> {
         }
         _ => {
             let n = kv::Store::open("seen")?.increment(&text, 1)?;
-            log::info!("handled {text} #{n} attempt {} source {}", event.attempt(), event.source());
+            let replay = match event.extension("gust-replay") {
+                Some(what) => format!(" replay {what}"),
+                None => String::new(),
+            };
+            log::info!(
+                "handled {text} #{n} attempt {} source {}{replay}",
+                event.attempt(),
+                event.source()
+            );
             Ok(())
         }
     }
