@@ -13,6 +13,8 @@
 #
 #   bench/observe.sh                 # release build; DUR=10 CONN=32 N=20000 ROUNDS=2
 #   PROFILE=debug bench/observe.sh   # the debug build (say so with the figures)
+#   MODES="bare off" PARTS=queue bench/observe.sh   # what keeping event inputs
+#                                    # for `gust replay` costs the queue path
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,6 +25,11 @@ N=${N:-20000}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-2}
 PROFILE=${PROFILE:-release}
+# "off": no metrics listener, no trace export (event inputs are kept for
+# replay, the default); "bare": off, and no inputs kept either
+# (--replay-max-bytes 0); "on1"/"on100": metrics + traces sampled 1%/100%.
+MODES=${MODES:-off on1 on100}
+PARTS=${PARTS:-http queue}
 WORK=$ROOT/target/bench
 mkdir -p "$WORK"
 export GUST_CACHE_DIR=$WORK/cache
@@ -78,12 +85,13 @@ scrape() { # port: GET /metrics every second until killed
 
 mode_flags() { # mode metrics-port
   case $1 in
+    bare) echo "--replay-max-bytes 0" ;;
     off) ;;
     on1) echo "--metrics-listen 127.0.0.1:$2 --otlp-endpoint http://127.0.0.1:$SINK_PORT --trace-sample 0.01" ;;
     on100) echo "--metrics-listen 127.0.0.1:$2 --otlp-endpoint http://127.0.0.1:$SINK_PORT --trace-sample 1" ;;
   esac
 }
-label() { case $1 in off) echo "off";; on1) echo "metrics + traces, 1% sampled";; on100) echo "metrics + traces, 100% sampled";; esac; }
+label() { case $1 in bare) echo "off, and no event inputs kept for replay";; off) echo "off";; on1) echo "metrics + traces, 1% sampled";; on100) echo "metrics + traces, 100% sampled";; esac; }
 
 # ---- apps ----------------------------------------------------------------------
 HAPP=$WORK/observe-http
@@ -125,7 +133,8 @@ stop_gust() {
 http_rows=() queue_rows=()
 port=18300
 for round in $(seq 1 "$ROUNDS"); do
-  for mode in off on1 on100; do
+  for mode in $MODES; do
+    if [[ " $PARTS " == *" http "* ]]; then
     # HTTP hello
     port=$((port + 2))
     start_gust "$HAPP" $port "$WORK/observe-http.log" $mode $((port + 1))
@@ -142,6 +151,8 @@ for round in $(seq 1 "$ROUNDS"); do
     posts=$(( ${after% *} - ${before% *} )); bytes=$(( ${after#* } - ${before#* } ))
     http_rows+=("$round|$(label $mode)|$rps|$p50|$p99|$posts|$bytes")
     echo "http round $round $mode: $rps req/s p50 $p50 p99 $p99; sink: $posts POSTs, $bytes bytes" >&2
+    fi
+    [[ " $PARTS " == *" queue "* ]] || continue
 
     # Queue send + drain on the embedded store
     port=$((port + 2))

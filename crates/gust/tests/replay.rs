@@ -60,6 +60,33 @@ fn invocations(host: &Running, dir: &Path, function: &str) -> Vec<serde_json::Va
     list["invocations"].as_array().cloned().unwrap_or_default()
 }
 
+/// The test app, up with `flags` (quiet, no watching).
+fn start(flags: &[&str]) -> (TestApp, Running) {
+    let app = TestApp::new(MANIFEST);
+    app.add_component("probe.wasm", &guest("event-probe"));
+    app.add_component("misbehave.wasm", &guest("misbehave"));
+    let mut args = vec!["--quiet", "--no-watch"];
+    args.extend_from_slice(flags);
+    let host = up(app.path(), &args);
+    (app, host)
+}
+
+/// The newest invocation of `function` that `wanted` accepts, once there
+/// is one (up to 20 s).
+fn newest_invocation(
+    host: &Running,
+    dir: &Path,
+    function: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut found = None;
+    eventually(Duration::from_secs(20), || {
+        found = invocations(host, dir, function).into_iter().find(&wanted);
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no such invocation of {function}"))
+}
+
 /// How many times `function` logged `handled <data> ` (a replay too).
 fn handled(dir: &Path, function: &str, data: &str) -> usize {
     function_logs(dir, function)
@@ -86,24 +113,13 @@ fn checkpoints(host: &Running, dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn replays_a_recorded_invocation_and_a_stream_range() {
-    let app = TestApp::new(MANIFEST);
-    app.add_component("probe.wasm", &guest("event-probe"));
-    app.add_component("misbehave.wasm", &guest("misbehave"));
+    let (app, host) = start(&["--replay-max-age", "10m"]);
     let dir = app.path();
-    let host = up(dir, &["--quiet", "--no-watch", "--replay-max-age", "10m"]);
 
     // 1. A job that fails for good while the gate is closed.
     let (code, out, err) = gust(&["queue", "send", "jobs", "--data", "gated-job"], dir);
     assert_eq!(code, 0, "{out}{err}");
-    let mut failed = None;
-    let seen = eventually(Duration::from_secs(20), || {
-        failed = invocations(&host, dir, "worker")
-            .into_iter()
-            .find(|i| i["outcome"] == "failed");
-        failed.is_some()
-    });
-    assert!(seen, "no failed invocation of worker");
-    let failed = failed.unwrap();
+    let failed = newest_invocation(&host, dir, "worker", |i| i["outcome"] == "failed");
     assert_eq!(failed["replayable"], true, "{failed}");
     assert!(
         failed["error"]
@@ -314,20 +330,11 @@ fn replays_a_recorded_invocation_and_a_stream_range() {
 
 #[test]
 fn a_zero_byte_limit_keeps_no_input() {
-    let app = TestApp::new(MANIFEST);
-    app.add_component("probe.wasm", &guest("event-probe"));
-    app.add_component("misbehave.wasm", &guest("misbehave"));
+    let (app, host) = start(&["--replay-max-bytes", "0"]);
     let dir = app.path();
-    let host = up(dir, &["--quiet", "--no-watch", "--replay-max-bytes", "0"]);
     let (code, out, err) = gust(&["queue", "send", "jobs", "--data", "plain"], dir);
     assert_eq!(code, 0, "{out}{err}");
-    let mut done = None;
-    let seen = eventually(Duration::from_secs(20), || {
-        done = invocations(&host, dir, "worker").into_iter().next();
-        done.is_some()
-    });
-    assert!(seen);
-    let done = done.unwrap();
+    let done = newest_invocation(&host, dir, "worker", |_| true);
     assert_eq!(done["replayable"], false, "{done}");
     let (code, _, err) = gust(
         &[
