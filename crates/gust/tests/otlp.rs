@@ -412,3 +412,67 @@ fn an_absent_collector_only_warns_now_and_then() {
     );
     drop(host);
 }
+
+/// `gust serve --config node.toml` reads `otlp_endpoint`, `trace_sample`
+/// and the replay limits from the file; `--trace-sample` on the command
+/// line wins over the file's (0 there, 1 here: every trace exported).
+#[test]
+fn gust_serve_takes_trace_and_replay_settings_from_node_toml() {
+    let collector = Collector::start();
+    let app = chain_app();
+    let config = app.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "app = \"{}\"\nlisten = \"127.0.0.1:0\"\nmqtt_listen = \"127.0.0.1:0\"\n\
+             otlp_endpoint = \"{}\"\ntrace_sample = 0\n\
+             replay_max_bytes = \"1MiB\"\nreplay_max_age = \"5m\"\n",
+            app.path().display(),
+            collector.url
+        ),
+    )
+    .unwrap();
+    let mut cmd = gust_command();
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .args(["--trace-sample", "1"]);
+    let host = start_ready(cmd);
+
+    let r = send(
+        "POST",
+        &format!("{}/front/enqueue", host.url),
+        &[],
+        b"served",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let trace = r.header("x-gust-trace-id").unwrap().to_string();
+    let spans = collector.trace(&trace, 2);
+    let worker = spans
+        .iter()
+        .find(|s| s.span.name == "worker queue")
+        .unwrap_or_else(|| panic!("{spans:#?}"));
+
+    // The worker's input was kept (1 MiB allowed): replay it through the
+    // served node; the replay is a new invocation on a new trace.
+    let id = worker.text("faas.invocation_id");
+    let (code, out, err) = gust(&["replay", "worker", "--invocation", &id], app.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "handled served #2 attempt 1 source /gust/queue/jobs replay {id}"
+        )),
+        "{out}"
+    );
+    let replayed = eventually(Duration::from_secs(10), || {
+        collector
+            .spans()
+            .iter()
+            .any(|s| s.span.name == "worker queue" && s.trace_id() != trace)
+    });
+    assert!(
+        replayed,
+        "the replay's span, on a new trace: {:#?}",
+        collector.spans()
+    );
+}
