@@ -79,34 +79,12 @@ fn parse_url(url: &str) -> Result<(String, Vec<(String, String)>)> {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| bad("each setting is `<name>=<value>`"))?;
-        let value = percent_decode(value).ok_or_else(|| bad("bad percent-encoding"))?;
+        // `+` is a space, as in any query string (`%2B` is a `+`).
+        let value = gust_events::percent_decode_strict(&value.replace('+', " "))
+            .ok_or_else(|| bad("bad percent-encoding"))?;
         settings.push((key.to_string(), value));
     }
     Ok((bucket.to_string(), settings))
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 impl S3Blobs {

@@ -32,6 +32,21 @@ use crate::{
     QueueProvider, SqlProvider, StreamProvider, TableProvider, TopicProvider,
 };
 
+#[cfg(feature = "mysql")]
+use crate::MySqlSql;
+#[cfg(feature = "nats")]
+use crate::nats::{
+    NatsBroadcast, NatsQueues, NatsStreams,
+    blob::NatsBlobs,
+    kv::{NatsDedupe, NatsKv, NatsLeases},
+};
+#[cfg(feature = "postgres")]
+use crate::postgres::{PgTables, dedupe::PgDedupe, kv::PgKv, lease::PgLeases, sql::PgSql};
+#[cfg(feature = "redis")]
+use crate::redis::{RedisDedupe, RedisKv, RedisLeases};
+#[cfg(feature = "s3")]
+use crate::s3::S3Blobs;
+
 /// A kind of resource that an engine can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
@@ -269,6 +284,18 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The engine's URL (none for the embedded engine).
+    fn url(&self) -> Option<&str> {
+        match self {
+            Engine::Embedded => None,
+            Engine::Nats(url)
+            | Engine::Postgres(url)
+            | Engine::Mysql(url)
+            | Engine::Redis(url)
+            | Engine::S3(url) => Some(url),
+        }
+    }
+
     /// `embedded`, `nats`, `postgres`, ...
     pub fn scheme(&self) -> &'static str {
         match self {
@@ -357,12 +384,7 @@ impl Services {
             engines: BTreeMap::new(),
             embedded_kv: None,
             embedded_queues: None,
-            #[cfg(feature = "nats")]
-            nats: BTreeMap::new(),
-            #[cfg(feature = "postgres")]
-            postgres: BTreeMap::new(),
-            #[cfg(feature = "redis")]
-            redis: BTreeMap::new(),
+            shared: BTreeMap::new(),
         };
         let mut chosen = BTreeMap::new();
         for resource in Resource::ALL {
@@ -398,12 +420,39 @@ struct Opener<'a> {
     engines: BTreeMap<Resource, String>,
     embedded_kv: Option<EmbeddedKv>,
     embedded_queues: Option<EmbeddedQueues>,
+    /// The connections opened so far, by URL.
+    shared: BTreeMap<String, Conn>,
+}
+
+/// A resource's engine, connected: the connection that every resource on
+/// the same URL shares, or the embedded engine.
+#[derive(Clone)]
+enum Conn {
+    /// In process, on disk under the app's `.gust/`.
+    Embedded,
+    /// A NATS server: the app's queues, which hold the client (boxed:
+    /// they are large).
     #[cfg(feature = "nats")]
-    nats: BTreeMap<String, crate::nats::NatsQueues>,
+    Nats(Box<NatsQueues>),
+    /// A PostgreSQL database.
     #[cfg(feature = "postgres")]
-    postgres: BTreeMap<String, sqlx::PgPool>,
+    Postgres(sqlx::PgPool),
+    /// A Redis server.
     #[cfg(feature = "redis")]
-    redis: BTreeMap<String, ::redis::aio::ConnectionManager>,
+    Redis(::redis::aio::ConnectionManager),
+}
+
+/// Where the embedded engine keeps `resource`, as `gust up` prints it.
+fn embedded_label(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Queue | Resource::Topic => "embedded (.gust/data/queues.redb)",
+        Resource::Stream => "embedded (.gust/data/streams.redb)",
+        Resource::Kv | Resource::Lease => "embedded (.gust/data/kv.redb)",
+        Resource::Table => "embedded (.gust/data/tables.redb)",
+        Resource::Sql => "embedded (.gust/data/sql/)",
+        Resource::Blob => "embedded (.gust/blobs/)",
+        Resource::Broadcast | Resource::Dedupe => "embedded (in process)",
+    }
 }
 
 /// Wraps a failure to open `resource` on `engine`.
@@ -421,15 +470,63 @@ impl Opener<'_> {
         self.state_dir.join("data").join(file)
     }
 
-    /// Records that `resource` is served by the embedded file `file`.
-    fn embedded(&mut self, resource: Resource, file: &str) {
-        self.engines
-            .insert(resource, format!("embedded (.gust/data/{file})"));
+    /// Records which engine serves `resource` (the one place that does),
+    /// and hands the engine back.
+    fn record(&mut self, resource: Resource, engine: Engine) -> Engine {
+        let label = match engine.url() {
+            Some(url) => redact(url),
+            None => embedded_label(resource).to_string(),
+        };
+        self.engines.insert(resource, label);
+        engine
     }
 
-    /// Records that `resource` is served at `url`.
-    fn on(&mut self, resource: Resource, url: &str) {
-        self.engines.insert(resource, redact(url));
+    /// Wraps a failure of `resource` on the engine recorded for it.
+    fn failure(&self, resource: Resource) -> impl FnOnce(BackendError) -> ServicesError {
+        let engine = self.engines[&resource].clone();
+        move |error| ServicesError::Open {
+            resource,
+            engine,
+            error,
+        }
+    }
+
+    /// Records `engine` for `resource` and connects it, reusing the
+    /// connection of an earlier resource on the same URL.
+    async fn connect(&mut self, resource: Resource, engine: Engine) -> Result<Conn, ServicesError> {
+        let engine = self.record(resource, engine);
+        let Some(url) = engine.url() else {
+            return Ok(Conn::Embedded);
+        };
+        if let Some(conn) = self.shared.get(url) {
+            return Ok(conn.clone());
+        }
+        let conn = match &engine {
+            #[cfg(feature = "nats")]
+            Engine::Nats(url) => Conn::Nats(Box::new(
+                NatsQueues::connect(url, &nats_prefix(self.namespace))
+                    .await
+                    .map_err(failed(resource, url))?,
+            )),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => Conn::Postgres(
+                crate::postgres::connect(url)
+                    .await
+                    .map_err(failed(resource, url))?,
+            ),
+            #[cfg(feature = "redis")]
+            Engine::Redis(url) => Conn::Redis(
+                crate::redis::connect(url)
+                    .await
+                    .map_err(failed(resource, url))?,
+            ),
+            // None: `Engine::from_url` refuses the engines that do not serve
+            // `resource` in this build, and MySQL and S3 serve only sql and
+            // blob, which connect by themselves.
+            _ => Conn::Embedded,
+        };
+        self.shared.insert(url.to_string(), conn.clone());
+        Ok(conn)
     }
 
     fn embedded_kv(&mut self, resource: Resource) -> Result<EmbeddedKv, ServicesError> {
@@ -450,319 +547,182 @@ impl Opener<'_> {
         Ok(self.embedded_queues.clone().expect("opened above"))
     }
 
-    #[cfg(feature = "nats")]
-    async fn nats(
-        &mut self,
-        resource: Resource,
-        url: &str,
-    ) -> Result<crate::nats::NatsQueues, ServicesError> {
-        if let Some(nats) = self.nats.get(url) {
-            return Ok(nats.clone());
-        }
-        let nats = crate::nats::NatsQueues::connect(url, &nats_prefix(self.namespace))
-            .await
-            .map_err(failed(resource, url))?;
-        self.nats.insert(url.to_string(), nats.clone());
-        self.on(resource, url);
-        Ok(nats)
-    }
-
-    #[cfg(feature = "postgres")]
-    async fn postgres(
-        &mut self,
-        resource: Resource,
-        url: &str,
-    ) -> Result<sqlx::PgPool, ServicesError> {
-        if let Some(pool) = self.postgres.get(url) {
-            return Ok(pool.clone());
-        }
-        let pool = crate::postgres::connect(url)
-            .await
-            .map_err(failed(resource, url))?;
-        self.postgres.insert(url.to_string(), pool.clone());
-        Ok(pool)
-    }
-
-    #[cfg(feature = "redis")]
-    async fn redis(
-        &mut self,
-        resource: Resource,
-        url: &str,
-    ) -> Result<::redis::aio::ConnectionManager, ServicesError> {
-        if let Some(conn) = self.redis.get(url) {
-            return Ok(conn.clone());
-        }
-        let conn = crate::redis::connect(url)
-            .await
-            .map_err(failed(resource, url))?;
-        self.redis.insert(url.to_string(), conn.clone());
-        Ok(conn)
-    }
-
     async fn queues(&mut self, engine: Engine) -> Result<Arc<dyn QueueProvider>, ServicesError> {
         let r = Resource::Queue;
-        match engine {
+        Ok(match self.connect(r, engine).await? {
             #[cfg(feature = "nats")]
-            Engine::Nats(url) => {
-                let nats = self.nats(r, &url).await?;
-                self.on(r, &url);
-                Ok(Arc::new(nats))
-            }
-            _ => {
-                self.embedded(r, "queues.redb");
-                Ok(Arc::new(self.embedded_queues(r)?))
-            }
-        }
+            Conn::Nats(nats) => Arc::new(*nats),
+            _ => Arc::new(self.embedded_queues(r)?),
+        })
     }
 
     async fn topics(&mut self, engine: Engine) -> Result<Arc<dyn TopicProvider>, ServicesError> {
         let r = Resource::Topic;
-        match engine {
+        Ok(match self.connect(r, engine).await? {
             #[cfg(feature = "nats")]
-            Engine::Nats(url) => {
-                let nats = self.nats(r, &url).await?;
-                self.on(r, &url);
-                Ok(Arc::new(nats))
-            }
-            _ => {
-                self.embedded(r, "queues.redb");
-                let queues = self.embedded_queues(r)?;
-                let topics =
-                    EmbeddedTopics::new(queues).map_err(failed(r, "embedded queues.redb"))?;
-                Ok(Arc::new(topics))
-            }
-        }
+            Conn::Nats(nats) => Arc::new(*nats),
+            _ => Arc::new(
+                EmbeddedTopics::new(self.embedded_queues(r)?)
+                    .map_err(failed(r, "embedded queues.redb"))?,
+            ),
+        })
     }
 
     async fn streams(&mut self, engine: Engine) -> Result<Arc<dyn StreamProvider>, ServicesError> {
         let r = Resource::Stream;
-        match engine {
+        Ok(match self.connect(r, engine).await? {
             #[cfg(feature = "nats")]
-            Engine::Nats(url) => {
-                let client = self.nats(r, &url).await?.client();
-                let streams =
-                    crate::nats::NatsStreams::with_client(client, &nats_prefix(self.namespace))
-                        .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Ok(Arc::new(streams))
-            }
-            _ => {
-                self.embedded(r, "streams.redb");
-                let streams = EmbeddedStreams::open(&self.data("streams.redb"))
-                    .map_err(failed(r, "embedded streams.redb"))?;
-                Ok(Arc::new(streams))
-            }
-        }
+            Conn::Nats(nats) => Arc::new(
+                NatsStreams::with_client(nats.client(), &nats_prefix(self.namespace))
+                    .map_err(self.failure(r))?,
+            ),
+            _ => Arc::new(
+                EmbeddedStreams::open(&self.data("streams.redb"))
+                    .map_err(failed(r, "embedded streams.redb"))?,
+            ),
+        })
     }
 
     async fn kv(&mut self, engine: Engine) -> Result<Arc<dyn KeyValueProvider>, ServicesError> {
         let r = Resource::Kv;
-        let ns = self.namespace.to_string();
-        let kv: Arc<dyn KeyValueProvider> = match engine {
+        Ok(match self.connect(r, engine).await? {
             #[cfg(feature = "nats")]
-            Engine::Nats(url) => {
-                let js = async_nats::jetstream::new(self.nats(r, &url).await?.client());
-                self.on(r, &url);
-                Arc::new(crate::nats::kv::NatsKv::with_context(js, &ns))
-            }
+            Conn::Nats(nats) => Arc::new(NatsKv::with_context(jetstream(&nats), self.namespace)),
             #[cfg(feature = "postgres")]
-            Engine::Postgres(url) => {
-                let pool = self.postgres(r, &url).await?;
-                let kv = crate::postgres::kv::PgKv::with_pool(pool, &ns)
+            Conn::Postgres(pool) => Arc::new(
+                PgKv::with_pool(pool, self.namespace)
                     .await
-                    .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Arc::new(kv)
-            }
+                    .map_err(self.failure(r))?,
+            ),
             #[cfg(feature = "redis")]
-            Engine::Redis(url) => {
-                let conn = self.redis(r, &url).await?;
-                self.on(r, &url);
-                Arc::new(crate::redis::RedisKv::with_connection(conn, &ns))
-            }
-            _ => {
-                self.embedded(r, "kv.redb");
-                Arc::new(self.embedded_kv(r)?)
-            }
-        };
-        Ok(kv)
+            Conn::Redis(conn) => Arc::new(RedisKv::with_connection(conn, self.namespace)),
+            _ => Arc::new(self.embedded_kv(r)?),
+        })
     }
 
     async fn tables(&mut self, engine: Engine) -> Result<Arc<dyn TableProvider>, ServicesError> {
         let r = Resource::Table;
-        match engine {
+        Ok(match self.connect(r, engine).await? {
             #[cfg(feature = "postgres")]
-            Engine::Postgres(url) => {
-                let pool = self.postgres(r, &url).await?;
-                let tables = crate::postgres::PgTables::with_pool(pool, self.namespace)
+            Conn::Postgres(pool) => Arc::new(
+                PgTables::with_pool(pool, self.namespace)
                     .await
-                    .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Ok(Arc::new(tables))
-            }
-            _ => {
-                self.embedded(r, "tables.redb");
-                let tables = EmbeddedTables::open(&self.data("tables.redb"))
-                    .map_err(failed(r, "embedded tables.redb"))?;
-                Ok(Arc::new(tables))
-            }
-        }
+                    .map_err(self.failure(r))?,
+            ),
+            _ => Arc::new(
+                EmbeddedTables::open(&self.data("tables.redb"))
+                    .map_err(failed(r, "embedded tables.redb"))?,
+            ),
+        })
     }
 
+    /// SQL databases connect by themselves (a pool per database, and the
+    /// URL may name a schema), so they share no connection.
     async fn sql(&mut self, engine: Engine) -> Result<Arc<dyn SqlProvider>, ServicesError> {
         let r = Resource::Sql;
-        match engine {
+        Ok(match self.record(r, engine) {
             #[cfg(feature = "postgres")]
-            Engine::Postgres(url) => {
-                let sql = crate::PgSql::connect(&url, self.namespace)
+            Engine::Postgres(url) => Arc::new(
+                PgSql::connect(&url, self.namespace)
                     .await
-                    .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Ok(Arc::new(sql))
-            }
+                    .map_err(self.failure(r))?,
+            ),
             #[cfg(feature = "mysql")]
-            Engine::Mysql(url) => {
-                let sql = crate::MySqlSql::connect(&url, self.namespace)
+            Engine::Mysql(url) => Arc::new(
+                MySqlSql::connect(&url, self.namespace)
                     .await
-                    .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Ok(Arc::new(sql))
-            }
-            _ => {
-                self.embedded(r, "sql/");
-                Ok(Arc::new(EmbeddedSql::new(&self.data("sql"))))
-            }
-        }
+                    .map_err(self.failure(r))?,
+            ),
+            _ => Arc::new(EmbeddedSql::new(&self.data("sql"))),
+        })
     }
 
+    /// Blob containers connect by themselves, so they share no connection.
     async fn blobs(&mut self, engine: Engine) -> Result<Arc<dyn BlobProvider>, ServicesError> {
         let r = Resource::Blob;
-        match engine {
+        Ok(match self.record(r, engine) {
             #[cfg(feature = "s3")]
-            Engine::S3(url) => {
-                let blobs = crate::s3::S3Blobs::connect(&url, self.namespace)
+            Engine::S3(url) => Arc::new(
+                S3Blobs::connect(&url, self.namespace)
                     .await
-                    .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Ok(Arc::new(blobs))
-            }
+                    .map_err(self.failure(r))?,
+            ),
             #[cfg(feature = "nats")]
-            Engine::Nats(url) => {
-                let blobs =
-                    crate::nats::blob::NatsBlobs::connect(&url, &nats_prefix(self.namespace))
-                        .await
-                        .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Ok(Arc::new(blobs))
-            }
-            _ => {
-                self.engines
-                    .insert(r, "embedded (.gust/blobs/)".to_string());
-                Ok(Arc::new(EmbeddedBlobs::new(&self.state_dir.join("blobs"))))
-            }
-        }
+            Engine::Nats(url) => Arc::new(
+                NatsBlobs::connect(&url, &nats_prefix(self.namespace))
+                    .await
+                    .map_err(self.failure(r))?,
+            ),
+            _ => Arc::new(EmbeddedBlobs::new(&self.state_dir.join("blobs"))),
+        })
     }
 
     async fn leases(&mut self, engine: Engine) -> Result<Arc<dyn Lease>, ServicesError> {
         let r = Resource::Lease;
-        let ns = self.namespace.to_string();
-        let leases: Arc<dyn Lease> = match engine {
+        Ok(match self.connect(r, engine).await? {
             #[cfg(feature = "nats")]
-            Engine::Nats(url) => {
-                let js = async_nats::jetstream::new(self.nats(r, &url).await?.client());
-                self.on(r, &url);
-                Arc::new(crate::nats::kv::NatsLeases::with_context(js, &ns))
+            Conn::Nats(nats) => {
+                Arc::new(NatsLeases::with_context(jetstream(&nats), self.namespace))
             }
             #[cfg(feature = "postgres")]
-            Engine::Postgres(url) => {
-                let pool = self.postgres(r, &url).await?;
-                let leases = crate::postgres::lease::PgLeases::with_pool(pool, &ns)
+            Conn::Postgres(pool) => Arc::new(
+                PgLeases::with_pool(pool, self.namespace)
                     .await
-                    .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Arc::new(leases)
-            }
+                    .map_err(self.failure(r))?,
+            ),
             #[cfg(feature = "redis")]
-            Engine::Redis(url) => {
-                let conn = self.redis(r, &url).await?;
-                self.on(r, &url);
-                Arc::new(crate::redis::RedisLeases::with_connection(conn, &ns))
-            }
-            _ => {
-                self.embedded(r, "kv.redb");
-                let store = self
-                    .embedded_kv(r)?
+            Conn::Redis(conn) => Arc::new(RedisLeases::with_connection(conn, self.namespace)),
+            _ => Arc::new(KvLeases::new(
+                self.embedded_kv(r)?
                     .open(LEASE_STORE)
-                    .map_err(failed(r, "embedded kv.redb"))?;
-                Arc::new(KvLeases::new(store))
-            }
-        };
-        Ok(leases)
+                    .map_err(failed(r, "embedded kv.redb"))?,
+            )),
+        })
     }
 
     async fn broadcast(&mut self, engine: Engine) -> Result<Arc<dyn Broadcast>, ServicesError> {
-        let r = Resource::Broadcast;
-        match engine {
+        Ok(match self.connect(Resource::Broadcast, engine).await? {
             #[cfg(feature = "nats")]
-            Engine::Nats(url) => {
-                let client = self.nats(r, &url).await?.client();
-                self.on(r, &url);
-                Ok(Arc::new(crate::nats::NatsBroadcast::new(
-                    client,
-                    &nats_prefix(self.namespace),
-                )))
-            }
-            _ => {
-                self.engines.insert(r, "embedded (in process)".to_string());
-                Ok(Arc::new(crate::embedded::LocalBroadcast::default()))
-            }
-        }
+            Conn::Nats(nats) => Arc::new(NatsBroadcast::new(
+                nats.client(),
+                &nats_prefix(self.namespace),
+            )),
+            _ => Arc::new(crate::embedded::LocalBroadcast::default()),
+        })
     }
 
     async fn dedupe(&mut self, engine: Engine) -> Result<Arc<dyn Dedupe>, ServicesError> {
-        let r = Resource::Dedupe;
-        let ns = self.namespace.to_string();
-        let dedupe: Arc<dyn Dedupe> = match engine {
+        let (r, window) = (Resource::Dedupe, DEDUPE_WINDOW);
+        Ok(match self.connect(r, engine).await? {
             #[cfg(feature = "nats")]
-            Engine::Nats(url) => {
-                let js = async_nats::jetstream::new(self.nats(r, &url).await?.client());
-                self.on(r, &url);
-                Arc::new(crate::nats::kv::NatsDedupe::with_context(
-                    js,
-                    &ns,
-                    DEDUPE_WINDOW,
-                ))
-            }
+            Conn::Nats(nats) => Arc::new(NatsDedupe::with_context(
+                jetstream(&nats),
+                self.namespace,
+                window,
+            )),
             #[cfg(feature = "postgres")]
-            Engine::Postgres(url) => {
-                let pool = self.postgres(r, &url).await?;
-                let dedupe = crate::postgres::dedupe::PgDedupe::with_pool(pool, &ns, DEDUPE_WINDOW)
+            Conn::Postgres(pool) => Arc::new(
+                PgDedupe::with_pool(pool, self.namespace, window)
                     .await
-                    .map_err(failed(r, &url))?;
-                self.on(r, &url);
-                Arc::new(dedupe)
-            }
+                    .map_err(self.failure(r))?,
+            ),
             #[cfg(feature = "redis")]
-            Engine::Redis(url) => {
-                let conn = self.redis(r, &url).await?;
-                self.on(r, &url);
-                Arc::new(crate::redis::RedisDedupe::with_connection(
-                    conn,
-                    &ns,
-                    DEDUPE_WINDOW,
-                ))
+            Conn::Redis(conn) => {
+                Arc::new(RedisDedupe::with_connection(conn, self.namespace, window))
             }
-            _ => {
-                self.engines.insert(r, "embedded (in process)".to_string());
-                Arc::new(crate::embedded::EmbeddedDedupe::new(
-                    DEDUPE_WINDOW,
-                    DEDUPE_MAX_KEYS,
-                    DEDUPE_MAX_BYTES,
-                ))
-            }
-        };
-        Ok(dedupe)
+            _ => Arc::new(crate::embedded::EmbeddedDedupe::new(
+                window,
+                DEDUPE_MAX_KEYS,
+                DEDUPE_MAX_BYTES,
+            )),
+        })
     }
+}
+
+/// A JetStream context on the client of `nats`.
+#[cfg(feature = "nats")]
+fn jetstream(nats: &NatsQueues) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(nats.client())
 }
 
 /// `url` without a password, for printing.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::Event;
+use crate::percent::percent_decode;
 
 /// Why a request is not a valid CloudEvent.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -402,30 +403,6 @@ pub fn from_metadata(
     Some(event)
 }
 
-/// Decodes `%XX` escapes (invalid escapes are kept as written).
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let mut buf = 0u32;
@@ -582,12 +559,6 @@ mod tests {
         with(&[("content-type", "application/json")], br#"{"ok":true}"#).unwrap();
         with(&[("content-type", "application/octet-stream")], b"\xff").unwrap();
         with(&[("ce-time", "2026-12-03T10:00:00.5+01:00")], b"").unwrap();
-    }
-
-    #[test]
-    fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
-        assert_eq!(percent_decode("%C3%A9"), "é");
     }
 
     #[test]

@@ -6,14 +6,15 @@
 //! knows the other.
 
 mod cloudevents;
+mod percent;
 mod time;
 pub mod trace;
 pub mod workflow;
 
 pub use cloudevents::{
-    CloudEventError, from_metadata, parse_batch, parse_binary, parse_structured, percent_decode,
-    to_metadata,
+    CloudEventError, from_metadata, parse_batch, parse_binary, parse_structured, to_metadata,
 };
+pub use percent::{percent_decode, percent_decode_strict};
 
 use std::time::SystemTime;
 

@@ -75,26 +75,10 @@ impl<T: Unpin + Send + 'static> hyper::body::Body for Holding<T> {
     }
 }
 
-/// Most bytes read and thrown away before answering 413, so that a client
-/// still sending a too-large body receives the answer instead of a reset.
-pub const DRAIN_LIMIT: u64 = 16 << 20;
-
-/// Reads and discards up to [`DRAIN_LIMIT`] bytes of `body`.
-pub async fn drain<B: hyper::body::Body>(body: B) {
-    use http_body_util::BodyExt;
-    let mut body = std::pin::pin!(body);
-    let mut seen = 0u64;
-    while seen < DRAIN_LIMIT {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                seen += frame
-                    .data_ref()
-                    .map_or(0, |d| bytes::Buf::remaining(d) as u64);
-            }
-            _ => break,
-        }
-    }
-}
+/// Read and throw away a body (up to [`DRAIN_LIMIT`] bytes) before
+/// answering 413, so that a client still sending a too-large body receives
+/// the answer instead of a reset.
+pub use gust_runtime::body::{DRAIN_LIMIT, drain};
 
 /// Reads an admin API upload: its content type (default
 /// `application/json`) and at most `max` bytes of body; a larger body is a

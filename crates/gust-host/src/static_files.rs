@@ -156,7 +156,7 @@ fn under<'p>(route: &str, path: &'p str) -> Option<&'p str> {
 /// Decodes and checks the path segments under a mount (empty segments are
 /// dropped).
 fn segments(rest: &str) -> Result<Vec<String>, BadPath> {
-    let decoded = percent_decode(rest)?;
+    let decoded = gust_events::percent_decode_strict(rest).ok_or(BadPath::Encoding)?;
     let mut out = Vec::new();
     for segment in decoded.split('/') {
         if segment == "." || segment == ".." || segment.contains(['\\', '\0']) {
@@ -167,24 +167,6 @@ fn segments(rest: &str) -> Result<Vec<String>, BadPath> {
         }
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Result<String, BadPath> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(BadPath::Encoding)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| BadPath::Encoding)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| BadPath::Encoding)?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| BadPath::Encoding)
 }
 
 /// Looks `segments` up under `root`, following symlinks only while they

@@ -24,15 +24,11 @@ use crate::app::LoadedApp;
 use crate::body::{self, Body};
 use crate::host::Host;
 use crate::metrics::FunctionSnapshot;
-use crate::metrics::backlog::TIMEOUT;
+use crate::metrics::backlog::bounded;
+use crate::metrics::lag::stream_lag;
 
 /// Most invocations one `GET /_gust/invocations` returns.
 const MAX_INVOCATIONS: usize = 1_000;
-
-/// Runs `call` with the scrape timeout; `None` on error or timeout.
-async fn bounded<T, E>(call: impl Future<Output = Result<T, E>>) -> Option<T> {
-    tokio::time::timeout(TIMEOUT, call).await.ok()?.ok()
-}
 
 /// The `GET /_gust/stats` answer.
 pub async fn stats(host: &Host) -> Response<Body> {
@@ -164,44 +160,23 @@ fn consumed_queue(function: &str, trigger: &Value) -> Option<String> {
 
 /// Lag per partition of every stream-triggered function.
 async fn streams(host: &Host, app: &LoadedApp) -> Value {
-    let mut out = Vec::new();
-    for f in &app.app.functions {
-        let Trigger::Event {
-            kind: EventTriggerKind::Stream,
-            settings,
-        } = &f.trigger
-        else {
-            continue;
-        };
-        let Some(name) = settings.get("stream").and_then(|v| v.as_str()) else {
-            continue;
-        };
-        let Some(stream) = bounded(host.streams().stream(name)).await else {
-            out.push(json!({ "stream": name, "function": f.name, "partitions": null }));
-            continue;
-        };
-        let mut partitions = Vec::new();
-        for p in 0..stream.partitions() {
-            let offsets = bounded(stream.offsets(p)).await;
-            let checkpoint = bounded(stream.checkpoint(&f.name, p)).await;
-            let (next, lag) = match (&offsets, &checkpoint) {
-                (Some(o), Some(c)) => {
-                    let consumed = c.unwrap_or(o.earliest).max(o.earliest);
-                    (Some(o.next), Some(o.next.saturating_sub(consumed)))
-                }
-                (Some(o), None) => (Some(o.next), None),
-                _ => (None, None),
-            };
-            partitions.push(json!({
-                "partition": p,
-                "next": next,
-                "checkpoint": checkpoint.flatten(),
-                "lag": lag,
-            }));
-        }
-        out.push(json!({ "stream": name, "function": f.name, "partitions": partitions }));
-    }
-    Value::Array(out)
+    let lags = stream_lag(host, app).await.into_iter().map(|lag| {
+        let partitions = lag.partitions.map(|partitions| {
+            partitions
+                .iter()
+                .map(|p| {
+                    json!({
+                        "partition": p.partition,
+                        "next": p.next(),
+                        "checkpoint": p.checkpoint.flatten(),
+                        "lag": p.lag(),
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        json!({ "stream": lag.stream, "function": lag.function, "partitions": partitions })
+    });
+    Value::Array(lags.collect())
 }
 
 /// Every timer function's schedule and persisted status (last and next

@@ -6,11 +6,13 @@
 //! * [`HttpFunction`] is one pre-instantiated HTTP function: each request gets
 //!   a fresh instance (or, opt-in, a reused one) with the function's limits
 //!   and only the bindings it declared.
+//! * [`body`] reads away request bodies nobody wants (shared with the host).
 //!
 //! The runtime knows nothing of triggers or engines such as NATS: bindings
 //! reach resources only through the traits of `gust-backends`.
 
 mod bindings;
+pub mod body;
 mod cache;
 mod engine;
 mod error;

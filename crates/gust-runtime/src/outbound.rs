@@ -63,27 +63,15 @@ pub(crate) fn describe(uri: &http::Uri) -> String {
     )
 }
 
-/// Most bytes of a refused request's body read and thrown away.
-const DRAIN_LIMIT: usize = 16 << 20;
-
 /// Reads and discards the body of a refused request (at most
-/// [`DRAIN_LIMIT`] bytes, for at most `within`), so the guest's body writes
-/// succeed and it learns of the refusal from the response, as with any
-/// other failed request. Dropping the body at once instead makes those
-/// writes fail, and StarlingMonkey's `fetch` (JavaScript) then never
-/// settles its promise.
-fn drain(mut body: WasiBody, within: Duration) {
+/// [`DRAIN_LIMIT`](crate::body::DRAIN_LIMIT) bytes, for at most `within`),
+/// so the guest's body writes succeed and it learns of the refusal from
+/// the response, as with any other failed request. Dropping the body at
+/// once instead makes those writes fail, and StarlingMonkey's `fetch`
+/// (JavaScript) then never settles its promise.
+fn drain(body: WasiBody, within: Duration) {
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(within, async {
-            let mut seen = 0usize;
-            while let Some(Ok(frame)) = body.frame().await {
-                seen += frame.data_ref().map_or(0, |d| d.len());
-                if seen > DRAIN_LIMIT {
-                    break;
-                }
-            }
-        })
-        .await;
+        let _ = tokio::time::timeout(within, crate::body::drain(body)).await;
     });
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use gust_backends::queue::dead_letter_name;
-use gust_manifest::{BindingKind, EventTriggerKind, Trigger};
+use gust_manifest::BindingKind;
 
 use gust_triggers::queue::QueueSettings;
 use gust_triggers::settings::Settings;
@@ -20,7 +20,7 @@ use crate::host::Host;
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs `call` with [`TIMEOUT`]; `None` on error or timeout.
-async fn bounded<T, E>(call: impl Future<Output = Result<T, E>>) -> Option<T> {
+pub(crate) async fn bounded<T, E>(call: impl Future<Output = Result<T, E>>) -> Option<T> {
     tokio::time::timeout(TIMEOUT, call).await.ok()?.ok()
 }
 
@@ -64,29 +64,12 @@ pub async fn collect(host: &Host, families: &mut Families) {
             }
         }
     }
-    for f in &app.app.functions {
-        let Trigger::Event {
-            kind: EventTriggerKind::Stream,
-            settings,
-        } = &f.trigger
-        else {
-            continue;
-        };
-        let Some(stream_name) = settings.get("stream").and_then(|v| v.as_str()) else {
-            continue;
-        };
-        let Some(stream) = bounded(host.streams().stream(stream_name)).await else {
-            continue;
-        };
-        for p in 0..stream.partitions() {
-            let Some(offsets) = bounded(stream.offsets(p)).await else {
+    for lag in super::lag::stream_lag(host, &app).await {
+        for p in lag.partitions.iter().flatten() {
+            let Some(records) = p.lag() else {
                 continue;
             };
-            let Some(checkpoint) = bounded(stream.checkpoint(&f.name, p)).await else {
-                continue;
-            };
-            let consumed = checkpoint.unwrap_or(offsets.earliest).max(offsets.earliest);
-            let partition = p.to_string();
+            let partition = p.partition.to_string();
             families
                 .family(
                     "gust_stream_lag_records",
@@ -96,11 +79,11 @@ pub async fn collect(host: &Host, families: &mut Families) {
                 .sample(
                     &[
                         ("app", name),
-                        ("function", f.name.as_str()),
-                        ("stream", stream_name),
+                        ("function", lag.function),
+                        ("stream", lag.stream),
                         ("partition", partition.as_str()),
                     ],
-                    offsets.next.saturating_sub(consumed),
+                    records,
                 );
         }
     }

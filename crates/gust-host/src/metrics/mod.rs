@@ -7,12 +7,14 @@
 //! * [`histogram`] — lock-free duration histograms;
 //! * [`function`] — the per-function series the invocation paths bump;
 //! * [`backlog`] — queue depths and stream lags read at scrape time;
+//! * [`lag`] — how far each stream-triggered function is behind;
 //! * [`process`] — resident memory and friends from `/proc`;
 //! * [`listener`] — the key-less metrics listener.
 
 pub mod backlog;
 pub mod function;
 pub mod histogram;
+pub mod lag;
 pub mod listener;
 pub mod process;
 pub mod text;
