@@ -3,7 +3,8 @@
 //! are served, `Host` is checked on every route, and HTTPS (HTTP/1.1 and
 //! HTTP/2 by ALPN) with a certificate that is reloaded when its files
 //! change; wrong admin keys are slowed down per address, and keys rotate
-//! without a restart.
+//! without a restart; a `Last-Event-ID` holding any id the event stream
+//! wrote resumes after it.
 
 mod common;
 
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// One anonymous wasi:http function answering `raw wasip2: <path>`, also
-/// reachable through a gateway route under `/gw/`.
+/// reachable through a gateway route under `/gw/`, and an event stream of
+/// topic `job-events`.
 fn app() -> TestApp {
     let app = TestApp::new(
         r#"
@@ -39,6 +41,12 @@ trigger = { http = { route = "/locked/{*rest}", auth = "function" } }
 name = "gw"
 prefix = "/gw"
 target = { function = "raw", rewrite = "/raw/{rest}" }
+
+[[sse]]
+route = "/jobs/{id}/events"
+topic = "job-events"
+subject = "{id}"
+auth = "anonymous"
 "#,
     );
     app.add_component("raw.wasm", &guest("raw-wasip2"));
@@ -358,6 +366,100 @@ fn https_and_http2_with_a_certificate_reloaded_on_change() {
     );
     let (code, _, _) = curl(&first_ca, &url, "--http1.1");
     assert_ne!(code, 0, "the old certificate is still served");
+}
+
+/// Opens `path` as an event stream over a raw HTTP/1.1 connection with
+/// the `extra` header lines and reads until `frames` events came (or 30 s
+/// passed): the bytes received and each `id:` value, as a browser keeps it.
+fn sse_ids(addr: &str, path: &str, extra: &[u8], frames: usize) -> (String, Vec<Vec<u8>>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = [
+        format!("GET {path} HTTP/1.1\r\nHost: a\r\n").as_bytes(),
+        extra,
+        b"\r\n",
+    ]
+    .concat();
+    s.write_all(&head).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let ids = |got: &[u8]| -> Vec<Vec<u8>> {
+        got.split(|b| *b == b'\n')
+            .filter_map(|line| line.strip_prefix(b"id: ").map(<[u8]>::to_vec))
+            .collect()
+    };
+    while ids(&got).len() < frames {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let found = ids(&got);
+    (String::from_utf8_lossy(&got).into_owned(), found)
+}
+
+#[test]
+fn last_event_id_resumes_after_any_id_the_stream_wrote() {
+    let app = app();
+    let running = up(app.path(), &["--no-watch"]);
+    let addr = authority(&running.url).to_string();
+    let host_key = keys(app.path())["host"].as_str().unwrap().to_string();
+    // Ids a browser cannot send back as they are: non-ASCII text, spaces
+    // and tabs around, a line break.
+    let ids = ["caf\u{e9} \u{1f600}", " padded\t", "two\nlines", "plain"];
+    for id in ids {
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": id, "source": "/jobs", "type": "job.progress",
+            "subject": "j1", "datacontenttype": "text/plain", "data": "d",
+        });
+        let r = send(
+            "POST",
+            &format!("{}/_gust/topics/job-events", running.url),
+            &[
+                ("x-gust-key", host_key.as_str()),
+                ("content-type", "application/cloudevents+json"),
+            ],
+            event.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    let (text, written) = sse_ids(&addr, "/jobs/j1/events", b"", ids.len());
+    assert_eq!(written.len(), ids.len(), "{text}");
+    // What the browser keeps (one space after `id:` dropped) goes back
+    // byte for byte: the stream resumes with the next event.
+    for k in 0..ids.len() - 1 {
+        let header = [&b"Last-Event-ID: "[..], &written[k], b"\r\n"].concat();
+        let (text, resumed) = sse_ids(&addr, "/jobs/j1/events", &header, 1);
+        assert_eq!(
+            resumed.first(),
+            Some(&written[k + 1]),
+            "after {:?}: {text}",
+            ids[k]
+        );
+    }
+    // A header that is not UTF-8 names no event: everything is replayed,
+    // with a comment saying why.
+    let (text, replayed) = sse_ids(
+        &addr,
+        "/jobs/j1/events",
+        b"Last-Event-ID: \xff\xfe\r\n",
+        ids.len(),
+    );
+    assert!(text.contains(": Last-Event-ID is not UTF-8"), "{text}");
+    assert_eq!(replayed, written, "{text}");
+    let (text, replayed) = sse_ids(
+        &addr,
+        "/jobs/j1/events",
+        b"Last-Event-ID: plain\r\nLast-Event-ID: plain\r\n",
+        ids.len(),
+    );
+    assert!(text.contains("sent 2 times"), "{text}");
+    assert_eq!(replayed, written, "{text}");
 }
 
 /// `curl` from source address `from` with header `x-gust-key: key`: the
