@@ -2,9 +2,9 @@
 //! silent connections are cut off after the header timeout while others
 //! are served, `Host` is checked on every route, and HTTPS (HTTP/1.1 and
 //! HTTP/2 by ALPN) with a certificate that is reloaded when its files
-//! change; wrong admin keys are slowed down per address, and keys rotate
-//! without a restart; a `Last-Event-ID` holding any id the event stream
-//! wrote resumes after it.
+//! change; the CLI talks to an HTTPS host trusting a given CA; wrong admin
+//! keys are slowed down per address, and keys rotate without a restart; a
+//! `Last-Event-ID` holding any id the event stream wrote resumes after it.
 
 mod common;
 
@@ -366,6 +366,175 @@ fn https_and_http2_with_a_certificate_reloaded_on_change() {
     );
     let (code, _, _) = curl(&first_ca, &url, "--http1.1");
     assert_ne!(code, 0, "the old certificate is still served");
+}
+
+/// Writes a test CA (`ca.pem`) and a certificate it signed for localhost
+/// and 127.0.0.1 (`cert.pem`, key `key.pem`) into `dir` with the openssl
+/// CLI. (rustls refuses a self-signed CA certificate as a server's own.)
+fn ca_signed(dir: &Path) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    let with_ec = |before: &[&'static str], after: &[&'static str]| -> Vec<&'static str> {
+        [before, &ec[..], after].concat()
+    };
+    run(&with_ec(
+        &["req", "-x509", "-nodes", "-days", "2"],
+        &[
+            "-subj",
+            "/CN=gust test CA",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ],
+    ));
+    run(&with_ec(
+        &["req", "-new", "-nodes"],
+        &[
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.csr",
+        ],
+    ));
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+}
+
+#[test]
+fn the_cli_talks_https_trusting_a_given_ca() {
+    let app = app();
+    let certs = tempfile::tempdir().unwrap();
+    ca_signed(certs.path());
+    let file = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
+    let running = up(
+        app.path(),
+        &["--no-watch", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    assert!(
+        running.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        running.url
+    );
+    let dir = app.path().to_str().unwrap().to_string();
+    let admin = admin_key(app.path());
+    // `gust <args>` in the app folder, with `env` and no GUST_CA_CERT of ours.
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = gust_command();
+        cmd.env_remove("GUST_CA_CERT")
+            .args(args)
+            .current_dir(app.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let url = running.url.as_str();
+
+    // With the CA: by flag, by environment, and with the URL from the app
+    // folder's record.
+    let (code, out, err) = run(
+        &["ls", "--url", url, "--key", &admin, "--ca-cert", &ca],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("FUNCTION") && out.contains("raw"), "{out}");
+    let (code, out, err) = run(
+        &["ls", "--url", url, "--key", &admin],
+        &[("GUST_CA_CERT", &ca)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("raw"), "{out}");
+    let (code, out, err) = run(&["ls", "--app", &dir, "--ca-cert", &ca], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("raw"), "{out}");
+
+    // Without it: a clear certificate error, not "is gust up running?".
+    let (code, _, err) = run(&["ls", "--url", url, "--key", &admin], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("certificate") && err.contains("not trusted") && err.contains("--ca-cert"),
+        "{err}"
+    );
+    // Plain HTTP to the HTTPS listener: a hint at the scheme.
+    let plain_url = url.replacen("https://", "http://", 1);
+    let (code, _, err) = run(&["ls", "--url", &plain_url, "--key", &admin], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("use an https:// URL"), "{err}");
+    // The server's own certificate is not a CA: refused as well.
+    let (code, _, err) = run(
+        &["ls", "--url", url, "--key", &admin, "--ca-cert", &cert],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("certificate"), "{err}");
+    let (code, _, err) = run(
+        &["ls", "--url", url, "--key", &admin, "--ca-cert", "nope.pem"],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot read the CA file nope.pem"), "{err}");
+    let (code, _, err) = run(
+        &["ls", "--url", url, "--key", &admin, "--ca-cert", &key],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("holds no certificate"), "{err}");
+
+    // `keys rotate` does not fall back to rotating offline when the host
+    // runs but is not trusted (it would keep the old keys); with the CA
+    // the host rotates at once.
+    let before = keys(app.path());
+    let (code, _, err) = run(&["keys", "rotate", &dir, "--admin"], &[]);
+    assert_ne!(code, 0, "rotated without trusting the host");
+    assert!(err.contains("not trusted"), "{err}");
+    assert_eq!(keys(app.path())["admin"], before["admin"]);
+    let (code, _, err) = run(&["keys", "rotate", &dir, "--admin", "--ca-cert", &ca], &[]);
+    assert_eq!(code, 0, "{err}");
+    let new_admin = admin_key(app.path());
+    assert_ne!(new_admin, before["admin"].as_str().unwrap());
+    let (code, _, err) = run(
+        &["ls", "--url", url, "--key", &new_admin, "--ca-cert", &ca],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
 }
 
 /// Opens `path` as an event stream over a raw HTTP/1.1 connection with
