@@ -56,14 +56,12 @@ pub async fn run(
     on_ready: impl FnOnce(&Host, Option<std::net::SocketAddr>),
     on_reload: impl Fn(Result<()>) + Send + Sync + 'static,
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another gust running? try --listen 127.0.0.1:0",
-                options.listen
-            )
-        })?;
+    let listener = listener::bind(options.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; is another gust running? try --listen 127.0.0.1:0",
+            options.listen
+        )
+    })?;
     let metrics_listener = match metrics_listen {
         Some(addr) => Some(metrics::listener::bind(addr).await?),
         None => None,

@@ -2,6 +2,9 @@
 //! multi-app front, a cluster node): HTTP/1.1 and HTTP/2, optional TLS,
 //! the same limits everywhere, and a graceful drain on shutdown.
 //!
+//! Listeners are bound with [`bind`] (or [`bind_std`]) for a deep accept
+//! queue ([`BACKLOG`]).
+//!
 //! Limits:
 //! - a client has `header_timeout` to send its first request head (also
 //!   the TLS handshake and, for HTTP/1, every later head on a kept-alive
@@ -41,6 +44,31 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 /// How often the certificate files are checked for changes.
 const CERT_POLL: Duration = Duration::from_secs(1);
+/// Connections the kernel may hold for a listener before it accepts them
+/// (capped by `net.core.somaxconn`). A burst of new connections, such as
+/// clients reconnecting at once, waits here; past it their SYNs are
+/// dropped and each such client waits 1 to 3 s for a retransmit. The 128
+/// of std and tokio overflowed at a few hundred connections in a burst on
+/// a busy machine (bench/BENCHMARKS.md, "Connections").
+pub const BACKLOG: i32 = 4096;
+
+/// A listener on `addr` with an accept queue of [`BACKLOG`], non-blocking
+/// (address reuse on, as std and tokio bind).
+pub fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// [`bind_std`] as a tokio listener (call inside the runtime).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr)?)
+}
 
 /// How a listener treats its connections.
 #[derive(Debug, Clone)]

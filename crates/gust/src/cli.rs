@@ -382,6 +382,11 @@ pub enum KeysCommand {
         /// Rotate only this function's key.
         #[arg(long)]
         function: Option<String>,
+        /// PEM file of CA certificates to trust, next to the system's, when
+        /// the host's URL is `https://` (e.g. the CA that signed the
+        /// certificate of `gust up --tls-cert`).
+        #[arg(long, value_name = "FILE", env = "GUST_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
 }
 
@@ -397,6 +402,11 @@ pub struct Target {
     /// Admin key (overrides the app folder's keys).
     #[arg(long, env = "GUST_KEY", hide_env_values = true, global = true)]
     pub key: Option<String>,
+    /// PEM file of CA certificates to trust, next to the system's, when
+    /// the host's URL is `https://` (e.g. the CA that signed the
+    /// certificate of `gust up --tls-cert`).
+    #[arg(long, value_name = "FILE", env = "GUST_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Which cluster a command talks to: any node's URL and the cluster's
@@ -409,6 +419,11 @@ pub struct ClusterTarget {
     /// The cluster's admin key (the content of `admin_key_file`).
     #[arg(long, env = "GUST_KEY", hide_env_values = true)]
     pub key: String,
+    /// PEM file of CA certificates to trust, next to the system's, when
+    /// the host's URL is `https://` (e.g. the CA that signed the
+    /// certificate of `gust up --tls-cert`).
+    #[arg(long, value_name = "FILE", env = "GUST_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `gust apps ...`.
@@ -451,6 +466,11 @@ pub struct StreamTarget {
     /// Admin key (overrides the app folder's keys).
     #[arg(long, env = "GUST_KEY", hide_env_values = true, global = true)]
     pub admin_key: Option<String>,
+    /// PEM file of CA certificates to trust, next to the system's, when
+    /// the host's URL is `https://` (e.g. the CA that signed the
+    /// certificate of `gust up --tls-cert`).
+    #[arg(long, value_name = "FILE", env = "GUST_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl From<StreamTarget> for Target {
@@ -459,6 +479,7 @@ impl From<StreamTarget> for Target {
             app: t.app,
             url: t.url,
             key: t.admin_key,
+            ca_cert: t.ca_cert,
         }
     }
 }

@@ -1,7 +1,9 @@
-//! Talks to a running host's admin API.
+//! Talks to a running host's admin API, over HTTP or HTTPS (see [`tls`]).
+
+mod tls;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -9,11 +11,15 @@ use gust_host::{keys, state_file};
 
 use crate::cli::Target;
 
+pub use tls::TlsFailure;
+
 /// An admin API client for one host.
 pub struct Client {
     base: String,
     key: String,
     agent: ureq::Agent,
+    /// Extra CA certificates trusted for an `https://` host.
+    ca_cert: Option<PathBuf>,
 }
 
 /// A response: status and body bytes.
@@ -47,7 +53,8 @@ impl Reply {
 
 impl Client {
     /// Finds the host: `--url`/`GUST_URL`, else the app folder's
-    /// `.gust/host.json`; the key: `--key`/`GUST_KEY`, else `.gust/keys.json`.
+    /// `.gust/host.json`; the key: `--key`/`GUST_KEY`, else `.gust/keys.json`;
+    /// for HTTPS, also trusts `--ca-cert`/`GUST_CA_CERT`.
     pub fn from_target(target: &Target) -> Result<Self> {
         let state = target.app.join(".gust");
         let base = match &target.url {
@@ -71,26 +78,26 @@ impl Client {
                 keys.admin
             }
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .build()
-            .into();
-        Ok(Self { base, key, agent })
+        Self::new(&base, &key, target.ca_cert.as_deref())
     }
 
-    /// A client of the host (or cluster node) at `base` using `key`.
-    pub fn new(base: &str, key: &str) -> Self {
+    /// A client of the host (or cluster node) at `base` using `key`; an
+    /// `https://` host's certificate must be signed by a root of the
+    /// system or by a CA certificate in PEM file `ca_cert`.
+    pub fn new(base: &str, key: &str, ca_cert: Option<&Path>) -> Result<Self> {
+        let base = base.trim_end_matches('/').to_string();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
+            .tls_config(tls::config(&base, ca_cert)?)
             .build()
             .into();
-        Self {
-            base: base.trim_end_matches('/').to_string(),
+        Ok(Self {
+            base,
             key: key.to_string(),
             agent,
-        }
+            ca_cert: ca_cert.map(Path::to_path_buf),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -98,6 +105,27 @@ impl Client {
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        if let Some(failure) = tls::explain(&self.base, &e, self.ca_cert.as_deref()) {
+            return failure.into();
+        }
+        // A plain HTTP request to an HTTPS listener gets a TLS alert back
+        // (or a closed connection).
+        let garbled = match &e {
+            ureq::Error::Protocol(_) => true,
+            ureq::Error::Io(io) => matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::InvalidData
+            ),
+            _ => false,
+        };
+        if garbled && !tls::is_https(&self.base) {
+            return anyhow::anyhow!(
+                "the gust host at {} did not answer in HTTP ({e}); if it serves HTTPS (`--tls-cert`), use an https:// URL",
+                self.base
+            );
+        }
         anyhow::anyhow!(
             "cannot reach the gust host at {} ({e}); is `gust up` running?",
             self.base

@@ -2,8 +2,9 @@
 //! silent connections are cut off after the header timeout while others
 //! are served, `Host` is checked on every route, and HTTPS (HTTP/1.1 and
 //! HTTP/2 by ALPN) with a certificate that is reloaded when its files
-//! change; wrong admin keys are slowed down per address, and keys rotate
-//! without a restart.
+//! change; the CLI talks to an HTTPS host trusting a given CA; wrong admin
+//! keys are slowed down per address, and keys rotate without a restart; a
+//! `Last-Event-ID` holding any id the event stream wrote resumes after it.
 
 mod common;
 
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// One anonymous wasi:http function answering `raw wasip2: <path>`, also
-/// reachable through a gateway route under `/gw/`.
+/// reachable through a gateway route under `/gw/`, and an event stream of
+/// topic `job-events`.
 fn app() -> TestApp {
     let app = TestApp::new(
         r#"
@@ -39,6 +41,12 @@ trigger = { http = { route = "/locked/{*rest}", auth = "function" } }
 name = "gw"
 prefix = "/gw"
 target = { function = "raw", rewrite = "/raw/{rest}" }
+
+[[sse]]
+route = "/jobs/{id}/events"
+topic = "job-events"
+subject = "{id}"
+auth = "anonymous"
 "#,
     );
     app.add_component("raw.wasm", &guest("raw-wasip2"));
@@ -358,6 +366,269 @@ fn https_and_http2_with_a_certificate_reloaded_on_change() {
     );
     let (code, _, _) = curl(&first_ca, &url, "--http1.1");
     assert_ne!(code, 0, "the old certificate is still served");
+}
+
+/// Writes a test CA (`ca.pem`) and a certificate it signed for localhost
+/// and 127.0.0.1 (`cert.pem`, key `key.pem`) into `dir` with the openssl
+/// CLI. (rustls refuses a self-signed CA certificate as a server's own.)
+fn ca_signed(dir: &Path) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    let with_ec = |before: &[&'static str], after: &[&'static str]| -> Vec<&'static str> {
+        [before, &ec[..], after].concat()
+    };
+    run(&with_ec(
+        &["req", "-x509", "-nodes", "-days", "2"],
+        &[
+            "-subj",
+            "/CN=gust test CA",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ],
+    ));
+    run(&with_ec(
+        &["req", "-new", "-nodes"],
+        &[
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.csr",
+        ],
+    ));
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+}
+
+#[test]
+fn the_cli_talks_https_trusting_a_given_ca() {
+    let app = app();
+    let certs = tempfile::tempdir().unwrap();
+    ca_signed(certs.path());
+    let file = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
+    let running = up(
+        app.path(),
+        &["--no-watch", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    assert!(
+        running.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        running.url
+    );
+    let dir = app.path().to_str().unwrap().to_string();
+    let admin = admin_key(app.path());
+    // `gust <args>` in the app folder, with `env` and no GUST_CA_CERT of ours.
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = gust_command();
+        cmd.env_remove("GUST_CA_CERT")
+            .args(args)
+            .current_dir(app.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let url = running.url.as_str();
+
+    // With the CA: by flag, by environment, and with the URL from the app
+    // folder's record.
+    let (code, out, err) = run(
+        &["ls", "--url", url, "--key", &admin, "--ca-cert", &ca],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("FUNCTION") && out.contains("raw"), "{out}");
+    let (code, out, err) = run(
+        &["ls", "--url", url, "--key", &admin],
+        &[("GUST_CA_CERT", &ca)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("raw"), "{out}");
+    let (code, out, err) = run(&["ls", "--app", &dir, "--ca-cert", &ca], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("raw"), "{out}");
+
+    // Without it: a clear certificate error, not "is gust up running?".
+    let (code, _, err) = run(&["ls", "--url", url, "--key", &admin], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("certificate") && err.contains("not trusted") && err.contains("--ca-cert"),
+        "{err}"
+    );
+    // Plain HTTP to the HTTPS listener: a hint at the scheme.
+    let plain_url = url.replacen("https://", "http://", 1);
+    let (code, _, err) = run(&["ls", "--url", &plain_url, "--key", &admin], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("use an https:// URL"), "{err}");
+    // The server's own certificate is not a CA: refused as well.
+    let (code, _, err) = run(
+        &["ls", "--url", url, "--key", &admin, "--ca-cert", &cert],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("certificate"), "{err}");
+    let (code, _, err) = run(
+        &["ls", "--url", url, "--key", &admin, "--ca-cert", "nope.pem"],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot read the CA file nope.pem"), "{err}");
+    let (code, _, err) = run(
+        &["ls", "--url", url, "--key", &admin, "--ca-cert", &key],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("holds no certificate"), "{err}");
+
+    // `keys rotate` does not fall back to rotating offline when the host
+    // runs but is not trusted (it would keep the old keys); with the CA
+    // the host rotates at once.
+    let before = keys(app.path());
+    let (code, _, err) = run(&["keys", "rotate", &dir, "--admin"], &[]);
+    assert_ne!(code, 0, "rotated without trusting the host");
+    assert!(err.contains("not trusted"), "{err}");
+    assert_eq!(keys(app.path())["admin"], before["admin"]);
+    let (code, _, err) = run(&["keys", "rotate", &dir, "--admin", "--ca-cert", &ca], &[]);
+    assert_eq!(code, 0, "{err}");
+    let new_admin = admin_key(app.path());
+    assert_ne!(new_admin, before["admin"].as_str().unwrap());
+    let (code, _, err) = run(
+        &["ls", "--url", url, "--key", &new_admin, "--ca-cert", &ca],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Opens `path` as an event stream over a raw HTTP/1.1 connection with
+/// the `extra` header lines and reads until `frames` events came (or 30 s
+/// passed): the bytes received and each `id:` value, as a browser keeps it.
+fn sse_ids(addr: &str, path: &str, extra: &[u8], frames: usize) -> (String, Vec<Vec<u8>>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = [
+        format!("GET {path} HTTP/1.1\r\nHost: a\r\n").as_bytes(),
+        extra,
+        b"\r\n",
+    ]
+    .concat();
+    s.write_all(&head).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let ids = |got: &[u8]| -> Vec<Vec<u8>> {
+        got.split(|b| *b == b'\n')
+            .filter_map(|line| line.strip_prefix(b"id: ").map(<[u8]>::to_vec))
+            .collect()
+    };
+    while ids(&got).len() < frames {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let found = ids(&got);
+    (String::from_utf8_lossy(&got).into_owned(), found)
+}
+
+#[test]
+fn last_event_id_resumes_after_any_id_the_stream_wrote() {
+    let app = app();
+    let running = up(app.path(), &["--no-watch"]);
+    let addr = authority(&running.url).to_string();
+    let host_key = keys(app.path())["host"].as_str().unwrap().to_string();
+    // Ids a browser cannot send back as they are: non-ASCII text, spaces
+    // and tabs around, a line break.
+    let ids = ["caf\u{e9} \u{1f600}", " padded\t", "two\nlines", "plain"];
+    for id in ids {
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": id, "source": "/jobs", "type": "job.progress",
+            "subject": "j1", "datacontenttype": "text/plain", "data": "d",
+        });
+        let r = send(
+            "POST",
+            &format!("{}/_gust/topics/job-events", running.url),
+            &[
+                ("x-gust-key", host_key.as_str()),
+                ("content-type", "application/cloudevents+json"),
+            ],
+            event.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    let (text, written) = sse_ids(&addr, "/jobs/j1/events", b"", ids.len());
+    assert_eq!(written.len(), ids.len(), "{text}");
+    // What the browser keeps (one space after `id:` dropped) goes back
+    // byte for byte: the stream resumes with the next event.
+    for k in 0..ids.len() - 1 {
+        let header = [&b"Last-Event-ID: "[..], &written[k], b"\r\n"].concat();
+        let (text, resumed) = sse_ids(&addr, "/jobs/j1/events", &header, 1);
+        assert_eq!(
+            resumed.first(),
+            Some(&written[k + 1]),
+            "after {:?}: {text}",
+            ids[k]
+        );
+    }
+    // A header that is not UTF-8 names no event: everything is replayed,
+    // with a comment saying why.
+    let (text, replayed) = sse_ids(
+        &addr,
+        "/jobs/j1/events",
+        b"Last-Event-ID: \xff\xfe\r\n",
+        ids.len(),
+    );
+    assert!(text.contains(": Last-Event-ID is not UTF-8"), "{text}");
+    assert_eq!(replayed, written, "{text}");
+    let (text, replayed) = sse_ids(
+        &addr,
+        "/jobs/j1/events",
+        b"Last-Event-ID: plain\r\nLast-Event-ID: plain\r\n",
+        ids.len(),
+    );
+    assert!(text.contains("sent 2 times"), "{text}");
+    assert_eq!(replayed, written, "{text}");
 }
 
 /// `curl` from source address `from` with header `x-gust-key: key`: the

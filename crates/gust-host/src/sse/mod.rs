@@ -10,12 +10,15 @@
 //! (`id:` = event id, `event:` = event type, `data:` = event data, one
 //! `data:` line per line), a `: heartbeat` comment every [`HEARTBEAT`], and
 //! the stream ends when the client goes away or the host shuts down. A
-//! reconnecting client's `Last-Event-ID` skips what it already saw.
+//! reconnecting client's `Last-Event-ID` skips what it already saw (see
+//! [`last_event_id`] for how ids are written and read back; a header that
+//! names no event replays every recent event, with a comment saying why).
 //!
 //! A hub made [`SseHub::with_broadcast`] also sends the events it records
 //! to the hubs of the app on other nodes and records theirs (see
 //! [`relay`]), so every node streams and replays every node's events.
 
+pub mod last_event_id;
 mod relay;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -34,6 +37,7 @@ use tokio::sync::{broadcast, watch};
 use crate::app::LoadedApp;
 use crate::body::{self, Body};
 use gust_triggers::http::{AuthFailure, authorize, presented_key};
+pub use last_event_id::{LastEventId, LastEventIdError};
 
 /// How often an idle stream gets a comment line (keeps proxies from closing it).
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -146,13 +150,13 @@ impl SseHub {
     }
 
     /// Opens a stream of `topic`'s events, filtered on `subject` when given:
-    /// first the recent ones (after `last_event_id` when it is among them),
-    /// then live ones.
+    /// first the recent ones (after `last_event_id` when it names one of
+    /// them, else all), then live ones.
     pub fn subscribe(
         &self,
         topic: &str,
         subject: Option<String>,
-        last_event_id: Option<&str>,
+        last_event_id: Option<&LastEventId>,
     ) -> Subscription {
         let now = Instant::now();
         let mut state = self.state.lock().expect("sse lock");
@@ -173,7 +177,7 @@ impl SseHub {
                 t.all.iter().map(|r| r.event.clone()).collect()
             }
         };
-        let replay = match last_event_id.and_then(|id| recent.iter().position(|e| e.id == id)) {
+        let replay = match last_event_id.and_then(|id| recent.iter().position(|e| id.is(&e.id))) {
             Some(seen) => recent[seen + 1..].to_vec(),
             None => recent,
         };
@@ -182,6 +186,7 @@ impl SseHub {
             live: t.live.subscribe(),
             subject,
             closed: self.closed.subscribe(),
+            notice: None,
         }
     }
 
@@ -281,6 +286,8 @@ pub struct Subscription {
     live: broadcast::Receiver<Arc<Event>>,
     subject: Option<String>,
     closed: watch::Receiver<bool>,
+    /// A comment sent first (why the replay starts where it does).
+    notice: Option<String>,
 }
 
 impl Subscription {
@@ -323,9 +330,19 @@ impl Subscription {
         }
     }
 
+    /// Adds a comment line sent right after the stream opens (one line:
+    /// line breaks become spaces).
+    pub fn with_notice(mut self, notice: impl std::fmt::Display) -> Self {
+        self.notice = Some(notice.to_string().replace(['\r', '\n'], " "));
+        self
+    }
+
     /// The subscription as a streaming response body.
     pub fn into_body(self, heartbeat: Duration) -> Body {
-        let opening = Some(": connected\nretry: 3000\n\n".to_string());
+        let opening = Some(match &self.notice {
+            Some(notice) => format!(": connected\nretry: 3000\n\n: {notice}\n\n"),
+            None => ": connected\nretry: 3000\n\n".to_string(),
+        });
         let stream =
             futures::stream::unfold((self, opening), move |(mut sub, opening)| async move {
                 let text = match opening {
@@ -345,7 +362,7 @@ pub fn frame(event: &Event) -> String {
     let one_line = |s: &str| s.replace(['\r', '\n'], " ");
     let mut out = format!(
         "id: {}\nevent: {}\n",
-        one_line(&event.id),
+        last_event_id::wire(&event.id),
         one_line(&event.ty)
     );
     let data = String::from_utf8_lossy(&event.data);
@@ -402,14 +419,15 @@ fn open<B>(
     let mut response = if req.method() == Method::HEAD {
         Response::new(body::full(Bytes::new()))
     } else {
-        let last = req
-            .headers()
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok());
-        Response::new(
-            hub.subscribe(&route.topic, route.subject_for(params), last)
-                .into_body(HEARTBEAT),
-        )
+        let subject = route.subject_for(params);
+        let subscription = match LastEventId::from_headers(req.headers()) {
+            Ok(last) => hub.subscribe(&route.topic, subject, last.as_ref()),
+            Err(e) => {
+                tracing::debug!(route = %req.uri().path(), error = %e, "replaying every recent event");
+                hub.subscribe(&route.topic, subject, None).with_notice(e)
+            }
+        };
+        Response::new(subscription.into_body(HEARTBEAT))
     };
     let headers = response.headers_mut();
     headers.insert(
@@ -480,7 +498,8 @@ mod tests {
             .map(|i| event(&i.to_string(), Some("a"), "d"))
             .collect();
         hub.publish("jobs", &events).await;
-        let mut sub = hub.subscribe("jobs", Some("a".into()), Some("37"));
+        let last = LastEventId::parse(b"37").unwrap();
+        let mut sub = hub.subscribe("jobs", Some("a".into()), Some(&last));
         assert!(sub.next(BEAT).await.unwrap().starts_with("id: 38\n"));
         assert!(sub.next(BEAT).await.unwrap().starts_with("id: 39\n"));
         let all = hub.subscribe("jobs", Some("a".into()), None);
@@ -553,7 +572,8 @@ mod tests {
             let got = on_two.next(WAIT).await.unwrap();
             assert!(got.starts_with(&format!("id: {i}\n")), "{got}");
         }
-        let mut resumed = two.subscribe("jobs", Some("j1".into()), Some("3"));
+        let last = LastEventId::parse(b"3").unwrap();
+        let mut resumed = two.subscribe("jobs", Some("j1".into()), Some(&last));
         assert!(resumed.next(WAIT).await.unwrap().starts_with("id: 4\n"));
         assert!(resumed.next(WAIT).await.unwrap().starts_with("id: 5\n"));
         assert_eq!(resumed.next(BEAT).await.unwrap(), ": heartbeat\n\n");
@@ -596,8 +616,27 @@ mod tests {
 
     #[test]
     fn frames_keep_ids_and_types_on_one_line() {
-        let mut e = event("a\nb", None, "x\r\ny");
+        let mut e = event("a\nb\0", None, "x\r\ny");
         e.ty = "t\r".into();
-        assert_eq!(frame(&e), "id: a b\nevent: t \ndata: x\ndata: y\n\n");
+        assert_eq!(frame(&e), "id: a b \nevent: t \ndata: x\ndata: y\n\n");
+    }
+
+    #[tokio::test]
+    async fn a_header_that_names_no_event_replays_all_with_a_notice() {
+        let hub = hub("jobs");
+        hub.publish("jobs", &[event("1", None, "one")]).await;
+        let e = LastEventId::parse(b"\xff").unwrap_err();
+        let sub = hub.subscribe("jobs", None, None).with_notice(e);
+        let mut body = sub.into_body(BEAT);
+        let mut frames = Vec::new();
+        while frames.len() < 2 {
+            let f = body.frame().await.unwrap().unwrap();
+            frames.push(String::from_utf8(f.into_data().unwrap().to_vec()).unwrap());
+        }
+        assert!(
+            frames[0].contains(": Last-Event-ID is not UTF-8"),
+            "{frames:?}"
+        );
+        assert!(frames[1].starts_with("id: 1\n"), "{frames:?}");
     }
 }

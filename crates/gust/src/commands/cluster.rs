@@ -11,8 +11,8 @@ use crate::cli::ClusterTarget;
 use crate::client::Client;
 use crate::progress::BuildBar;
 
-fn client(target: &ClusterTarget) -> Client {
-    Client::new(&target.url, &target.key)
+fn client(target: &ClusterTarget) -> Result<Client> {
+    Client::new(&target.url, &target.key, target.ca_cert.as_deref())
 }
 
 /// Builds the app in `dir`, packs it with its components and uploads it as
@@ -30,7 +30,7 @@ pub fn deploy(dir: &Path, target: &ClusterTarget) -> Result<ExitCode> {
         components.len(),
         target.url
     );
-    let reply = client(target)
+    let reply = client(target)?
         .post_with(
             &format!("/_gust/cluster/apps/{}", app.name),
             artifact,
@@ -48,7 +48,7 @@ pub fn deploy(dir: &Path, target: &ClusterTarget) -> Result<ExitCode> {
 
 /// Returns `app` to its previous version.
 pub fn rollback(target: &ClusterTarget, app: &str) -> Result<ExitCode> {
-    let reply = client(target)
+    let reply = client(target)?
         .post(&format!("/_gust/cluster/apps/{app}/rollback"), Vec::new())?
         .json()?;
     println!("rolled back {app} to v{}", reply["version"]);
@@ -57,7 +57,7 @@ pub fn rollback(target: &ClusterTarget, app: &str) -> Result<ExitCode> {
 
 /// Lists the apps, their current version and the version on each node.
 pub fn apps(target: &ClusterTarget, json: bool) -> Result<ExitCode> {
-    let reply = client(target).get("/_gust/cluster/apps")?.json()?;
+    let reply = client(target)?.get("/_gust/cluster/apps")?.json()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(ExitCode::SUCCESS);
@@ -85,7 +85,7 @@ pub fn apps(target: &ClusterTarget, json: bool) -> Result<ExitCode> {
 
 /// Lists the live nodes.
 pub fn status(target: &ClusterTarget, json: bool) -> Result<ExitCode> {
-    let reply = client(target).get("/_gust/cluster/status")?.json()?;
+    let reply = client(target)?.get("/_gust/cluster/status")?.json()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(ExitCode::SUCCESS);

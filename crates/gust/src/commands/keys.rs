@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use gust_host::keys::{KeyScope, Keys, load_or_create};
 use gust_host::{keys, state_file};
 
-use crate::client::Client;
+use crate::client::{Client, TlsFailure};
 
 /// Prints the keys of the app in `dir` (creating them on first use, exactly
 /// as the host would).
@@ -41,9 +41,16 @@ pub fn run(
 }
 
 /// `gust keys rotate`: new keys, saved; a running host of the app is asked
-/// to rotate (it saves them and uses them at once), else the file is
-/// rewritten for the next start.
-pub fn rotate(dir: &Path, admin: bool, host: bool, function: Option<String>) -> Result<ExitCode> {
+/// to rotate (it saves them and uses them at once; an `https://` host's
+/// certificate is checked against the system's roots and `ca_cert`), else
+/// the file is rewritten for the next start.
+pub fn rotate(
+    dir: &Path,
+    admin: bool,
+    host: bool,
+    function: Option<String>,
+    ca_cert: Option<&Path>,
+) -> Result<ExitCode> {
     let app = gust_host::load_app(dir)?;
     let current = load_or_create(&app)?;
     let scope = match (admin, host, function) {
@@ -56,11 +63,14 @@ pub fn rotate(dir: &Path, admin: bool, host: bool, function: Option<String>) -> 
     let running = state_file::read(&state);
     let next = match running {
         Some(record) => {
-            let client = Client::new(&record.url, &current.admin);
+            let client = Client::new(&record.url, &current.admin, ca_cert)?;
             let path = format!("/_gust/keys/rotate?only={}", scope.as_query());
             match client.post(&path, Vec::new()) {
                 Ok(reply) => serde_json::from_value::<Keys>(reply.json()?)
                     .context("the host answered keys in an unknown form")?,
+                // The host runs but its certificate is not trusted: rotating
+                // offline would leave it on the old keys.
+                Err(e) if e.is::<TlsFailure>() => return Err(e),
                 // The record is stale (the host is gone): rotate offline.
                 Err(_) => keys::rotate(&state, &current, &scope)?,
             }

@@ -103,9 +103,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     admin,
                     host,
                     function,
+                    ca_cert,
                 }),
             ..
-        } => keys::rotate(&dir, admin, host, function),
+        } => keys::rotate(&dir, admin, host, function, ca_cert.as_deref()),
         Command::Keys {
             command: None,
             dir,

@@ -69,8 +69,7 @@ async fn run(
     listen: std::net::SocketAddr,
     serve: gust_host::ServeOptions,
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = gust_host::listener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}; is another gust running there?"))?;
     let addr = listener.local_addr()?;
     let node = Node::join(options, addr).await?;

@@ -101,7 +101,7 @@ struct Running {
 /// Ctrl-C or SIGTERM.
 pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
     // Bind first: a busy port should fail before minutes of building.
-    let front = std::net::TcpListener::bind(args.listen).with_context(|| {
+    let front = gust_host::listener::bind_std(args.listen).with_context(|| {
         format!(
             "cannot listen on {}; is another gust running? try --listen 127.0.0.1:0",
             args.listen
@@ -427,8 +427,7 @@ async fn start_app(b: Built, options: &HostOptions) -> Result<Running> {
         app,
         components,
     } = b;
-    let listener = TcpListener::bind(options.listen)
-        .await
+    let listener = gust_host::listener::bind(options.listen)
         .context("cannot listen on a free port of 127.0.0.1")?;
     let addr = listener.local_addr()?;
     let state_dir = app.state_dir();
