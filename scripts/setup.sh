@@ -67,6 +67,6 @@ if [[ "${1:-}" == "--services" ]]; then
     echo "setup: pip install moto[server] (S3 test server)"
     python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
   fi
-  ensure_service s3 9000 bash -c 'nohup python3 -m moto.server -H 127.0.0.1 -p 9000 >/var/log/moto-s3.log 2>&1 &'
+  ensure_service s3 9000 bash -c 'setsid nohup python3 -m moto.server -H 127.0.0.1 -p 9000 >/var/log/moto-s3.log 2>&1 &'
   ensure_service mariadb 3306 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
 fi
