@@ -94,25 +94,31 @@ impl Dispatcher for EventFunctions {
         event: Event,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
         let function = function.to_string();
-        Box::pin(async move { self.run(&function, event, true).await.0 })
+        Box::pin(async move { self.run(&function, event, Run::Triggered).await.0 })
     }
 }
 
-impl EventFunctions {
-    /// The inputs kept for replay.
-    pub fn inputs(&self) -> &Arc<EventInputs> {
-        &self.inputs
-    }
+/// Why an event function runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// A trigger delivered the event: its input is kept for replay (when
+    /// the store is on).
+    Triggered,
+    /// A replay: nothing is kept, and the caller gets the invocation's
+    /// record.
+    Replay,
+}
 
+impl EventFunctions {
     /// Runs `function` once on `event`: counts it, records the invocation
-    /// (keeping its input for replay when `keep_input` and the store is on)
-    /// and logs a failure. Answers the outcome, and the record unless the
-    /// function is not loaded.
+    /// and logs a failure. A [`Run::Triggered`] run keeps its input for
+    /// replay; a [`Run::Replay`] answers its record too (`None` when the
+    /// function is not loaded, or for a triggered run).
     pub async fn run(
         &self,
         function: &str,
         event: Event,
-        keep_input: bool,
+        why: Run,
     ) -> (Outcome, Option<Invocation>) {
         let Some(f) = self.functions.get(function) else {
             let why = format!("function `{function}` is not loaded");
@@ -121,7 +127,7 @@ impl EventFunctions {
         FunctionStats::bump(&f.stats.invocations);
         let _in_flight = f.metrics.start();
         let (id, attempt) = (event.id.clone(), event.attempt);
-        let input = (keep_input && self.inputs.enabled()).then(|| event.clone());
+        let input = (why == Run::Triggered && self.inputs.enabled()).then(|| event.clone());
         let ids = gust_runtime::InvocationIds::new(event.extension("traceparent"));
         let (started, began) = (SystemTime::now(), Instant::now());
         let result = f.function.handle_as(event, ids.clone()).await;
@@ -134,14 +140,25 @@ impl EventFunctions {
             Ok(Outcome::Fail(m)) => ("failed", Some(m.clone())),
             Err(e) => ("error", e.to_string().lines().next().map(str::to_string)),
         };
-        f.recent.push(record.clone());
-        if let Some(event) = input {
-            self.inputs.keep(KeptInput {
-                function: function.to_string(),
-                event,
-                invocation: record.clone(),
-            });
-        }
+        let record = match (why, input) {
+            (Run::Replay, _) => {
+                f.recent.push(record.clone());
+                Some(record)
+            }
+            (Run::Triggered, Some(event)) => {
+                f.recent.push(record.clone());
+                self.inputs.keep(KeptInput {
+                    function: function.to_string(),
+                    event,
+                    invocation: record,
+                });
+                None
+            }
+            (Run::Triggered, None) => {
+                f.recent.push(record);
+                None
+            }
+        };
         let outcome = match result {
             Ok(Outcome::Done) => Outcome::Done,
             Ok(other) => {
@@ -169,7 +186,7 @@ impl EventFunctions {
                 Outcome::Retry(text.lines().next().unwrap_or_default().to_string())
             }
         };
-        (outcome, Some(record))
+        (outcome, record)
     }
 }
 

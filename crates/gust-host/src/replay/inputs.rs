@@ -121,9 +121,11 @@ impl EventInputs {
         }
     }
 
-    /// Whether the input of invocation `id` is kept.
+    /// Whether the input of invocation `id` is kept (and so [`Self::get`]
+    /// finds it).
     pub fn contains(&self, id: &str) -> bool {
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        self.forget_old(&mut kept, Instant::now());
         kept.by_id.contains_key(id)
     }
 

@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::LoadedApp;
+use crate::app::{LoadedApp, Run};
 use crate::body::{self, Body};
 use crate::host::Host;
 use crate::invocations::Invocation;
@@ -44,6 +44,15 @@ const MAX_LOG_LINES: usize = 1_000;
 
 /// Records read from a stream at a time.
 const READ_BATCH: usize = 500;
+
+/// A range of a stream to re-feed: `from..=to` (to the newest record
+/// without `to`) of one partition, or of each.
+struct StreamRange {
+    stream: String,
+    partition: Option<u32>,
+    from: u64,
+    to: Option<u64>,
+}
 
 /// The body of `POST /_gust/replay/{function}`.
 #[derive(Debug, Deserialize)]
@@ -80,7 +89,15 @@ pub async fn handle(host: &Host, function: &str, req: Request<Incoming>) -> Resp
             from: Some(from),
             partition,
             to,
-        } => replay_stream(host, &app, function, &stream, partition, from, to).await,
+        } => {
+            let range = StreamRange {
+                stream,
+                partition,
+                from,
+                to,
+            };
+            replay_stream(host, &app, function, &range).await
+        }
         _ => body::error(
             StatusCode::BAD_REQUEST,
             "bad-replay",
@@ -151,7 +168,7 @@ async fn replay_invocation(
                 "no input is kept for invocation `{id}`: inputs of event invocations are kept \
                  for {} and up to {} bytes in all (--replay-max-age, --replay-max-bytes), \
                  and only on the host that ran them",
-                humantime(limits.max_age),
+                humantime::format_duration(limits.max_age),
                 limits.max_bytes
             ),
         );
@@ -168,7 +185,7 @@ async fn replay_invocation(
     }
     let mut event = kept.event.clone();
     mark(&mut event, &kept.invocation.id);
-    let (outcome, record) = app.events.run(function, event, false).await;
+    let (outcome, record) = app.events.run(function, event, Run::Replay).await;
     let Some(record) = record else {
         return body::error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -187,16 +204,14 @@ async fn replay_invocation(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn replay_stream(
     host: &Host,
     app: &LoadedApp,
     function: &str,
-    name: &str,
-    partition: Option<u32>,
-    from: u64,
-    to: Option<u64>,
+    range: &StreamRange,
 ) -> Response<Body> {
+    let (name, partition, from, to) =
+        (range.stream.as_str(), range.partition, range.from, range.to);
     if !app.app.functions.iter().any(|f| uses_stream(f, name)) {
         return body::error(
             StatusCode::NOT_FOUND,
@@ -261,7 +276,7 @@ async fn replay_stream(
             for record in records.iter().filter(|r| r.offset <= last) {
                 let mut event = gust_triggers::stream::record_event(name, record, 1, "");
                 mark(&mut event, &format!("{name}/{p}/{}", record.offset));
-                let (outcome, invocation) = app.events.run(function, event, false).await;
+                let (outcome, invocation) = app.events.run(function, event, Run::Replay).await;
                 if matches!(outcome, Outcome::Done) {
                     ok += 1;
                 } else {
@@ -330,16 +345,6 @@ fn outcome_text(outcome: &Outcome) -> String {
     }
 }
 
-fn humantime(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => format!("{} ms", d.as_millis()),
-        s if s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,13 +357,5 @@ mod tests {
         assert_eq!(event.extension(REPLAY_EXTENSION), Some("0123456789"));
         let after = event.extension("traceparent").unwrap();
         assert_ne!(before[3..35], after[3..35], "a new trace id");
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(humantime(std::time::Duration::from_secs(3600)), "1 h");
-        assert_eq!(humantime(std::time::Duration::from_secs(600)), "10 min");
-        assert_eq!(humantime(std::time::Duration::from_secs(61)), "61 s");
-        assert_eq!(humantime(std::time::Duration::from_millis(5)), "5 ms");
     }
 }
