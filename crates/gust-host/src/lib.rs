@@ -63,7 +63,7 @@ pub async fn run(
         )
     })?;
     let metrics_listener = match metrics_listen {
-        Some(addr) => Some(metrics::listener::bind(addr).await?),
+        Some(addr) => Some(metrics::listener::bind(addr)?),
         None => None,
     };
     let addr = listener.local_addr()?;

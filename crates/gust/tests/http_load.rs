@@ -76,17 +76,6 @@ fn fd_limit() -> usize {
         .unwrap_or(1024)
 }
 
-/// The accept-queue depth of the listener on 127.0.0.1:`port` (the
-/// `Send-Q` that `ss -ltn` shows for it), if `ss` can tell.
-fn listen_backlog(port: &str) -> Option<u32> {
-    let out = std::process::Command::new("ss")
-        .args(["-ltnH", &format!("sport = :{port}")])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().next()?.split_whitespace().nth(2)?.parse().ok()
-}
-
 /// The kernel's count of connections dropped because an accept queue was
 /// full (all listeners of the machine; for the log only).
 fn listen_overflows() -> u64 {

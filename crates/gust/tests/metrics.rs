@@ -207,6 +207,23 @@ bindings = { seen = { kv = "seen" } }
     app
 }
 
+/// The metrics listener on `port` has the accept queue of every gust
+/// listener, 4096 (or the kernel's `somaxconn` if lower), not std's 128 or
+/// tokio's 1024, when `ss` can tell.
+fn assert_deep_accept_queue(port: u16) {
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(4096);
+    if let Some(backlog) = listen_backlog(&port.to_string()) {
+        let expected = somaxconn.min(4096);
+        assert!(
+            backlog >= expected,
+            "metrics listener accept queue of {backlog}, expected {expected}"
+        );
+    }
+}
+
 #[test]
 fn metrics_count_every_invocation_by_function_and_trigger() {
     let app = metrics_app();
@@ -214,6 +231,7 @@ fn metrics_count_every_invocation_by_function_and_trigger() {
     let metrics_addr = format!("127.0.0.1:{port}");
     let mut host = up(app.path(), &["--metrics-listen", &metrics_addr]);
     let url = host.url.clone();
+    assert_deep_accept_queue(port);
     let key = admin_key(app.path());
 
     // HTTP: `web` 6 fine, 1 trap, 1 timeout; `other` 3 fine.
@@ -360,6 +378,7 @@ fn a_folder_of_apps_labels_each_app_on_one_metrics_listener() {
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut host = up(root.path(), &["--metrics-listen", &metrics_addr]);
     let front = host.url.clone();
+    assert_deep_accept_queue(metrics_addr.rsplit(':').next().unwrap().parse().unwrap());
     for _ in 0..2 {
         assert_eq!(get(&format!("{front}/alpha/hi/ok"), &[]).status, 200);
     }

@@ -16,11 +16,19 @@ use crate::body::{self, Body};
 use crate::host::Host;
 use crate::listener::ServeOptions;
 
-/// Binds the metrics listener on `addr`, with an error that names the flag.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+/// Binds the metrics listener on `addr` (non-blocking, with the accept
+/// queue of every gust listener, [`crate::listener::BACKLOG`]), with an
+/// error that names the flag. Convert it with `TcpListener::from_std`
+/// inside the runtime.
+pub fn bind_std(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    crate::listener::bind_std(addr).with_context(|| {
         format!("cannot listen on {addr} for metrics; choose another --metrics-listen address")
     })
+}
+
+/// [`bind_std`] as a tokio listener (call inside the runtime).
+pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    Ok(TcpListener::from_std(bind_std(addr)?)?)
 }
 
 /// Serves `GET /metrics` for `hosts` on `listener` until `shutdown`, with

@@ -111,16 +111,7 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         .set_nonblocking(true)
         .context("cannot configure the front listener")?;
     let metrics = match args.metrics_listen {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr).with_context(|| {
-                format!(
-                    "cannot listen on {addr} for metrics; choose another --metrics-listen address"
-                )
-            })?;
-            l.set_nonblocking(true)
-                .context("cannot configure the metrics listener")?;
-            Some(l)
-        }
+        Some(addr) => Some(gust_host::metrics::listener::bind_std(addr)?),
         None => None,
     };
     share_target_dir(&args.dir);

@@ -437,6 +437,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The accept-queue depth of the listener on 127.0.0.1:`port` (the
+/// `Send-Q` that `ss -ltn` shows for it), if `ss` can tell.
+pub fn listen_backlog(port: &str) -> Option<u32> {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().next()?.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// How a SIGKILL durability run ended, from the kv store in which the
 /// consumer counts each body it handled.
 pub struct Tally {
