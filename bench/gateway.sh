@@ -5,10 +5,14 @@
 #   bench/gateway.sh [duration=10s] [connections="1 32"] [wrk threads=1]
 # GATEWAY_BENCH_BIN=path runs that gateway_bench binary instead of building.
 # Also prints CPU time per request: of the bench process (upstream alone for
-# "direct"; gateway + upstream for "gateway", both share one runtime) and of
-# wrk, read from /proc around each run. On a machine where wrk, gateway and
-# upstream share the cores, these bound the achievable ratio:
+# "direct"; gateway + upstream for "gateway", both share one runtime), split
+# into user and kernel time, and of wrk, read from /proc around each run. On
+# a machine where wrk, gateway and upstream share the cores, these bound the
+# achievable ratio:
 #   gateway req/s / direct req/s <= (wrk + upstream) / (wrk + gateway + upstream).
+# The kernel part is mostly the socket reads and writes: the gateway makes
+# two round trips per request where the upstream makes one.
+# Also prints the gateway with `http2 = true` to the same upstream (h2c).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -30,11 +34,12 @@ trap 'kill $PID 2>/dev/null || true; rm -f "$OUT"' EXIT
 for _ in $(seq 50); do grep -q GATEWAY= "$OUT" && break; sleep 0.1; done
 UPSTREAM=$(sed -n 's/^UPSTREAM=//p' "$OUT")
 GATEWAY=$(sed -n 's/^GATEWAY=//p' "$OUT")
+GATEWAY_H2=$(sed -n 's/^GATEWAY_H2=//p' "$OUT")
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a pid
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # utime stime of a pid
 HZ=$(getconf CLK_TCK)
 
-run() { # url connections -> "req/s p50 p99 bench-cpu-us/req wrk-cpu-us/req"
+run() { # url connections -> "req/s p50 p99 bench-cpu-us/req wrk-cpu-us/req bench-user/sys-us/req"
   local r t0 t1 w
   t0=$(ticks "$PID")
   r=$(TIMEFORMAT='%U %S'; { time wrk -t"$THREADS" -c"$2" -d"$DURATION" --latency "$1" 2>&1; } 2>&1)
@@ -45,11 +50,12 @@ run() { # url connections -> "req/s p50 p99 bench-cpu-us/req wrk-cpu-us/req"
   local rps total
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$r")
   total=$(awk '/requests in/ {print $1}' <<<"$r")
-  printf '%s %s %s %s %s\n' "$rps" \
+  printf '%s %s %s %s %s %s\n' "$rps" \
     "$(awk '$1=="50%" {print $2}' <<<"$r")" \
     "$(awk '$1=="99%" {print $2}' <<<"$r")" \
-    "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$total" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')" \
-    "$(awk -v u="${w% *}" -v s="${w#* }" -v n="$total" 'BEGIN {printf "%.1f", (u + s) * 1e6 / n}')"
+    "$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v n="$total" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.1f", (y[1] + y[2] - x[1] - x[2]) / hz * 1e6 / n}')" \
+    "$(awk -v u="${w% *}" -v s="${w#* }" -v n="$total" 'BEGIN {printf "%.1f", (u + s) * 1e6 / n}')" \
+    "$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v n="$total" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.1f/%.1f", (y[1] - x[1]) / hz * 1e6 / n, (y[2] - x[2]) / hz * 1e6 / n}')"
 }
 
 to_us() { # "165.00us" | "0.93ms" | "1.2s" -> microseconds
@@ -57,15 +63,19 @@ to_us() { # "165.00us" | "0.93ms" | "1.2s" -> microseconds
 }
 
 wrk -t1 -c4 -d1s "$GATEWAY" >/dev/null # warm the pools
+wrk -t1 -c4 -d1s "$GATEWAY_H2" >/dev/null
 ROWS=()
 CPU=()
+H2=()
 for C in $CONNS_LIST; do
-  read -r D_RPS D_P50 D_P99 D_CPU D_WRK < <(run "$UPSTREAM" "$C")
-  read -r G_RPS G_P50 G_P99 G_CPU G_WRK < <(run "$GATEWAY" "$C")
+  read -r D_RPS D_P50 D_P99 D_CPU D_WRK D_SPLIT < <(run "$UPSTREAM" "$C")
+  read -r G_RPS G_P50 G_P99 G_CPU G_WRK G_SPLIT < <(run "$GATEWAY" "$C")
+  read -r H_RPS H_P50 _ H_CPU _ H_SPLIT < <(run "$GATEWAY_H2" "$C")
   ADDED=$(( $(to_us "$G_P50") - $(to_us "$D_P50") ))
   RATIO=$(awk -v g="$G_RPS" -v d="$D_RPS" 'BEGIN {printf "%.2fx", g / d}')
   ROWS+=("$(printf '%-6s %14s %10s %10s %14s %10s %10s %12s %7s' "$C" "$D_RPS" "$D_P50" "$D_P99" "$G_RPS" "$G_P50" "$G_P99" "${ADDED}us" "$RATIO")")
-  CPU+=("$(printf '%-6s %16s %12s %16s %12s' "$C" "$D_CPU" "$D_WRK" "$G_CPU" "$G_WRK")")
+  CPU+=("$(printf '%-6s %16s %12s %16s %12s %18s %18s' "$C" "$D_CPU" "$D_WRK" "$G_CPU" "$G_WRK" "$D_SPLIT" "$G_SPLIT")")
+  H2+=("$(printf '%-6s %14s %10s %7s %12s %14s' "$C" "$H_RPS" "$H_P50" "$(awk -v g="$H_RPS" -v d="$D_RPS" 'BEGIN {printf "%.2fx", g / d}')" "$H_CPU" "$H_SPLIT")")
 done
 
 echo
@@ -73,5 +83,8 @@ echo "wrk -t$THREADS -d$DURATION --latency, $(nproc) cores, load average $(cut -
 printf '%-6s %14s %10s %10s %14s %10s %10s %12s %7s\n' "conns" "direct req/s" "p50" "p99" "gateway req/s" "p50" "p99" "added p50" "ratio"
 printf '%s\n' "${ROWS[@]}"
 echo "CPU per request, us (bench process = upstream, or gateway + upstream):"
-printf '%-6s %16s %12s %16s %12s\n' "conns" "direct process" "direct wrk" "gateway process" "gateway wrk"
+printf '%-6s %16s %12s %16s %12s %18s %18s\n' "conns" "direct process" "direct wrk" "gateway process" "gateway wrk" "direct user/sys" "gateway user/sys"
 printf '%s\n' "${CPU[@]}"
+echo "Gateway speaking HTTP/2 (h2c) to the same upstream:"
+printf '%-6s %14s %10s %7s %12s %14s\n' "conns" "req/s" "p50" "ratio" "process CPU" "user/sys"
+printf '%s\n' "${H2[@]}"

@@ -4,7 +4,9 @@
 //!
 //! Also prints `BARE_PROXY=`: a reference proxy with no gateway logic (hyper
 //! server + the same pooled hyper client, headers passed as they are), to
-//! tell the cost of proxying over HTTP/1 at all from the gateway's own.
+//! tell the cost of proxying over HTTP/1 at all from the gateway's own;
+//! and `GATEWAY_H2=`: the same gateway route with `http2 = true`, which
+//! multiplexes every request to the upstream over one h2c connection.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -50,15 +52,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let toml = format!(
-        r#"
-        [[gateway.route]]
-        name = "bench"
-        prefix = "/"
-        target = {{ upstream = "{upstream_url}" }}
-        "#
-    );
-    let gateway = Gateway::new(GatewayConfig::from_manifest(&toml)?, Arc::new(NoFunctions))?;
+    let gateway = |http2: bool| {
+        let toml = format!(
+            r#"
+            [[gateway.route]]
+            name = "bench"
+            prefix = "/"
+            target = {{ upstream = "{upstream_url}", http2 = {http2} }}
+            "#
+        );
+        Gateway::new(GatewayConfig::from_manifest(&toml)?, Arc::new(NoFunctions))
+    };
+    let h2 = TcpListener::bind("127.0.0.1:0").await?;
+    println!("GATEWAY_H2=http://{}/", h2.local_addr()?);
+    tokio::spawn(gust_gateway::serve(h2, gateway(true)?));
+    let gateway = gateway(false)?;
     let bare = TcpListener::bind("127.0.0.1:0").await?;
     println!("BARE_PROXY=http://{}/", bare.local_addr()?);
     tokio::spawn(bare_proxy(bare, upstream_url.clone()));
