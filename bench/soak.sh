@@ -5,26 +5,38 @@
 # Writes bench/soak.csv and bench/soak.svg and prints a summary.
 #   bench/soak.sh [duration_s=600] [window_s=10] [profile=release|debug]
 # The goal: flat memory and fds, no error.
+# Knobs: GUST=path runs that binary (no build); WRAP="heaptrack -o F" runs
+# gust under a wrapper (a heap profile: heaptrack_print F.zst); OUT=prefix
+# writes PREFIX.csv and PREFIX.svg instead of bench/soak.{csv,svg}; ENV="K=V
+# ..." sets variables for gust only (e.g. MALLOC_ARENA_MAX=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-600}
 WINDOW=${2:-10}
 PROFILE=${3:-release}
 
-if [ "$PROFILE" = release ]; then
-  cargo build --release -q -p gust
-else
-  cargo build -q -p gust
+OUT=${OUT:-bench/soak}
+if [ -z "${GUST:-}" ]; then
+  if [ "$PROFILE" = release ]; then
+    cargo build --release -q -p gust
+  else
+    cargo build -q -p gust
+  fi
+  GUST="${CARGO_TARGET_DIR:-target}/$PROFILE/gust"
 fi
-GUST="${CARGO_TARGET_DIR:-target}/$PROFILE/gust"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 LOG=$(mktemp)
-"$GUST" up examples --listen "127.0.0.1:$PORT" --quiet --no-watch >"$LOG" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
-for _ in $(seq 900); do grep -q ready "$LOG" && break; kill -0 $PID || { cat "$LOG"; exit 1; }; sleep 1; done
+# shellcheck disable=SC2086 # WRAP and ENV are word lists
+env ${ENV:-} ${WRAP:-} "$GUST" up examples --listen "127.0.0.1:$PORT" --quiet --no-watch >"$LOG" 2>&1 &
+STARTED=$!
+PID=$STARTED
+# SIGINT lets gust (and a wrapper) finish: heaptrack writes its file then.
+trap 'kill -INT $PID 2>/dev/null || true; wait $STARTED 2>/dev/null || true; rm -f "$LOG"' EXIT
+for _ in $(seq 900); do grep -q ready "$LOG" && break; kill -0 $STARTED || { cat "$LOG"; exit 1; }; sleep 1; done
 grep -q ready "$LOG" || { echo "gust up examples never became ready" >&2; cat "$LOG"; exit 1; }
+# gust itself, not a wrapper around it: the one listening on this port.
+PID=$(pgrep -n -f -- "up examples --listen 127.0.0.1:$PORT ")
 echo "soak: gust ($PROFILE) pid $PID on 127.0.0.1:$PORT for ${DURATION}s, sampling every ${WINDOW}s" >&2
 
 sample() { # rss_kib fds
@@ -45,6 +57,6 @@ while kill -0 $LOADPID 2>/dev/null; do
   echo "$((i * WINDOW)) $RSS $FD" >>"$RES"
 done
 wait $LOADPID
-python3 bench/soak_plot.py "$RES" "$LOAD" bench/soak.csv bench/soak.svg \
+python3 bench/soak_plot.py "$RES" "$LOAD" "$OUT.csv" "$OUT.svg" \
   "gust $PROFILE, $(nproc) cores, ${DURATION}s, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -f "$RES" "$LOAD"
