@@ -15,8 +15,9 @@ use crate::invocations::Invocation;
 /// How much input is kept for replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayLimits {
-    /// Total size of the kept events (data, attributes and extensions);
-    /// 0 keeps nothing.
+    /// Memory the kept inputs may hold in all: the events (data,
+    /// attributes, extensions), their invocations and the store's own
+    /// entries ([`weight`]); 0 keeps nothing.
     pub max_bytes: u64,
     /// Inputs older than this are forgotten.
     pub max_age: Duration,
@@ -87,7 +88,7 @@ impl EventInputs {
     }
 
     fn keep_at(&self, input: KeptInput, now: Instant) {
-        let size = size_of(&input.event);
+        let size = weight(&input);
         if !self.enabled() || size > self.limits.max_bytes {
             return;
         }
@@ -95,7 +96,7 @@ impl EventInputs {
         let id = input.invocation.id.clone();
         if let Some(old) = kept.by_id.insert(id.clone(), input) {
             // The same id again (not expected): count it once.
-            kept.bytes -= size_of(&old.event);
+            kept.bytes -= weight(&old);
             kept.order.retain(|(i, _, _)| *i != id);
         }
         kept.order.push_back((id, now, size));
@@ -149,8 +150,26 @@ impl EventInputs {
     }
 }
 
-/// What an event weighs in the store: its data, attributes and extensions.
-fn size_of(event: &Event) -> u64 {
+/// What a kept input holds in memory: its event, the strings of its
+/// invocation, and its entries in the store (the map's slot counted twice,
+/// as a map that has just grown is half empty, and the order's slot), so
+/// that the byte limit bounds the memory, not only the payloads (a window
+/// of small events costs several times their size).
+fn weight(input: &KeptInput) -> u64 {
+    let inv = &input.invocation;
+    let optional = [&inv.request, &inv.event, &inv.error];
+    let strings = input.function.len()
+        + 3 * inv.id.len() // the invocation's, the map key and the order's
+        + inv.trace_id.len()
+        + inv.function.len()
+        + optional.iter().map(|s| s.as_ref().map_or(0, String::len)).sum::<usize>();
+    let slots = 2 * std::mem::size_of::<(String, KeptInput)>()
+        + std::mem::size_of::<(String, Instant, u64)>();
+    event_size(&input.event) + (strings + slots) as u64
+}
+
+/// What an event holds: its data, attributes and extensions.
+fn event_size(event: &Event) -> u64 {
     let text = [
         event.id.len(),
         event.source.len(),
@@ -162,7 +181,7 @@ fn size_of(event: &Event) -> u64 {
     let extensions: usize = event
         .extensions
         .iter()
-        .map(|(k, v)| k.len() + v.len())
+        .map(|(k, v)| std::mem::size_of::<(String, String)>() + k.len() + v.len())
         .sum();
     (event.data.len() + text.iter().sum::<usize>() + extensions) as u64
 }
@@ -191,7 +210,7 @@ mod tests {
 
     #[test]
     fn forgets_the_oldest_beyond_the_byte_limit() {
-        let one = size_of(&input("a", 1000).event);
+        let one = weight(&input("id-00000001", 1000));
         let inputs = EventInputs::new(limits(3 * one, Duration::from_secs(60)));
         for id in ["id-00000001", "id-00000002", "id-00000003", "id-00000004"] {
             inputs.keep(input(id, 1000));
@@ -215,6 +234,21 @@ mod tests {
         assert!(!inputs.contains("old-0000001"));
         assert!(inputs.contains("new-0000001"));
         assert_eq!(inputs.usage().0, 2);
+    }
+
+    #[test]
+    fn small_inputs_weigh_what_they_hold_not_only_their_payload() {
+        let small = input("id-00000001", 10);
+        let weight = weight(&small);
+        assert!(weight > 10 + std::mem::size_of::<KeptInput>() as u64);
+        // A 64 KiB window holds what fits in 64 KiB, not 64 KiB of payloads.
+        let inputs = EventInputs::new(limits(64 << 10, Duration::from_secs(60)));
+        for n in 0..10_000 {
+            inputs.keep(input(&format!("id-{n:08}"), 10));
+        }
+        let (count, bytes) = inputs.usage();
+        assert!(bytes <= 64 << 10);
+        assert_eq!(count as u64, (64 << 10) / weight, "{count} inputs kept");
     }
 
     #[test]
