@@ -8,7 +8,8 @@
 # Knobs: GUST=path runs that binary (no build); WRAP="heaptrack -o F" runs
 # gust under a wrapper (a heap profile: heaptrack_print F.zst); OUT=prefix
 # writes PREFIX.csv and PREFIX.svg instead of bench/soak.{csv,svg}; ENV="K=V
-# ..." sets variables for gust only (e.g. MALLOC_ARENA_MAX=2).
+# ..." sets variables for gust only (e.g. MALLOC_ARENA_MAX=2); ARGS="..."
+# adds flags to `gust up` (e.g. --replay-max-age 2m).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-600}
@@ -27,8 +28,8 @@ fi
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 LOG=$(mktemp)
-# shellcheck disable=SC2086 # WRAP and ENV are word lists
-env ${ENV:-} ${WRAP:-} "$GUST" up examples --listen "127.0.0.1:$PORT" --quiet --no-watch >"$LOG" 2>&1 &
+# shellcheck disable=SC2086 # WRAP, ENV and ARGS are word lists
+env ${ENV:-} ${WRAP:-} "$GUST" up examples --listen "127.0.0.1:$PORT" --quiet --no-watch ${ARGS:-} >"$LOG" 2>&1 &
 STARTED=$!
 PID=$STARTED
 # SIGINT lets gust (and a wrapper) finish: heaptrack writes its file then.
