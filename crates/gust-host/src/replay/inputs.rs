@@ -17,7 +17,7 @@ use crate::invocations::Invocation;
 pub struct ReplayLimits {
     /// Memory the kept inputs may hold in all: the events (data,
     /// attributes, extensions), their invocations and the store's own
-    /// entries ([`weight`]); 0 keeps nothing.
+    /// entries; 0 keeps nothing.
     pub max_bytes: u64,
     /// Inputs older than this are forgotten.
     pub max_age: Duration,
