@@ -12,7 +12,9 @@
 #   gateway req/s / direct req/s <= (wrk + upstream) / (wrk + gateway + upstream).
 # The kernel part is mostly the socket reads and writes: the gateway makes
 # two round trips per request where the upstream makes one.
-# Also prints the gateway with `http2 = true` to the same upstream (h2c).
+# Also prints the gateway with `http2 = true` to the same upstream (h2c),
+# and two reference proxies: a bare hyper proxy and a raw TCP relay, the
+# floor of any proxy that reads and writes each request on both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -35,6 +37,8 @@ for _ in $(seq 50); do grep -q GATEWAY= "$OUT" && break; sleep 0.1; done
 UPSTREAM=$(sed -n 's/^UPSTREAM=//p' "$OUT")
 GATEWAY=$(sed -n 's/^GATEWAY=//p' "$OUT")
 GATEWAY_H2=$(sed -n 's/^GATEWAY_H2=//p' "$OUT")
+BARE_PROXY=$(sed -n 's/^BARE_PROXY=//p' "$OUT")
+RAW_RELAY=$(sed -n 's/^RAW_RELAY=//p' "$OUT")
 
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # utime stime of a pid
 HZ=$(getconf CLK_TCK)
@@ -67,6 +71,7 @@ wrk -t1 -c4 -d1s "$GATEWAY_H2" >/dev/null
 ROWS=()
 CPU=()
 H2=()
+FLOORS=()
 for C in $CONNS_LIST; do
   read -r D_RPS D_P50 D_P99 D_CPU D_WRK D_SPLIT < <(run "$UPSTREAM" "$C")
   read -r G_RPS G_P50 G_P99 G_CPU G_WRK G_SPLIT < <(run "$GATEWAY" "$C")
@@ -75,6 +80,11 @@ for C in $CONNS_LIST; do
   RATIO=$(awk -v g="$G_RPS" -v d="$D_RPS" 'BEGIN {printf "%.2fx", g / d}')
   ROWS+=("$(printf '%-6s %14s %10s %10s %14s %10s %10s %12s %7s' "$C" "$D_RPS" "$D_P50" "$D_P99" "$G_RPS" "$G_P50" "$G_P99" "${ADDED}us" "$RATIO")")
   CPU+=("$(printf '%-6s %16s %12s %16s %12s %18s %18s' "$C" "$D_CPU" "$D_WRK" "$G_CPU" "$G_WRK" "$D_SPLIT" "$G_SPLIT")")
+  read -r B_RPS _ _ B_CPU _ B_SPLIT < <(run "$BARE_PROXY" "$C")
+  read -r R_RPS _ _ R_CPU _ R_SPLIT < <(run "$RAW_RELAY" "$C")
+  FLOORS+=("$(printf '%-6s %12s %7s %12s %14s %12s %7s %12s %14s' "$C" \
+    "$B_RPS" "$(awk -v g="$B_RPS" -v d="$D_RPS" 'BEGIN {printf "%.2fx", g / d}')" "$B_CPU" "$B_SPLIT" \
+    "$R_RPS" "$(awk -v g="$R_RPS" -v d="$D_RPS" 'BEGIN {printf "%.2fx", g / d}')" "$R_CPU" "$R_SPLIT")")
   H2+=("$(printf '%-6s %14s %10s %7s %12s %14s' "$C" "$H_RPS" "$H_P50" "$(awk -v g="$H_RPS" -v d="$D_RPS" 'BEGIN {printf "%.2fx", g / d}')" "$H_CPU" "$H_SPLIT")")
 done
 
@@ -88,3 +98,6 @@ printf '%s\n' "${CPU[@]}"
 echo "Gateway speaking HTTP/2 (h2c) to the same upstream:"
 printf '%-6s %14s %10s %7s %12s %14s\n' "conns" "req/s" "p50" "ratio" "process CPU" "user/sys"
 printf '%s\n' "${H2[@]}"
+echo "Reference proxies to the same upstream: a bare hyper proxy (no gateway logic) and a raw TCP relay (no HTTP):"
+printf '%-6s %12s %7s %12s %14s %12s %7s %12s %14s\n' "conns" "bare req/s" "ratio" "process CPU" "user/sys" "relay req/s" "ratio" "process CPU" "user/sys"
+printf '%s\n' "${FLOORS[@]}"

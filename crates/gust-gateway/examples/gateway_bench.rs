@@ -5,6 +5,9 @@
 //! Also prints `BARE_PROXY=`: a reference proxy with no gateway logic (hyper
 //! server + the same pooled hyper client, headers passed as they are), to
 //! tell the cost of proxying over HTTP/1 at all from the gateway's own;
+//! `RAW_RELAY=`: a TCP relay copying bytes between each client connection
+//! and its own upstream connection, parsing nothing (the kernel's share of
+//! any proxy: two reads and two writes per request);
 //! and `GATEWAY_H2=`: the same gateway route with `http2 = true`, which
 //! multiplexes every request to the upstream over one h2c connection.
 
@@ -70,6 +73,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let bare = TcpListener::bind("127.0.0.1:0").await?;
     println!("BARE_PROXY=http://{}/", bare.local_addr()?);
     tokio::spawn(bare_proxy(bare, upstream_url.clone()));
+    let relay = TcpListener::bind("127.0.0.1:0").await?;
+    println!("RAW_RELAY=http://{}/", relay.local_addr()?);
+    tokio::spawn(raw_relay(relay, upstream_url.clone()));
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("UPSTREAM={upstream_url}/");
@@ -107,6 +113,26 @@ async fn bare_proxy(listener: TcpListener, upstream: String) {
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
+        });
+    }
+}
+
+/// Relays each client connection byte for byte to its own new connection to
+/// `upstream` (`http://host:port`): no parsing, no pooling, no headers.
+async fn raw_relay(listener: TcpListener, upstream: String) {
+    let address: Arc<str> = upstream.trim_start_matches("http://").into();
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
+        let address = address.clone();
+        tokio::spawn(async move {
+            let Ok(mut server) = tokio::net::TcpStream::connect(&*address).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         });
     }
 }
