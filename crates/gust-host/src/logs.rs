@@ -16,8 +16,13 @@ use tokio::sync::broadcast;
 
 use crate::secrets::Secrets;
 
-/// Lines kept in memory.
-const KEEP: usize = 10_000;
+/// Lines kept in memory, at most.
+const KEEP_LINES: usize = 10_000;
+
+/// Memory the kept lines may hold, at most: long lines (a function may log
+/// up to 8 KiB in one) are forgotten sooner, so a chatty app cannot hold
+/// 80 MiB of history.
+const KEEP_BYTES: usize = 4 << 20;
 
 /// Size at which the log file is moved aside and a new one begun.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -133,9 +138,51 @@ impl LogFilter {
     }
 }
 
+/// The newest lines, bounded by count and by the memory they hold.
+struct Recent {
+    lines: VecDeque<LogLine>,
+    bytes: usize,
+    max_lines: usize,
+    max_bytes: usize,
+}
+
+impl Recent {
+    fn new(max_lines: usize, max_bytes: usize) -> Self {
+        Self {
+            lines: VecDeque::with_capacity(1024),
+            bytes: 0,
+            max_lines,
+            max_bytes,
+        }
+    }
+
+    /// Keeps `line`, forgetting the oldest lines past either bound (the
+    /// newest line is always kept).
+    fn push(&mut self, line: LogLine) {
+        self.bytes += weight(&line);
+        self.lines.push_back(line);
+        while self.lines.len() > 1
+            && (self.lines.len() > self.max_lines || self.bytes > self.max_bytes)
+        {
+            let oldest = self.lines.pop_front().expect("more than one line");
+            self.bytes -= weight(&oldest);
+        }
+    }
+}
+
+/// The memory one kept line holds: its slot and its strings.
+fn weight(line: &LogLine) -> usize {
+    std::mem::size_of::<LogLine>()
+        + line.time.len()
+        + line.function.len()
+        + line.message.len()
+        + line.invocation.as_ref().map_or(0, String::len)
+        + line.trace_id.as_ref().map_or(0, String::len)
+}
+
 /// Collects, stores and broadcasts log lines.
 pub struct LogHub {
-    recent: Mutex<VecDeque<LogLine>>,
+    recent: Mutex<Recent>,
     file: Mutex<Option<LogFile>>,
     follow: broadcast::Sender<LogLine>,
     echo: bool,
@@ -156,7 +203,7 @@ impl LogHub {
             .ok()
             .and_then(|_| LogFile::open(dir.join("functions.log"), limit).ok());
         Self {
-            recent: Mutex::new(VecDeque::with_capacity(1024)),
+            recent: Mutex::new(Recent::new(KEEP_LINES, KEEP_BYTES)),
             file: Mutex::new(file),
             follow: broadcast::channel(4096).0,
             echo,
@@ -175,6 +222,7 @@ impl LogHub {
     pub fn recent(&self, filter: &LogFilter, tail: usize) -> Vec<LogLine> {
         let recent = self.recent.lock().expect("log lock");
         let mut lines: Vec<LogLine> = recent
+            .lines
             .iter()
             .rev()
             .filter(|l| filter.accepts(l))
@@ -213,13 +261,7 @@ impl LogHub {
         if let Some(file) = self.file.lock().expect("log lock").as_mut() {
             file.append(&rendered);
         }
-        {
-            let mut recent = self.recent.lock().expect("log lock");
-            if recent.len() == KEEP {
-                recent.pop_front();
-            }
-            recent.push_back(line.clone());
-        }
+        self.recent.lock().expect("log lock").push(line.clone());
         let _ = self.follow.send(line);
     }
 }
@@ -344,6 +386,42 @@ mod tests {
         assert_eq!(json["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(json["invocation"], ids.id.as_str());
         assert_eq!(json["level"], "info");
+    }
+
+    fn line(message: &str) -> LogLine {
+        LogLine {
+            time: "2026-12-04T00:00:00.000Z".into(),
+            level: LogLevel::Info,
+            function: "f".into(),
+            message: message.into(),
+            invocation: None,
+            trace_id: None,
+        }
+    }
+
+    #[test]
+    fn kept_lines_are_bounded_by_count_and_by_bytes() {
+        let mut by_count = Recent::new(3, usize::MAX);
+        for i in 0..10 {
+            by_count.push(line(&i.to_string()));
+        }
+        let kept: Vec<_> = by_count.lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(kept, ["7", "8", "9"]);
+
+        let long = "x".repeat(8 << 10);
+        let mut by_bytes = Recent::new(usize::MAX, 64 << 10);
+        for _ in 0..100 {
+            by_bytes.push(line(&long));
+        }
+        assert!(by_bytes.bytes <= 64 << 10, "{}", by_bytes.bytes);
+        assert_eq!(by_bytes.lines.len(), by_bytes.bytes / weight(&line(&long)));
+        assert_eq!(by_bytes.lines.len(), 7);
+        let total: usize = by_bytes.lines.iter().map(weight).sum();
+        assert_eq!(total, by_bytes.bytes, "the count follows what is kept");
+
+        let mut tiny = Recent::new(10, 1);
+        tiny.push(line(&long));
+        assert_eq!(tiny.lines.len(), 1, "the newest line is always kept");
     }
 
     #[test]
