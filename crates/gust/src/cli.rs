@@ -270,8 +270,9 @@ pub struct UpArgs {
     #[command(flatten)]
     pub traces: TraceArgs,
     /// Keep the inputs (CloudEvents) of event invocations for `gust replay`
-    /// in at most this much memory per app (events and bookkeeping), e.g.
-    /// 32MiB; the oldest are forgotten first, and 0 keeps none.
+    /// in at most this much memory (events and bookkeeping), e.g. 32MiB;
+    /// the apps of a folder share it evenly. The oldest are forgotten
+    /// first, and 0 keeps none.
     #[arg(long, default_value = "32MiB", value_parser = gust_manifest::parse_size, value_name = "SIZE")]
     pub replay_max_bytes: u64,
     /// Forget kept event inputs after this long, e.g. 1h or 30m.

@@ -71,6 +71,11 @@ pub fn app_folders(dir: &Path) -> Result<Option<Vec<AppFolder>>> {
     Ok((!apps.is_empty()).then_some(apps))
 }
 
+/// One of `apps` equal shares of `total` (all of it for one app).
+fn share_of(total: u64, apps: usize) -> u64 {
+    total / apps.max(1) as u64
+}
+
 /// Whether `name` can be used as-is as a URL path segment.
 fn is_prefix_safe(name: &str) -> bool {
     !name.is_empty()
@@ -128,7 +133,7 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     // The apps' own listeners on 127.0.0.1 speak plain HTTP; TLS is the
     // front's.
-    let options = args.host_options(
+    let mut options = args.host_options(
         PathBuf::new(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
         gust_host::ServeOptions {
@@ -136,6 +141,8 @@ pub fn up_many(args: UpArgs, apps: Vec<AppFolder>) -> Result<ExitCode> {
             ..front_options.clone()
         },
     )?;
+    // `--replay-max-bytes` bounds the process: its apps share it evenly.
+    options.replay.max_bytes = share_of(args.replay_max_bytes, built.len());
     let listeners = Listeners { front, metrics };
     runtime.block_on(serve_all(
         &phases,
@@ -519,6 +526,15 @@ fn announce(front: &str, running: &[Running], failed: &[(AppFolder, String)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apps_of_a_folder_share_the_replay_memory() {
+        assert_eq!(share_of(32 << 20, 1), 32 << 20);
+        assert_eq!(share_of(32 << 20, 4), 8 << 20);
+        assert_eq!(share_of(100, 3), 33);
+        assert_eq!(share_of(100, 0), 100);
+        assert_eq!(share_of(0, 13), 0, "0 keeps nothing for any app");
+    }
 
     #[test]
     fn finds_app_folders_only_without_own_manifest() {
