@@ -82,12 +82,20 @@ impl ComponentCache {
             .precompile_component(bytes)
             .map_err(anyhow::Error::from)
             .context("not a valid WebAssembly component")?;
-        if let Err(e) = write_atomically(&file, &compiled) {
-            tracing::warn!(file = %file.display(), error = %e, "cannot write the component cache");
+        let component = match write_atomically(&file, &compiled) {
+            // The file, mapped as on a cache hit: its code is backed by the
+            // file (shared, reclaimable) instead of a private heap copy.
+            // SAFETY: written just now from this engine's output.
+            Ok(()) => unsafe { Component::deserialize_file(engine, &file) },
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot write the component cache");
+                // SAFETY: `compiled` was produced just now by this engine.
+                unsafe { Component::deserialize(engine, &compiled) }
+            }
         }
-        // SAFETY: `compiled` was produced just now by this engine.
-        let component =
-            unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
+        .map_err(anyhow::Error::from)?;
+        drop(compiled);
+        crate::memory::release_freed_memory();
         Ok((component, CacheOutcome::Compiled))
     }
 }

@@ -21,6 +21,7 @@ mod http;
 mod invocation;
 mod limits;
 mod log;
+mod memory;
 mod observe;
 mod outbound;
 mod state;
