@@ -102,7 +102,10 @@ impl Runtime {
 
     /// Loads a component file through the compile cache.
     pub fn load_component(&self, path: &Path) -> Result<(Component, bool)> {
-        let (component, outcome) = self.cache.load(&self.engine, path)?;
+        // Compiles on a short-lived engine without the instance pool (its
+        // code is the same: the cache checks the compilation settings).
+        let compiler = || Engine::new(&config(None)).ok();
+        let (component, outcome) = self.cache.load(&self.engine, &compiler, path)?;
         Ok((component, outcome == CacheOutcome::Hit))
     }
 
@@ -169,4 +172,24 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
         })
         .context("cannot start the epoch ticker")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_compiled_without_the_instance_pool_fits_an_engine_with_it() {
+        let options = RuntimeOptions {
+            max_instances: 2,
+            max_memory: 1 << 20,
+            ..RuntimeOptions::default()
+        };
+        let pooled = Engine::new(&config(Some(&options))).unwrap();
+        let plain = Engine::new(&config(None)).unwrap();
+        assert_eq!(
+            crate::cache::engine_key(&pooled),
+            crate::cache::engine_key(&plain)
+        );
+    }
 }
