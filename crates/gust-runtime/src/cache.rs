@@ -57,7 +57,7 @@ impl ComponentCache {
     /// A compile runs on the engine `compiler` makes when it makes one with
     /// the same compilation settings (else on `engine`), dropped right
     /// after: Cranelift keeps each thread's compile buffers in its engine
-    /// for the engine's life, ~170 MiB after compiling the examples.
+    /// for the engine's life, ~150 MiB after compiling the examples.
     pub fn load(
         &self,
         engine: &Engine,
@@ -105,11 +105,13 @@ impl ComponentCache {
         let component = match write_atomically(&file, &compiled) {
             // The file, mapped as on a cache hit: its code is backed by the
             // file (shared, reclaimable) instead of a private heap copy.
-            // SAFETY: written just now from this engine's output.
+            // SAFETY: written just now with code compiled for this
+            // engine's settings (the compiler's key is this engine's).
             Ok(()) => unsafe { Component::deserialize_file(engine, &file) },
             Err(e) => {
                 tracing::warn!(file = %file.display(), error = %e, "cannot write the component cache");
-                // SAFETY: `compiled` was produced just now by this engine.
+                // SAFETY: `compiled` was produced just now for this
+                // engine's settings.
                 unsafe { Component::deserialize(engine, &compiled) }
             }
         }
