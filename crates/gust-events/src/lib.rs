@@ -75,6 +75,25 @@ impl Event {
         }
     }
 
+    /// The heap memory the event holds: its data, its text attributes and
+    /// its extensions (what a window of kept events costs beyond its slots).
+    pub fn heap_size(&self) -> usize {
+        let text = [
+            self.id.len(),
+            self.source.len(),
+            self.ty.len(),
+            self.subject.as_ref().map_or(0, String::len),
+            self.time.as_ref().map_or(0, String::len),
+            self.datacontenttype.as_ref().map_or(0, String::len),
+        ];
+        let extensions: usize = self
+            .extensions
+            .iter()
+            .map(|(k, v)| std::mem::size_of::<(String, String)>() + k.len() + v.len())
+            .sum();
+        self.data.len() + text.iter().sum::<usize>() + extensions
+    }
+
     /// Makes sure a `traceparent` extension is present.
     pub fn ensure_traceparent(&mut self) {
         if self.extension("traceparent").is_none() {

@@ -165,25 +165,7 @@ fn weight(input: &KeptInput) -> u64 {
         + optional.iter().map(|s| s.as_ref().map_or(0, String::len)).sum::<usize>();
     let slots = 2 * std::mem::size_of::<(String, KeptInput)>()
         + std::mem::size_of::<(String, Instant, u64)>();
-    event_size(&input.event) + (strings + slots) as u64
-}
-
-/// What an event holds: its data, attributes and extensions.
-fn event_size(event: &Event) -> u64 {
-    let text = [
-        event.id.len(),
-        event.source.len(),
-        event.ty.len(),
-        event.subject.as_ref().map_or(0, String::len),
-        event.time.as_ref().map_or(0, String::len),
-        event.datacontenttype.as_ref().map_or(0, String::len),
-    ];
-    let extensions: usize = event
-        .extensions
-        .iter()
-        .map(|(k, v)| std::mem::size_of::<(String, String)>() + k.len() + v.len())
-        .sum();
-    (event.data.len() + text.iter().sum::<usize>() + extensions) as u64
+    (input.event.heap_size() + strings + slots) as u64
 }
 
 #[cfg(test)]

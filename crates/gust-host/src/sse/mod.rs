@@ -4,7 +4,9 @@
 //! in-process broadcast fed by every event accepted for the topic (HTTP
 //! ingress and function publishes), plus the recent events of each subject
 //! (the last [`REPLAY_PER_SUBJECT`] within [`REPLAY_FOR`]) so a client that
-//! connects after an event was published still sees it.
+//! connects after an event was published still sees it. What a topic keeps
+//! is also bounded by memory ([`REPLAY_MAX_BYTES`]) and subjects
+//! ([`MAX_SUBJECTS`]): past either, its oldest events are forgotten first.
 //!
 //! `GET <route>` answers `text/event-stream`: one frame per matching event
 //! (`id:` = event id, `event:` = event type, `data:` = event data, one
@@ -45,8 +47,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 pub const REPLAY_PER_SUBJECT: usize = 32;
 /// How long an event stays available for replay.
 pub const REPLAY_FOR: Duration = Duration::from_secs(600);
-/// Most subjects remembered per topic (the least recently used go first).
-const MAX_SUBJECTS: usize = 10_000;
+/// Most subjects remembered per topic (those whose events are oldest go
+/// first).
+pub const MAX_SUBJECTS: usize = 10_000;
+/// Most memory the recent events of one topic hold (the oldest go first).
+pub const REPLAY_MAX_BYTES: usize = 8 << 20;
 /// Events buffered per topic for slow clients before they skip some.
 const CHANNEL: usize = 1024;
 
@@ -70,11 +75,26 @@ struct TopicState {
     by_subject: HashMap<Option<String>, VecDeque<Recent>>,
     /// Recent events of every subject, for streams without a subject filter.
     all: VecDeque<Recent>,
+    /// Every event recorded within [`REPLAY_FOR`], oldest first: what ages
+    /// out, and what goes first past the bounds.
+    kept: VecDeque<Recent>,
+    /// The memory `kept` holds (see [`weight`]).
+    bytes: usize,
 }
 
 struct Recent {
     at: Instant,
     event: Arc<Event>,
+}
+
+/// The memory one kept event holds: the event and its slots in `kept`, in
+/// its subject's queue and (counted generously) in the subject map.
+fn weight(event: &Event) -> usize {
+    event.heap_size()
+        + std::mem::size_of::<Event>()
+        + 2 * std::mem::size_of::<Recent>()
+        + event.subject.as_ref().map_or(0, String::len)
+        + 32
 }
 
 impl Default for SseHub {
@@ -130,6 +150,17 @@ impl SseHub {
         if let Some(relay) = &self.relay {
             relay.ready().await;
         }
+    }
+
+    /// How many recent events the hub keeps for replay, and the memory they
+    /// hold, over every topic.
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.state.lock().expect("sse lock");
+        state
+            .topics
+            .values()
+            .map(TopicState::usage)
+            .fold((0, 0), |(n, b), (tn, tb)| (n + tn, b + tb))
     }
 
     /// Whether events of `topic` are recorded.
@@ -224,13 +255,16 @@ fn record(state: &Mutex<HubState>, topic: &str, events: &[Event]) -> Vec<Arc<Eve
         let event = Arc::new(event.clone());
         push(recent, now, event.clone());
         push(&mut t.all, now, event.clone());
+        t.bytes += weight(&event);
+        t.kept.push_back(Recent {
+            at: now,
+            event: event.clone(),
+        });
         // No receivers is fine: the event is kept for replay.
         let _ = t.live.send(event.clone());
         recorded.push(event);
     }
-    if t.by_subject.len() > MAX_SUBJECTS {
-        t.trim(now);
-    }
+    t.forget_old(now);
     recorded
 }
 
@@ -240,27 +274,48 @@ impl TopicState {
             live: broadcast::channel(CHANNEL).0,
             by_subject: HashMap::new(),
             all: VecDeque::new(),
+            kept: VecDeque::new(),
+            bytes: 0,
         }
     }
 
-    /// Drops expired subjects, then the least recently used beyond the cap.
-    fn trim(&mut self, now: Instant) {
-        self.by_subject.retain(|_, recent| {
-            expire(recent, now);
-            !recent.is_empty()
-        });
-        let excess = self.by_subject.len().saturating_sub(MAX_SUBJECTS);
-        if excess > 0 {
-            let mut by_age: Vec<(Instant, Option<String>)> = self
-                .by_subject
-                .iter()
-                .map(|(s, r)| (r.back().map_or(now, |r| r.at), s.clone()))
-                .collect();
-            by_age.sort();
-            for (_, subject) in by_age.into_iter().take(excess) {
-                self.by_subject.remove(&subject);
+    /// Forgets the oldest events while they are older than [`REPLAY_FOR`]
+    /// or the topic holds more than [`REPLAY_MAX_BYTES`] or
+    /// [`MAX_SUBJECTS`]; a subject whose last event goes is forgotten too.
+    fn forget_old(&mut self, now: Instant) {
+        while let Some(oldest) = self.kept.front() {
+            let expired = now.duration_since(oldest.at) > REPLAY_FOR;
+            if !expired && self.bytes <= REPLAY_MAX_BYTES && self.by_subject.len() <= MAX_SUBJECTS {
+                break;
+            }
+            let oldest = self.kept.pop_front().expect("a front event");
+            self.bytes -= weight(&oldest.event);
+            let subject = &oldest.event.subject;
+            if let Some(recent) = self.by_subject.get_mut(subject) {
+                // Unless the subject's own bound already pushed it out.
+                if recent
+                    .front()
+                    .is_some_and(|r| Arc::ptr_eq(&r.event, &oldest.event))
+                {
+                    recent.pop_front();
+                }
+                if recent.is_empty() {
+                    self.by_subject.remove(subject);
+                }
+            }
+            if self
+                .all
+                .front()
+                .is_some_and(|r| Arc::ptr_eq(&r.event, &oldest.event))
+            {
+                self.all.pop_front();
             }
         }
+    }
+
+    /// The events kept and the memory they hold.
+    fn usage(&self) -> (usize, usize) {
+        (self.kept.len(), self.bytes)
     }
 }
 
@@ -505,6 +560,71 @@ mod tests {
         let all = hub.subscribe("jobs", Some("a".into()), None);
         assert_eq!(all.replay.len(), REPLAY_PER_SUBJECT);
         assert_eq!(all.replay[0].id, "8");
+    }
+
+    #[tokio::test]
+    async fn kept_events_are_bounded_by_memory_and_subjects_go_with_them() {
+        let hub = hub("jobs");
+        // 1,000 subjects of 3 events of 16 KiB: 48 MiB without the bound.
+        for job in 0..1_000 {
+            let events: Vec<Event> = (0..3)
+                .map(|i| {
+                    event(
+                        &format!("{job}-{i}"),
+                        Some(&job.to_string()),
+                        &"x".repeat(16 << 10),
+                    )
+                })
+                .collect();
+            hub.publish("jobs", &events).await;
+        }
+        let (count, bytes) = hub.usage();
+        assert!(bytes <= REPLAY_MAX_BYTES, "{bytes}");
+        assert!(
+            bytes > REPLAY_MAX_BYTES - 4 * (17 << 10),
+            "{bytes}: filled to the bound"
+        );
+        let state = hub.state.lock().unwrap();
+        let t = &state.topics["jobs"];
+        let in_subjects: usize = t.by_subject.values().map(VecDeque::len).sum();
+        assert_eq!(in_subjects, count, "subjects hold what is kept");
+        assert!(t.by_subject.len() <= count.div_ceil(3) + 1);
+        assert!(
+            !t.by_subject.contains_key(&Some("0".to_string())),
+            "oldest subject forgotten"
+        );
+        assert_eq!(t.by_subject[&Some("999".to_string())].len(), 3);
+        drop(state);
+        let newest = hub.subscribe("jobs", Some("999".into()), None);
+        assert_eq!(newest.replay.len(), 3);
+        assert!(
+            hub.subscribe("jobs", Some("0".into()), None)
+                .replay
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn subjects_past_the_bound_go_oldest_first() {
+        let mut t = TopicState::new();
+        let now = Instant::now();
+        for i in 0..MAX_SUBJECTS + 5 {
+            let e = Arc::new(event(&i.to_string(), Some(&i.to_string()), ""));
+            push(
+                t.by_subject.entry(e.subject.clone()).or_default(),
+                now,
+                e.clone(),
+            );
+            t.bytes += weight(&e);
+            t.kept.push_back(Recent { at: now, event: e });
+        }
+        t.forget_old(now);
+        assert_eq!(t.by_subject.len(), MAX_SUBJECTS);
+        assert!(!t.by_subject.contains_key(&Some("4".to_string())));
+        assert!(t.by_subject.contains_key(&Some("5".to_string())));
+        t.forget_old(now + REPLAY_FOR + Duration::from_secs(1));
+        assert!(t.by_subject.is_empty() && t.kept.is_empty());
+        assert_eq!(t.bytes, 0, "the count follows what is kept");
     }
 
     #[tokio::test]
