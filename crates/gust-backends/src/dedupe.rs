@@ -21,6 +21,13 @@ pub trait Dedupe: Send + Sync {
     /// and then failed to do the work it stands for (a publish that did not
     /// store) lets the retry through.
     async fn forget(&self, key: &str) -> Result<()>;
+
+    /// When the window lives in this process's memory: how many keys it
+    /// remembers and the bytes they cost. `None` (the default) for an
+    /// engine that keeps it elsewhere.
+    fn in_memory(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// What engines store instead of a key: the first 16 bytes of its SHA-256,

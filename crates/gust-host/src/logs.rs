@@ -233,6 +233,13 @@ impl LogHub {
         lines
     }
 
+    /// How many lines are kept for `gust logs` and the console, and the
+    /// memory they hold.
+    pub fn usage(&self) -> (usize, usize) {
+        let recent = self.recent.lock().expect("log lock");
+        (recent.lines.len(), recent.bytes)
+    }
+
     /// New lines as they arrive.
     pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
         self.follow.subscribe()

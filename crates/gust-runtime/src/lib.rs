@@ -34,5 +34,6 @@ pub use gust_events::workflow::{RUN_EXTENSION, StepAnswer, StepFuture, StepReque
 pub use http::{HttpFunction, HttpResponse, Https};
 pub use invocation::InvocationIds;
 pub use log::{LogLevel, LogSink};
+pub use memory::{HeapUsage, heap_usage};
 pub use observe::{FinishedInvocation, HttpFacts, InvocationObserver, InvocationTracer};
 pub use state::{FunctionEnv, TopicPublisher};

@@ -329,6 +329,25 @@ fn metrics_count_every_invocation_by_function_and_trigger() {
         assert_eq!(value(text, DEAD_JOBS), 1.0);
         assert_eq!(lag(&samples(text)), Some(0.0), "{text}");
         assert!(value(text, "process_resident_memory_bytes") > (1 << 20) as f64);
+        // What the bounded holders retain: the queue and stream events are
+        // kept for `gust replay`; every holder has its series.
+        let held = |what: &str, holder: &str| {
+            value(
+                text,
+                &format!("gust_retained_{what}{{app=\"metered\",holder=\"{holder}\"}}"),
+            )
+        };
+        assert_eq!(held("items", "replay"), 10.0, "{text}");
+        assert!(held("bytes", "replay") > 10.0 * 200.0, "{text}");
+        for holder in ["logs", "sse", "dedupe"] {
+            assert!(held("bytes", holder) >= 0.0);
+        }
+        let queues = value(
+            text,
+            "gust_storage_file_bytes{app=\"metered\",file=\"queues.redb\"}",
+        );
+        assert!(queues > 0.0, "{text}");
+        assert!(value(text, "process_heap_bytes{state=\"in_use\"}") > (1 << 20) as f64);
         promtool_check(text);
     }
 

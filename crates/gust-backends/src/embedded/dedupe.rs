@@ -69,6 +69,11 @@ impl Dedupe for EmbeddedDedupe {
         self.lock().seen.remove(&key_digest(key));
         Ok(())
     }
+
+    fn in_memory(&self) -> Option<(usize, usize)> {
+        let keys = self.len();
+        Some((keys, keys * ENTRY_BYTES))
+    }
 }
 
 /// Digests seen within a time window, oldest first.

@@ -9,6 +9,7 @@
 //! * [`backlog`] — queue depths and stream lags read at scrape time;
 //! * [`lag`] — how far each stream-triggered function is behind;
 //! * [`process`] — resident memory and friends from `/proc`;
+//! * [`retained`] — bounded in-memory holders, data files and the heap;
 //! * [`listener`] — the key-less metrics listener.
 
 pub mod backlog;
@@ -17,6 +18,7 @@ pub mod histogram;
 pub mod lag;
 pub mod listener;
 pub mod process;
+pub mod retained;
 pub mod text;
 
 use std::sync::Arc;
@@ -41,7 +43,11 @@ pub async fn render(hosts: &[Arc<Host>]) -> String {
     for host in hosts {
         traces(host, &mut families);
     }
+    for host in hosts {
+        retained::collect(host, &mut families);
+    }
     process::collect(&mut families);
+    retained::collect_heap(&mut families);
     families.encode()
 }
 
