@@ -4,7 +4,8 @@
 Each worker thread loops over one kind of request for DURATION seconds:
 HTTP (hello, web-api), queue (async-jobs submissions, worked off a queue),
 topic (event-sourcing tasks published to a topic), stream (iot-stream
-telemetry appended to a stream), change feed (cqrs commands) and SSE
+telemetry appended to a stream), change feed (cqrs commands: creates, and deletes every other contact
+it created) and SSE
 (clients that open a job's event stream, read, and leave). Every WINDOW
 seconds it prints one CSV line: t, requests, errors, p50_ms, p99_ms.
 Stdlib only.
@@ -84,9 +85,17 @@ def worker(kind):
             request(conn, "POST", f"/iot-stream/api/devices/{device}/telemetry",
                     json.dumps(reading), {"content-type": "application/json"})
         elif kind == "feed":
-            request(conn, "POST", "/cqrs/api/commands/contacts",
-                    json.dumps({"name": f"Soak {n}", "email": f"soak{n}@example.org"}),
-                    {"content-type": "application/json"})
+            # Create, then delete every other contact: the change feed sees
+            # both, and the table grows half as fast.
+            data = request(conn, "POST", "/cqrs/api/commands/contacts",
+                           json.dumps({"name": f"Soak {n}", "email": f"soak{n}@example.org"}),
+                           {"content-type": "application/json"})
+            try:
+                contact = json.loads(data)["id"] if data and n % 2 else None
+            except (ValueError, KeyError):
+                contact = None
+            if contact:
+                request(conn, "DELETE", f"/cqrs/api/commands/contacts/{contact}", ok=(204,))
         elif kind == "sse":
             data = request(conn, "POST", "/async-jobs/jobs", PNG, {"content-type": "image/png"})
             try:
