@@ -134,6 +134,25 @@ impl Upstream {
             .build()
     }
 
+    /// The upstream URI for a request whose path is `rewritten` or, when
+    /// `None`, the request's own: then, without a base path, the request's
+    /// path and query are reused as they are (no string to build and parse).
+    pub fn uri_for(&self, request: &Uri, rewritten: Option<&str>) -> Result<Uri, http::Error> {
+        if rewritten.is_none()
+            && self.base_path.is_empty()
+            && let Some(pq) = request.path_and_query()
+            && pq.path().starts_with('/')
+        {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            parts.path_and_query = Some(pq.clone());
+            return Ok(Uri::from_parts(parts)?);
+        }
+        let path = rewritten.unwrap_or(request.path());
+        self.uri(path, request.query())
+    }
+
     pub fn status(&self) -> UpstreamStatus {
         use std::sync::atomic::Ordering::Relaxed;
         UpstreamStatus {
@@ -222,4 +241,40 @@ pub(crate) fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, request_id: Str
             Err(e) => tracing::debug!(request_id, error = %e, "tunnel ended"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_for_reuses_the_request_path_or_joins() {
+        let plain =
+            Upstream::parse("http://127.0.0.1:9/", false, BreakerSettings::default()).unwrap();
+        let based = Upstream::parse("http://h:9/base/", false, BreakerSettings::default()).unwrap();
+        for req in [
+            "/",
+            "/a/b?x=1&y",
+            "/a?",
+            "/%2Fa/b?q=%20",
+            "http://other:1/p?q",
+        ] {
+            let req: Uri = req.parse().unwrap();
+            for (u, rewritten) in [
+                (&plain, None),
+                (&based, None),
+                (&plain, Some("/new")),
+                (&based, Some("new")),
+            ] {
+                let path = rewritten.unwrap_or(req.path());
+                assert_eq!(
+                    u.uri_for(&req, rewritten).unwrap(),
+                    u.uri(path, req.query()).unwrap(),
+                    "{req} {rewritten:?}"
+                );
+            }
+        }
+        let req: Uri = "/x?q".parse().unwrap();
+        assert_eq!(plain.uri_for(&req, None).unwrap(), "http://127.0.0.1:9/x?q");
+    }
 }
