@@ -4,6 +4,12 @@
 # connection (added latency) and once with many (throughput).
 #   bench/gateway.sh [duration=10s] [connections="1 32"] [wrk threads=1]
 # GATEWAY_BENCH_BIN=path runs that gateway_bench binary instead of building.
+# PIN=1 (needs taskset and 2+ cores): the upstream runs in its own process
+# pinned to core 0 together with wrk, and the gateway and the reference
+# proxies in another process pinned to core 1, one worker thread each: the
+# gateway gets a core of its own, as on its own machine. "bench process"
+# CPU then adds up both processes. Without PIN, one process holds all
+# (2 worker threads) and nothing is pinned.
 # Also prints CPU time per request: of the bench process (upstream alone for
 # "direct"; gateway + upstream for "gateway", both share one runtime), split
 # into user and kernel time, and of wrk, read from /proc around each run. On
@@ -29,25 +35,55 @@ else
   BIN="${CARGO_TARGET_DIR:-target}/release/examples/gateway_bench"
 fi
 
+wait_for() { # key file: waits until the process printed KEY=
+  for _ in $(seq 50); do grep -q "^$1=" "$2" && return 0; sleep 0.1; done
+  echo "gateway_bench printed no $1=" >&2
+  exit 1
+}
+
 OUT=$(mktemp)
-"$BIN" >"$OUT" &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -f "$OUT"' EXIT
-for _ in $(seq 50); do grep -q GATEWAY= "$OUT" && break; sleep 0.1; done
+UP_OUT=$(mktemp)
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -f "$OUT" "$UP_OUT"' EXIT
+WRK=(wrk)
+if [ "${PIN:-0}" = 1 ]; then
+  command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 1; }
+  [ "$(nproc)" -ge 2 ] || { echo "PIN=1 needs 2 cores" >&2; exit 1; }
+  MODE="PIN=1: upstream + wrk pinned to core 0, gateway + reference proxies pinned to core 1 (two processes, 1 worker thread each)"
+  GW_BENCH_ROLE=upstream GW_BENCH_THREADS=1 taskset -c 0 "$BIN" >"$UP_OUT" &
+  PIDS+=($!)
+  wait_for UPSTREAM "$UP_OUT"
+  GW_BENCH_UPSTREAM=$(sed -n 's/^UPSTREAM=//p' "$UP_OUT") GW_BENCH_THREADS=1 taskset -c 1 "$BIN" >"$OUT" &
+  PIDS+=($!)
+  WRK=(taskset -c 0 wrk)
+else
+  MODE="default: upstream, gateway and reference proxies in one process (2 worker threads), nothing pinned"
+  "$BIN" >"$OUT" &
+  PIDS+=($!)
+fi
+echo "mode: $MODE" >&2
+wait_for GATEWAY "$OUT"
 UPSTREAM=$(sed -n 's/^UPSTREAM=//p' "$OUT")
 GATEWAY=$(sed -n 's/^GATEWAY=//p' "$OUT")
 GATEWAY_H2=$(sed -n 's/^GATEWAY_H2=//p' "$OUT")
 BARE_PROXY=$(sed -n 's/^BARE_PROXY=//p' "$OUT")
 RAW_RELAY=$(sed -n 's/^RAW_RELAY=//p' "$OUT")
 
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # utime stime of a pid
+ticks() { # utime stime, added up over the bench processes
+  local p u=0 s=0 a b
+  for p in "${PIDS[@]}"; do
+    read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat")
+    u=$((u + a)) s=$((s + b))
+  done
+  echo "$u $s"
+}
 HZ=$(getconf CLK_TCK)
 
 run() { # url connections -> "req/s p50 p99 bench-cpu-us/req wrk-cpu-us/req bench-user/sys-us/req"
   local r t0 t1 w
-  t0=$(ticks "$PID")
-  r=$(TIMEFORMAT='%U %S'; { time wrk -t"$THREADS" -c"$2" -d"$DURATION" --latency "$1" 2>&1; } 2>&1)
-  t1=$(ticks "$PID")
+  t0=$(ticks)
+  r=$(TIMEFORMAT='%U %S'; { time "${WRK[@]}" -t"$THREADS" -c"$2" -d"$DURATION" --latency "$1" 2>&1; } 2>&1)
+  t1=$(ticks)
   w=$(tail -n1 <<<"$r")
   r=$(sed '$d' <<<"$r")
   echo "$r" >&2
@@ -66,8 +102,8 @@ to_us() { # "165.00us" | "0.93ms" | "1.2s" -> microseconds
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) m = 1; else if (v ~ /ms$/) m = 1000; else m = 1000000; printf "%.0f", n * m }'
 }
 
-wrk -t1 -c4 -d1s "$GATEWAY" >/dev/null # warm the pools
-wrk -t1 -c4 -d1s "$GATEWAY_H2" >/dev/null
+"${WRK[@]}" -t1 -c4 -d1s "$GATEWAY" >/dev/null # warm the pools
+"${WRK[@]}" -t1 -c4 -d1s "$GATEWAY_H2" >/dev/null
 ROWS=()
 CPU=()
 H2=()
@@ -90,6 +126,7 @@ done
 
 echo
 echo "wrk -t$THREADS -d$DURATION --latency, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "mode: $MODE"
 printf '%-6s %14s %10s %10s %14s %10s %10s %12s %7s\n' "conns" "direct req/s" "p50" "p99" "gateway req/s" "p50" "p99" "added p50" "ratio"
 printf '%s\n' "${ROWS[@]}"
 echo "CPU per request, us (bench process = upstream, or gateway + upstream):"
