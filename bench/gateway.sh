@@ -10,6 +10,12 @@
 # gateway gets a core of its own, as on its own machine. "bench process"
 # CPU then adds up both processes. Without PIN, one process holds all
 # (2 worker threads) and nothing is pinned.
+# CALLGRIND=1 (needs valgrind and python3) runs no wrk: it counts the
+# instructions per request of the upstream alone, the bare proxy and the
+# gateway (the bench process on one worker thread under callgrind, a
+# fixed number of sequential keep-alive requests, CALLGRIND_REQUESTS=2000,
+# after 300 to warm up; N and 2N requests differenced, so start-up and
+# warm-up cancel out). Deterministic whatever else runs on the machine.
 # Also prints CPU time per request: of the bench process (upstream alone for
 # "direct"; gateway + upstream for "gateway", both share one runtime), split
 # into user and kernel time, and of wrk, read from /proc around each run. On
@@ -27,7 +33,6 @@ DURATION=${1:-10s}
 CONNS_LIST=${2:-"1 32"}
 THREADS=${3:-1}
 
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 if [ -n "${GATEWAY_BENCH_BIN:-}" ]; then # compare another build, e.g. the one before a change
   BIN=$GATEWAY_BENCH_BIN
 else
@@ -35,11 +40,66 @@ else
   BIN="${CARGO_TARGET_DIR:-target}/release/examples/gateway_bench"
 fi
 
-wait_for() { # key file: waits until the process printed KEY=
-  for _ in $(seq 50); do grep -q "^$1=" "$2" && return 0; sleep 0.1; done
+wait_for() { # key file [tenths of a second]: waits until the process printed KEY=
+  for _ in $(seq "${3:-50}"); do grep -q "^$1=" "$2" && return 0; sleep 0.1; done
   echo "gateway_bench printed no $1=" >&2
   exit 1
 }
+
+if [ "${CALLGRIND:-0}" = 1 ]; then
+  command -v valgrind >/dev/null || { echo "CALLGRIND=1 needs valgrind: apt-get install valgrind" >&2; exit 1; }
+  N=${CALLGRIND_REQUESTS:-2000}
+  # url count: sequential GETs as wrk sends them, over one keep-alive connection
+  CLIENT='
+import socket, sys
+from urllib.parse import urlparse
+u = urlparse(sys.argv[1])
+req = ("GET " + (u.path or "/") + " HTTP/1.1\r\nHost: " + u.netloc + "\r\n\r\n").encode()
+s = socket.create_connection((u.hostname, u.port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+buf = b""
+for _ in range(int(sys.argv[2])):
+    s.sendall(req)
+    while True:
+        i = buf.find(b"\r\n\r\n")
+        if i >= 0:
+            head = buf[:i].decode("latin-1").lower()
+            assert head.startswith("http/1.1 200"), head
+            n = int(head.split("content-length:")[1].split("\r\n")[0])
+            if len(buf) >= i + 4 + n:
+                buf = buf[i + 4 + n:]
+                break
+        d = s.recv(65536)
+        assert d, "connection closed"
+        buf += d
+'
+  ir() { # key requests -> instructions of the bench process for that many requests
+    local dir vpid url
+    dir=$(mktemp -d)
+    GW_BENCH_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$dir/out" "$BIN" >"$dir/urls" 2>"$dir/log" &
+    vpid=$!
+    wait_for GATEWAY "$dir/urls" 600
+    url=$(sed -n "s/^$1=//p" "$dir/urls")
+    python3 -c "$CLIENT" "$url" 300
+    callgrind_control -z "$vpid" >/dev/null 2>&1
+    python3 -c "$CLIENT" "$url" "$2"
+    callgrind_control -d "$vpid" >/dev/null 2>&1
+    kill "$vpid"
+    wait "$vpid" 2>/dev/null || true
+    awk '/^(summary|totals):/ {print $2; exit}' "$dir/out.1"
+    rm -rf "$dir"
+  }
+  echo "callgrind, $N and $((2 * N)) sequential requests over one connection, bench process on 1 worker thread"
+  printf '%-12s %14s\n' "target" "instr/request"
+  for KEY in UPSTREAM BARE_PROXY GATEWAY; do
+    A=$(ir "$KEY" "$N")
+    B=$(ir "$KEY" $((2 * N)))
+    printf '%-12s %14s\n' "$KEY" "$(( (B - A) / N ))"
+  done
+  exit 0
+fi
+
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 OUT=$(mktemp)
 UP_OUT=$(mktemp)
