@@ -23,7 +23,7 @@ use crate::canary::Sticky;
 use crate::config::{ConfigError, GatewayConfig};
 use crate::headers::{header_bytes, strip_hop_by_hop, wants_upgrade};
 use crate::matcher::{Params, request_host};
-use crate::proxy::{self, Attempt, HttpClient, Upstream};
+use crate::proxy::{self, Affinity, Attempt, HttpClient, Upstream};
 use crate::ratelimit::{BucketParams, Decision, KeyedLimiter};
 use crate::route::{Builder, Route, Target, TargetKind};
 use crate::status::{GatewayStatus, GlobalCounters, bump};
@@ -313,11 +313,17 @@ impl Gateway {
         self.inner.routes.is_empty()
     }
 
-    /// A tower/hyper service for one client connection.
+    /// A tower/hyper service for one client connection. Its requests to a
+    /// plain `http://` HTTP/1 upstream go over an upstream connection of
+    /// its own while that one is idle (see `proxy::Affinity`), else through
+    /// the pool as with [`Gateway::handle`].
     pub fn service(&self, client: SocketAddr) -> GatewayService {
         GatewayService {
             gateway: self.clone(),
-            peer: Peer::new(client),
+            peer: Arc::new(Peer {
+                affinity: Some(Arc::default()),
+                ..Peer::new(client)
+            }),
         }
     }
 
@@ -693,8 +699,9 @@ impl Gateway {
             }
             TargetKind::Upstream(u) => {
                 let slot = slot.as_ref();
+                let affinity = client.affinity.as_ref();
                 self.call_upstream(
-                    route, target, u, parts, body, body_empty, rewritten, slot, id,
+                    route, target, u, affinity, parts, body, body_empty, rewritten, slot, id,
                 )
                 .await
             }
@@ -769,7 +776,8 @@ impl Gateway {
         &self,
         route: &Route,
         target: &Target,
-        upstream: &Upstream,
+        upstream: &Arc<Upstream>,
+        affinity: Option<&Arc<Affinity>>,
         mut parts: Parts,
         body: Body,
         body_empty: bool,
@@ -824,7 +832,9 @@ impl Gateway {
             } else {
                 parts.headers.clone()
             };
-            let outcome = proxy::attempt(client, upstream, req, route.timeout, || {
+            // Upgrades take the pool, whose connections can be upgraded.
+            let affinity = affinity.filter(|_| !upgrade);
+            let outcome = proxy::attempt(client, upstream, affinity, req, route.timeout, || {
                 slot.is_some_and(|s| s.get().is_some())
             })
             .await;
@@ -983,12 +993,13 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// The client end of a connection: its address and its IP as a header
-/// value (`X-Forwarded-For`), formatted once.
-#[derive(Clone, Debug)]
+/// The client end of a connection: its address, its IP as a header value
+/// (`X-Forwarded-For`), formatted once, and, for a connection served by
+/// [`GatewayService`], its own upstream connection.
 struct Peer {
     addr: SocketAddr,
     ip_value: HeaderValue,
+    affinity: Option<Arc<Affinity>>,
 }
 
 impl Peer {
@@ -996,7 +1007,14 @@ impl Peer {
         Peer {
             addr,
             ip_value: ip_header(addr.ip()),
+            affinity: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("addr", &self.addr).finish()
     }
 }
 
@@ -1007,9 +1025,7 @@ struct LazyHost<'a>(Option<Option<&'a str>>);
 
 impl<'a> LazyHost<'a> {
     fn for_route(&mut self, route: &Route, parts: &'a Parts) -> Option<&'a str> {
-        if route.cond.host.is_none() {
-            return None; // not looked at
-        }
+        route.cond.host.as_ref()?; // not looked at without a host condition
         *self
             .0
             .get_or_insert_with(|| request_host(&parts.uri, &parts.headers))
@@ -1020,7 +1036,7 @@ impl<'a> LazyHost<'a> {
 #[derive(Clone, Debug)]
 pub struct GatewayService {
     gateway: Gateway,
-    peer: Peer,
+    peer: Arc<Peer>,
 }
 
 impl<B> tower_service::Service<Request<B>> for GatewayService
