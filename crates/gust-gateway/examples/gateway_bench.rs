@@ -10,6 +10,14 @@
 //! any proxy: two reads and two writes per request);
 //! and `GATEWAY_H2=`: the same gateway route with `http2 = true`, which
 //! multiplexes every request to the upstream over one h2c connection.
+//!
+//! Environment:
+//! - `GW_BENCH_THREADS=n`: Tokio worker threads (default 2).
+//! - `GW_BENCH_ROLE=upstream`: start only the upstream, print `UPSTREAM=`.
+//! - `GW_BENCH_UPSTREAM=http://127.0.0.1:PORT`: start no upstream; the
+//!   gateway and the reference proxies forward to this one (printed as
+//!   `UPSTREAM=` as well). With the two, `bench/gateway.sh` (`PIN=1`) runs
+//!   the upstream and the gateway in two processes pinned to their own cores.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,26 +42,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let upstream = TcpListener::bind("127.0.0.1:0").await?;
-    let upstream_url = format!("http://{}", upstream.local_addr()?);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = upstream.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(http::Response::new(gust_gateway::full(
-                        "hello from upstream\n",
-                    )))
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let role = std::env::var("GW_BENCH_ROLE").unwrap_or_default();
+    match role.as_str() {
+        "" | "all" => {}
+        "upstream" => {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            println!("UPSTREAM=http://{}/", listener.local_addr()?);
+            upstream(listener).await;
+            return Ok(());
         }
-    });
+        other => return Err(format!("GW_BENCH_ROLE={other}: use `upstream` or `all`").into()),
+    }
+    let upstream_url = match std::env::var("GW_BENCH_UPSTREAM") {
+        Ok(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+        _ => {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}", listener.local_addr()?);
+            tokio::spawn(upstream(listener));
+            url
+        }
+    };
 
     let gateway = |http2: bool| {
         let toml = format!(
@@ -82,6 +90,26 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("GATEWAY=http://{}/", listener.local_addr()?);
     gust_gateway::serve(listener, gateway).await?;
     Ok(())
+}
+
+/// A tiny upstream: answers every request with a short text.
+async fn upstream(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, Infallible>(http::Response::new(gust_gateway::full(
+                    "hello from upstream\n",
+                )))
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }
 
 /// Forwards every request to `upstream` with hyper's pooled client and

@@ -228,11 +228,11 @@ impl Breaker {
             if !success {
                 b.2 += 1;
             }
+            if success {
+                return None; // a success never opens the breaker
+            }
             let (calls, failures) = window_totals(&g.buckets, now, s.window);
-            if !success
-                && calls >= s.min_calls
-                && f64::from(failures) >= s.failure_ratio * f64::from(calls)
-            {
+            if calls >= s.min_calls && f64::from(failures) >= s.failure_ratio * f64::from(calls) {
                 g.phase = Phase::Open {
                     until: now + s.open_for,
                 };

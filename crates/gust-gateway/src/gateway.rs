@@ -23,7 +23,7 @@ use crate::canary::Sticky;
 use crate::config::{ConfigError, GatewayConfig};
 use crate::headers::{header_bytes, strip_hop_by_hop, wants_upgrade};
 use crate::matcher::{Params, request_host};
-use crate::proxy::{self, Attempt, HttpClient, Upstream};
+use crate::proxy::{self, Affinity, Attempt, HttpClient, Upstream};
 use crate::ratelimit::{BucketParams, Decision, KeyedLimiter};
 use crate::route::{Builder, Route, Target, TargetKind};
 use crate::status::{GatewayStatus, GlobalCounters, bump};
@@ -300,9 +300,10 @@ impl Gateway {
     /// 405 when only the method differs) and the rest elsewhere, instead of
     /// the gateway's 404.
     pub fn matches(&self, parts: &Parts) -> bool {
-        let host = request_host(&parts.uri, &parts.headers);
+        let mut host = LazyHost::default();
         self.inner.routes.iter().any(|r| {
-            r.cond.matches_host_and_headers(host, &parts.headers)
+            r.cond
+                .matches_host_and_headers(host.for_route(r, parts), &parts.headers)
                 && r.path.matches(parts.uri.path()).is_some()
         })
     }
@@ -312,24 +313,32 @@ impl Gateway {
         self.inner.routes.is_empty()
     }
 
-    /// A tower/hyper service for one client connection.
+    /// A tower/hyper service for one client connection. Its requests to a
+    /// plain `http://` HTTP/1 upstream go over an upstream connection of
+    /// its own while that one is idle (see `proxy::Affinity`), else through
+    /// the pool as with [`Gateway::handle`].
     pub fn service(&self, client: SocketAddr) -> GatewayService {
         GatewayService {
             gateway: self.clone(),
-            client,
+            peer: Arc::new(Peer {
+                affinity: Some(Arc::default()),
+                ..Peer::new(client)
+            }),
         }
     }
 
-    /// A fresh request id: 32 lowercase hex digits.
+    /// A fresh request id: 32 lowercase hex digits. The first half is a
+    /// bijective mix of the seeded counter, so ids never repeat within a
+    /// process (for 2^64 requests); the second half scrambles it further.
     fn new_request_id(&self) -> HeaderValue {
         let n = self.inner.id_counter.fetch_add(1, Ordering::Relaxed);
-        let a = crate::canary::stable_hash(&(self.inner.id_seed ^ n).to_le_bytes());
-        let b = crate::canary::stable_hash(&a.wrapping_add(n).to_le_bytes());
+        let seed = self.inner.id_seed;
+        let a = crate::canary::mix(seed ^ n);
+        let b = crate::canary::mix(a ^ seed.rotate_left(32));
+        let word = (u128::from(a) << 64) | u128::from(b);
         let mut text = [0u8; 32];
         for (i, digit) in text.iter_mut().enumerate() {
-            let word = if i < 16 { a } else { b };
-            let nibble = (word >> (60 - 4 * (i % 16))) & 0xf;
-            *digit = b"0123456789abcdef"[nibble as usize];
+            *digit = b"0123456789abcdef"[((word >> (124 - 4 * i)) & 0xf) as usize];
         }
         HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
     }
@@ -337,6 +346,16 @@ impl Gateway {
     /// Handles one request from `client`. Never fails: every refusal is a
     /// response with a JSON reason. The response carries `x-request-id`.
     pub async fn handle<B>(&self, req: Request<B>, client: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.handle_from(req, &Peer::new(client)).await
+    }
+
+    /// [`Gateway::handle`] for a client whose address is already formatted
+    /// (once per connection by [`GatewayService`]).
+    async fn handle_from<B>(&self, req: Request<B>, client: &Peer) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -368,7 +387,7 @@ impl Gateway {
         &self,
         parts: Parts,
         body: Body,
-        client: SocketAddr,
+        client: &Peer,
         id: &str,
     ) -> Response<Body> {
         let inner = &*self.inner;
@@ -398,11 +417,15 @@ impl Gateway {
         } else {
             parts.method.clone()
         };
-        let host = request_host(&parts.uri, &parts.headers);
+        // The host is only parsed when a route has a host condition.
+        let mut host = LazyHost::default();
         let mut allow: Vec<Method> = Vec::new();
         let mut found = None;
         for r in &inner.routes {
-            if !r.cond.matches_host_and_headers(host, &parts.headers) {
+            if !r
+                .cond
+                .matches_host_and_headers(host.for_route(r, &parts), &parts.headers)
+            {
                 continue;
             }
             let Some(params) = r.path.matches(parts.uri.path()) else {
@@ -485,12 +508,12 @@ impl Gateway {
         params: Params,
         mut parts: Parts,
         body: Body,
-        client: SocketAddr,
+        client: &Peer,
         id: &str,
     ) -> Response<Body> {
         let inner = &*self.inner;
         let c = &route.counters;
-        let ip = self.client_ip(&parts, client);
+        let ip = self.client_ip(&parts, client.addr);
 
         // Auth.
         let mut consumer = None;
@@ -650,9 +673,9 @@ impl Gateway {
         }
         let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) if inner.trust_forwarded_for => {
-                HeaderValue::from_str(&format!("{prev}, {}", client.ip())).ok()
+                HeaderValue::from_str(&format!("{prev}, {}", client.addr.ip())).ok()
             }
-            _ => Some(ip_header(client.ip())),
+            _ => Some(client.ip_value.clone()),
         };
         if let Some(v) = xff {
             h.insert(X_FORWARDED_FOR, v);
@@ -676,8 +699,9 @@ impl Gateway {
             }
             TargetKind::Upstream(u) => {
                 let slot = slot.as_ref();
+                let affinity = client.affinity.as_ref();
                 self.call_upstream(
-                    route, target, u, parts, body, body_empty, rewritten, slot, id,
+                    route, target, u, affinity, parts, body, body_empty, rewritten, slot, id,
                 )
                 .await
             }
@@ -752,7 +776,8 @@ impl Gateway {
         &self,
         route: &Route,
         target: &Target,
-        upstream: &Upstream,
+        upstream: &Arc<Upstream>,
+        affinity: Option<&Arc<Affinity>>,
         mut parts: Parts,
         body: Body,
         body_empty: bool,
@@ -764,8 +789,7 @@ impl Gateway {
         let upgrade = !upstream.http2 && wants_upgrade(&parts.headers);
         strip_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.remove(header::HOST);
-        let path = rewritten.as_deref().unwrap_or(parts.uri.path());
-        let uri = match upstream.uri(path, parts.uri.query()) {
+        let uri = match upstream.uri_for(&parts.uri, rewritten.as_deref()) {
             Ok(u) => u,
             Err(_) => {
                 return body::error(
@@ -808,7 +832,9 @@ impl Gateway {
             } else {
                 parts.headers.clone()
             };
-            let outcome = proxy::attempt(client, upstream, req, route.timeout, || {
+            // Upgrades take the pool, whose connections can be upgraded.
+            let affinity = affinity.filter(|_| !upgrade);
+            let outcome = proxy::attempt(client, upstream, affinity, req, route.timeout, || {
                 slot.is_some_and(|s| s.get().is_some())
             })
             .await;
@@ -908,13 +934,38 @@ impl EndStreamHint for Body {
     }
 }
 
-/// An IP address as a header value, formatted without a heap string.
+/// An IP address as a header value, formatted without a heap string (and,
+/// for IPv4, without the formatting machinery).
 fn ip_header(ip: IpAddr) -> HeaderValue {
-    use std::io::Write;
     let mut buf = [0u8; 64]; // the longest IPv6 text is 45 bytes
-    let mut w = &mut buf[..];
-    let _ = write!(w, "{ip}");
-    let len = 64 - w.len();
+    let len = match ip {
+        IpAddr::V4(v4) => {
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    buf[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    buf[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                buf[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            len
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write;
+            let mut w = &mut buf[..];
+            let _ = write!(w, "{ip}");
+            64 - w.len()
+        }
+    };
     HeaderValue::from_bytes(&buf[..len]).expect("an IP address is a valid header value")
 }
 
@@ -942,11 +993,50 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// The client end of a connection: its address, its IP as a header value
+/// (`X-Forwarded-For`), formatted once, and, for a connection served by
+/// [`GatewayService`], its own upstream connection.
+struct Peer {
+    addr: SocketAddr,
+    ip_value: HeaderValue,
+    affinity: Option<Arc<Affinity>>,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr) -> Self {
+        Peer {
+            addr,
+            ip_value: ip_header(addr.ip()),
+            affinity: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("addr", &self.addr).finish()
+    }
+}
+
+/// The request's host (see [`request_host`]), parsed the first time a route
+/// with a host condition asks for it.
+#[derive(Default)]
+struct LazyHost<'a>(Option<Option<&'a str>>);
+
+impl<'a> LazyHost<'a> {
+    fn for_route(&mut self, route: &Route, parts: &'a Parts) -> Option<&'a str> {
+        route.cond.host.as_ref()?; // not looked at without a host condition
+        *self
+            .0
+            .get_or_insert_with(|| request_host(&parts.uri, &parts.headers))
+    }
+}
+
 /// The gateway as a tower (and hyper) service for one client connection.
 #[derive(Clone, Debug)]
 pub struct GatewayService {
     gateway: Gateway,
-    client: SocketAddr,
+    peer: Arc<Peer>,
 }
 
 impl<B> tower_service::Service<Request<B>> for GatewayService
@@ -978,8 +1068,8 @@ where
 
     fn call(&self, req: Request<B>) -> Self::Future {
         let gateway = self.gateway.clone();
-        let client = self.client;
-        Box::pin(async move { Ok(gateway.handle(req, client).await) })
+        let peer = self.peer.clone();
+        Box::pin(async move { Ok(gateway.handle_from(req, &peer).await) })
     }
 }
 
@@ -1130,7 +1220,11 @@ mod tests {
     fn ip_header_writes_the_address() {
         for ip in [
             "127.0.0.1",
+            "0.0.0.0",
+            "10.200.9.255",
+            "100.99.0.1",
             "::1",
+            "::ffff:192.168.0.1",
             "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
         ] {
             let parsed: IpAddr = ip.parse().unwrap();

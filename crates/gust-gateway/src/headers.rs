@@ -80,11 +80,18 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Whether `n` is a header [`strip_hop_by_hop`] may remove or rewrite.
+/// Checked for every header of every request and response: compares with
+/// the names in place (`HOP_BY_HOP.contains` would build and drop a
+/// temporary copy of the const array on each call).
 fn is_hop_by_hop(n: &HeaderName) -> bool {
     *n == header::CONNECTION
         || *n == header::TRANSFER_ENCODING
         || *n == header::UPGRADE
-        || HOP_BY_HOP.contains(n)
+        || *n == header::PROXY_AUTHENTICATE
+        || *n == header::PROXY_AUTHORIZATION
+        || *n == header::TE
+        || *n == header::TRAILER
+        || matches!(n.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// Removes hop-by-hop headers (and those named in `Connection`). With
@@ -170,6 +177,11 @@ mod tests {
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         h.insert("te", HeaderValue::from_static("trailers"));
         assert!(wants_upgrade(&h));
+        for n in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(n), "{n}");
+        }
+        assert!(!is_hop_by_hop(&header::HOST));
+        assert!(!is_hop_by_hop(&HeaderName::from_static("x-keep-alive")));
         let mut plain = h.clone();
         strip_hop_by_hop(&mut plain, false);
         assert!(plain.is_empty(), "{plain:?}");

@@ -1,12 +1,16 @@
-//! Upstream HTTP targets: the pooled client, one guarded attempt through the
+//! Upstream HTTP targets: the pooled client, a client connection's own
+//! upstream connection ([`Affinity`]), one guarded attempt through the
 //! circuit breaker, and WebSocket tunnels.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::upgrade::OnUpgrade;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -19,6 +23,13 @@ use crate::body::Body;
 use crate::breaker::{Breaker, BreakerSettings, BreakerState};
 use crate::status::{UpstreamStatus, bump};
 
+/// How long opening an upstream connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most idle connections the pool keeps per upstream, and most client
+/// connections with an upstream connection of their own ([`Affinity`]).
+const MAX_CONNECTIONS_KEPT: usize = 256;
+
 /// The pooled upstream client (`http://` and `https://`).
 pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -27,7 +38,7 @@ pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 pub(crate) fn client(http2: bool, tls: &rustls::ClientConfig) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     connector.enforce_http(false);
     let https = HttpsConnectorBuilder::new()
         .with_tls_config(tls.clone())
@@ -39,7 +50,7 @@ pub(crate) fn client(http2: bool, tls: &rustls::ClientConfig) -> HttpClient {
     };
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256);
+        .pool_max_idle_per_host(MAX_CONNECTIONS_KEPT);
     if http2 {
         b.http2_only(true);
     }
@@ -84,6 +95,11 @@ pub(crate) struct Upstream {
     pub breaker: Breaker,
     pub calls: AtomicU64,
     pub failures: AtomicU64,
+    /// `Host` for HTTP/1 requests, as the pooled client writes it; `None`
+    /// for upstreams that [`Affinity`] leaves to the pool (TLS, HTTP/2).
+    affine_host: Option<HeaderValue>,
+    /// Open [`Affinity`] connections to this upstream.
+    affine_open: AtomicUsize,
 }
 
 impl Upstream {
@@ -108,7 +124,17 @@ impl Upstream {
                 "`{url}` has a query; give only scheme, host, port and base path"
             ));
         }
+        // What hyper's pooled client puts in `Host`: the host, and the port
+        // unless it is the scheme's default.
+        let affine_host = (scheme == Scheme::HTTP && !http2)
+            .then(|| match authority.port_u16() {
+                Some(p) if p != 80 => HeaderValue::from_str(&format!("{}:{p}", authority.host())),
+                _ => HeaderValue::from_str(authority.host()),
+            })
+            .and_then(Result::ok);
         Ok(Upstream {
+            affine_host,
+            affine_open: AtomicUsize::new(0),
             url: url.trim_end_matches('/').to_string(),
             scheme,
             authority,
@@ -134,6 +160,25 @@ impl Upstream {
             .build()
     }
 
+    /// The upstream URI for a request whose path is `rewritten` or, when
+    /// `None`, the request's own: then, without a base path, the request's
+    /// path and query are reused as they are (no string to build and parse).
+    pub fn uri_for(&self, request: &Uri, rewritten: Option<&str>) -> Result<Uri, http::Error> {
+        if rewritten.is_none()
+            && self.base_path.is_empty()
+            && let Some(pq) = request.path_and_query()
+            && pq.path().starts_with('/')
+        {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            parts.path_and_query = Some(pq.clone());
+            return Ok(Uri::from_parts(parts)?);
+        }
+        let path = rewritten.unwrap_or(request.path());
+        self.uri(path, request.query())
+    }
+
     pub fn status(&self) -> UpstreamStatus {
         use std::sync::atomic::Ordering::Relaxed;
         UpstreamStatus {
@@ -154,7 +199,219 @@ pub(crate) enum Attempt {
     /// No response head within the route's timeout.
     Timeout,
     /// Connection or protocol error.
-    Failed(hyper_util::client::legacy::Error),
+    Failed(Failure),
+}
+
+/// A failed upstream call.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Through the pooled client.
+    Pooled(hyper_util::client::legacy::Error),
+    /// Over a client connection's own upstream connection ([`Affinity`]).
+    Affine(hyper::Error),
+}
+
+impl Failure {
+    /// Whether the upstream could not be reached at all.
+    pub fn is_connect(&self) -> bool {
+        match self {
+            Failure::Pooled(e) => e.is_connect(),
+            Failure::Affine(_) => false, // that connection was open
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Pooled(e) => e.fmt(f),
+            Failure::Affine(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A client connection's own HTTP/1 connection to one plain-`http://`
+/// upstream. While a client sends its requests one after another (as
+/// HTTP/1 clients do), each goes over the same upstream connection, which
+/// saves the pool's work per request (checkout, key hashing, `Host`
+/// formatting, the return). The connection is opened in the background on
+/// the client connection's first request to such an upstream (that request
+/// and any while it is busy, closed or not opened take the pool), at most
+/// [`MAX_CONNECTIONS_KEPT`] per upstream, and closes with the client's.
+/// Breaker, timeout and retries apply as to pooled requests.
+#[derive(Default)]
+pub(crate) struct Affinity {
+    slot: Mutex<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The upstream this client connection is bound to (its address), 0
+    /// before the first request; [`NO_AFFINITY`] once that failed.
+    upstream: usize,
+    /// The idle connection (or one still reading a response body).
+    sender: Option<SendRequest<Body>>,
+    /// A request has the connection (HTTP/2 clients send several at once).
+    in_use: bool,
+    connecting: bool,
+}
+
+/// Bound to no upstream: every request takes the pool.
+const NO_AFFINITY: usize = usize::MAX;
+
+impl Affinity {
+    fn key(upstream: &Upstream) -> usize {
+        upstream as *const Upstream as usize
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The idle connection to `upstream`, lent to one request at a time;
+    /// (re)opens one in the background when there is none.
+    fn take(self: &Arc<Self>, upstream: &Arc<Upstream>) -> Option<Lease<'_>> {
+        upstream.affine_host.as_ref()?;
+        let key = Self::key(upstream);
+        let mut slot = self.lock();
+        if slot.upstream != key {
+            if slot.upstream != 0 {
+                return None; // bound to another upstream, or failed
+            }
+            slot.upstream = key;
+        }
+        if slot.in_use {
+            return None;
+        }
+        match slot.sender.take() {
+            Some(s) if s.is_ready() => {
+                slot.in_use = true;
+                Some(Lease {
+                    affinity: self,
+                    sender: Some(s),
+                    answered: false,
+                })
+            }
+            Some(s) if !s.is_closed() => {
+                slot.sender = Some(s); // still reading a response body
+                None
+            }
+            _ => {
+                // Never opened, or closed (the upstream ended it).
+                if !slot.connecting {
+                    if upstream.affine_open.fetch_add(1, Ordering::Relaxed) < MAX_CONNECTIONS_KEPT {
+                        slot.connecting = true;
+                        tokio::spawn(open(Arc::downgrade(self), upstream.clone()));
+                    } else {
+                        upstream.affine_open.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A client connection's upstream connection, lent to one request. Given
+/// back when dropped after a response head came over it; else (an error,
+/// or the request's timeout dropped it mid-way) the connection is closed
+/// and the next request opens another.
+struct Lease<'a> {
+    affinity: &'a Affinity,
+    sender: Option<SendRequest<Body>>,
+    answered: bool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.affinity.lock();
+        slot.in_use = false;
+        if self.answered {
+            slot.sender = self.sender.take();
+        }
+    }
+}
+
+/// Opens `affinity`'s connection to `upstream` (an `http://` HTTP/1 one),
+/// unless the client connection is gone by then. Counted in
+/// `upstream.affine_open` (by the caller) until it closes.
+async fn open(affinity: Weak<Affinity>, upstream: Arc<Upstream>) {
+    let opened = async {
+        let host = upstream.authority.host();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = upstream.authority.port_u16().unwrap_or(80);
+        let stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()
+    };
+    let opened = tokio::time::timeout(CONNECT_TIMEOUT, opened)
+        .await
+        .ok()
+        .flatten();
+    let sender = opened.map(|(sender, conn)| {
+        let counted = upstream.clone();
+        tokio::spawn(async move {
+            let _ = conn.await;
+            counted.affine_open.fetch_sub(1, Ordering::Relaxed);
+        });
+        sender
+    });
+    if sender.is_none() {
+        upstream.affine_open.fetch_sub(1, Ordering::Relaxed);
+    }
+    let Some(affinity) = affinity.upgrade() else {
+        return; // dropping the sender closes the connection
+    };
+    let mut slot = affinity.lock();
+    slot.connecting = false;
+    match sender {
+        Some(s) => slot.sender = Some(s),
+        None => slot.upstream = NO_AFFINITY,
+    }
+}
+
+/// Sends `req` over the client connection's own upstream connection when
+/// it has an idle one, else (or when that connection turns out closed
+/// before the request went out) through the pool.
+async fn send(
+    client: &HttpClient,
+    upstream: &Arc<Upstream>,
+    affinity: Option<&Arc<Affinity>>,
+    mut req: Request<Body>,
+) -> Result<Response<Incoming>, Failure> {
+    if let Some(affinity) = affinity
+        && let Some(host) = &upstream.affine_host
+        && req.method() != Method::CONNECT
+        && let Some(mut lease) = affinity.take(upstream)
+        && let Some(sender) = lease.sender.as_mut()
+    {
+        // What the pooled client does for HTTP/1: `Host` when absent, and
+        // the URI in origin form.
+        let absolute = req.uri().clone();
+        req.headers_mut()
+            .entry(header::HOST)
+            .or_insert_with(|| host.clone());
+        if let Some(pq) = absolute.path_and_query() {
+            *req.uri_mut() = Uri::from(pq.clone());
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                lease.answered = true;
+                return Ok(resp);
+            }
+            Err(mut e) => match e.take_message() {
+                // Not sent (the connection had closed): the pool's turn.
+                Some(mut unsent) => {
+                    *unsent.uri_mut() = absolute;
+                    req = unsent;
+                }
+                None => return Err(Failure::Affine(e.into_error())),
+            },
+        }
+    }
+    client.request(req).await.map_err(Failure::Pooled)
 }
 
 /// Sends one request through the upstream's breaker with a timeout.
@@ -162,7 +419,8 @@ pub(crate) enum Attempt {
 /// client's own body (then it does not count against the upstream).
 pub(crate) async fn attempt(
     client: &HttpClient,
-    upstream: &Upstream,
+    upstream: &Arc<Upstream>,
+    affinity: Option<&Arc<Affinity>>,
     mut req: Request<Body>,
     timeout: Duration,
     client_fault: impl Fn() -> bool,
@@ -177,7 +435,7 @@ pub(crate) async fn attempt(
         Version::HTTP_11
     };
     bump(&upstream.calls);
-    let outcome = match tokio::time::timeout(timeout, client.request(req)).await {
+    let outcome = match tokio::time::timeout(timeout, send(client, upstream, affinity, req)).await {
         Err(_) => Attempt::Timeout,
         Ok(Err(e)) => Attempt::Failed(e),
         Ok(Ok(resp)) => Attempt::Response(resp),
@@ -222,4 +480,40 @@ pub(crate) fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, request_id: Str
             Err(e) => tracing::debug!(request_id, error = %e, "tunnel ended"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_for_reuses_the_request_path_or_joins() {
+        let plain =
+            Upstream::parse("http://127.0.0.1:9/", false, BreakerSettings::default()).unwrap();
+        let based = Upstream::parse("http://h:9/base/", false, BreakerSettings::default()).unwrap();
+        for req in [
+            "/",
+            "/a/b?x=1&y",
+            "/a?",
+            "/%2Fa/b?q=%20",
+            "http://other:1/p?q",
+        ] {
+            let req: Uri = req.parse().unwrap();
+            for (u, rewritten) in [
+                (&plain, None),
+                (&based, None),
+                (&plain, Some("/new")),
+                (&based, Some("new")),
+            ] {
+                let path = rewritten.unwrap_or(req.path());
+                assert_eq!(
+                    u.uri_for(&req, rewritten).unwrap(),
+                    u.uri(path, req.query()).unwrap(),
+                    "{req} {rewritten:?}"
+                );
+            }
+        }
+        let req: Uri = "/x?q".parse().unwrap();
+        assert_eq!(plain.uri_for(&req, None).unwrap(), "http://127.0.0.1:9/x?q");
+    }
 }
