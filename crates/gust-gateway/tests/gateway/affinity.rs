@@ -116,18 +116,18 @@ fn config(up: &str) -> String {
     )
 }
 
+/// A gateway proxying every path to `up` (no function targets).
+async fn start_proxy(up: &str) -> (String, gust_gateway::Gateway) {
+    let no_functions = |_: &str, _| -> gust_gateway::BoxFuture<Response<gust_gateway::Body>> {
+        unreachable!("the routes have no function target")
+    };
+    start_gateway(&config(up), Arc::new(no_functions)).await
+}
+
 #[tokio::test]
 async fn each_client_connection_keeps_its_own_upstream_connection() {
     let (up, _) = numbered_upstream().await;
-    let (base, _gw) = start_gateway(
-        &config(&up),
-        Arc::new(
-            |_: &str, _| -> gust_gateway::BoxFuture<Response<gust_gateway::Body>> {
-                unreachable!()
-            },
-        ),
-    )
-    .await;
+    let (base, _gw) = start_proxy(&up).await;
     let (a, b) = (keep_alive_client(), keep_alive_client());
     // The first request of each takes the pool while their own connections open.
     let (_, first) = get_on(&a, &format!("{base}/x?n=0")).await;
@@ -173,15 +173,7 @@ async fn each_client_connection_keeps_its_own_upstream_connection() {
 #[tokio::test]
 async fn a_closed_stalled_or_broken_upstream_connection_is_replaced() {
     let (up, accepted) = numbered_upstream().await;
-    let (base, gw) = start_gateway(
-        &config(&up),
-        Arc::new(
-            |_: &str, _| -> gust_gateway::BoxFuture<Response<gust_gateway::Body>> {
-                unreachable!()
-            },
-        ),
-    )
-    .await;
+    let (base, gw) = start_proxy(&up).await;
     let client = keep_alive_client();
     get_on(&client, &format!("{base}/x")).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -221,15 +213,7 @@ async fn a_closed_stalled_or_broken_upstream_connection_is_replaced() {
 #[tokio::test]
 async fn concurrent_requests_of_an_h2c_client_share_it_with_the_pool() {
     let (up, _) = numbered_upstream().await;
-    let (base, gw) = start_gateway(
-        &config(&up),
-        Arc::new(
-            |_: &str, _| -> gust_gateway::BoxFuture<Response<gust_gateway::Body>> {
-                unreachable!()
-            },
-        ),
-    )
-    .await;
+    let (base, gw) = start_proxy(&up).await;
     let h2: Client<HttpConnector, gust_gateway::Body> = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build(HttpConnector::new());
