@@ -77,10 +77,10 @@ impl ComponentCache {
         compiler: &dyn Fn() -> Option<Engine>,
         bytes: &[u8],
     ) -> Result<(Component, CacheOutcome)> {
+        let key = engine_key(engine);
         let file = self.dir.join(format!(
-            "{}-{}.cwasm",
-            hex::encode(Sha256::digest(bytes)),
-            engine_key(engine)
+            "{}-{key}.cwasm",
+            hex::encode(Sha256::digest(bytes))
         ));
         if file.is_file() {
             // SAFETY: the file was written by `precompile_component` of an
@@ -94,7 +94,7 @@ impl ComponentCache {
                 }
             }
         }
-        let compiler = compiler().filter(|c| engine_key(c) == engine_key(engine));
+        let compiler = compiler().filter(|c| engine_key(c) == key);
         let compiled = compiler
             .as_ref()
             .unwrap_or(engine)
