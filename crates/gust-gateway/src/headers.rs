@@ -69,7 +69,10 @@ impl HeaderRewrite {
     }
 }
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// A `static`, not a `const`: a const array of `HeaderName`s would be built
+/// and dropped again at every use, and [`is_hop_by_hop`] runs for every
+/// header of every request and response.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -80,18 +83,8 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Whether `n` is a header [`strip_hop_by_hop`] may remove or rewrite.
-/// Checked for every header of every request and response: compares with
-/// the names in place (`HOP_BY_HOP.contains` would build and drop a
-/// temporary copy of the const array on each call).
 fn is_hop_by_hop(n: &HeaderName) -> bool {
-    *n == header::CONNECTION
-        || *n == header::TRANSFER_ENCODING
-        || *n == header::UPGRADE
-        || *n == header::PROXY_AUTHENTICATE
-        || *n == header::PROXY_AUTHORIZATION
-        || *n == header::TE
-        || *n == header::TRAILER
-        || matches!(n.as_str(), "keep-alive" | "proxy-connection")
+    *n == header::TRANSFER_ENCODING || *n == header::UPGRADE || HOP_BY_HOP.contains(n)
 }
 
 /// Removes hop-by-hop headers (and those named in `Connection`). With
