@@ -342,6 +342,13 @@ fn metrics_count_every_invocation_by_function_and_trigger() {
         for holder in ["logs", "sse", "dedupe"] {
             assert!(held("bytes", holder) >= 0.0);
         }
+        // The queue and stream files are open, their caches in use and
+        // under their bound.
+        let files = held("items", "page_cache");
+        assert!(files >= 2.0, "{text}");
+        let cached = held("bytes", "page_cache");
+        assert!(cached > 0.0, "{text}");
+        assert!(cached <= files * (4 << 20) as f64, "{text}");
         let queues = value(
             text,
             "gust_storage_file_bytes{app=\"metered\",file=\"queues.redb\"}",

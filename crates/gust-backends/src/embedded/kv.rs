@@ -59,7 +59,6 @@ impl EmbeddedKv {
                 .map_err(|e| BackendError::engine(BACKEND, e))?;
             txn.commit().map_err(|e| BackendError::engine(BACKEND, e))?;
         }
-        let db = Arc::new(db);
         let (writer, jobs) = mpsc::unbounded_channel();
         let thread_db = db.clone();
         std::thread::Builder::new()

@@ -728,7 +728,6 @@ impl EmbeddedQueues {
                 next_seq = next_seq.max(seq + 1);
             }
         }
-        let db = Arc::new(db);
         let (writer, jobs) = mpsc::channel();
         let thread_db = db.clone();
         let thread = std::thread::Builder::new()

@@ -690,7 +690,6 @@ impl EmbeddedStreams {
                 };
             }
         }
-        let db = Arc::new(db);
         let registry: Registry = Arc::new(Mutex::new(streams));
         let (writer, jobs) = mpsc::channel();
         let (thread_db, thread_registry) = (db.clone(), registry.clone());

@@ -51,7 +51,7 @@ impl EmbeddedTables {
         txn.open_table(SEQUENCES).map_err(engine)?;
         txn.commit().map_err(engine)?;
         Ok(Self {
-            db: Arc::new(db),
+            db,
             heads: Arc::default(),
         })
     }

@@ -6,9 +6,11 @@
 //!   (event inputs kept for `gust replay`, `--replay-max-bytes`), `logs`
 //!   (lines kept for `gust logs` and the console), `sse` (recent events kept
 //!   for server-sent event replay) and `dedupe` (published event ids
-//!   remembered, when the window lives in this process);
+//!   remembered, when the window lives in this process) and `page_cache`
+//!   (the page caches of the app's open embedded database files, items =
+//!   files);
 //! * `gust_storage_file_bytes` by `file`: each embedded database file of
-//!   `<app>/.gust/data` (each caches up to 16 MiB of itself in memory);
+//!   `<app>/.gust/data` (each caches up to 4 MiB of itself in memory);
 //! * `process_heap_bytes` by `state` (`in_use`, `free`): the allocator's
 //!   view of the whole process, where it is glibc's.
 
@@ -30,13 +32,21 @@ pub fn collect(host: &Host, families: &mut Families) {
     if let Some((keys, bytes)) = host.services().dedupe.in_memory() {
         holders.push(("dedupe", keys, bytes));
     }
+    let data = app.app.state_dir().join("data");
+    let data = data.canonicalize().unwrap_or(data);
+    let caches: Vec<usize> = gust_backends::embedded::page_caches()
+        .into_iter()
+        .filter(|(path, _)| path.canonicalize().is_ok_and(|p| p.starts_with(&data)))
+        .map(|(_, bytes)| bytes)
+        .collect();
+    holders.push(("page_cache", caches.len(), caches.iter().sum()));
     for (holder, items, bytes) in holders {
         let (items, bytes) = (items as u64, bytes as u64);
         let labels = [("app", name), ("holder", holder)];
         families
             .family(
                 "gust_retained_bytes",
-                "Memory held by a bounded in-memory holder: replay (event inputs for gust replay), logs (recent function log lines), sse (events kept for server-sent event replay), dedupe (published event ids remembered in this process).",
+                "Memory held by a bounded in-memory holder: replay (event inputs for gust replay), logs (recent function log lines), sse (events kept for server-sent event replay), dedupe (published event ids remembered in this process), page_cache (the embedded database files' page caches).",
                 Kind::Gauge,
             )
             .sample(&labels, bytes);
@@ -48,7 +58,6 @@ pub fn collect(host: &Host, families: &mut Families) {
             )
             .sample(&labels, items);
     }
-    let data = app.app.state_dir().join("data");
     let Ok(files) = std::fs::read_dir(&data) else {
         return;
     };
