@@ -15,7 +15,8 @@
 # soak starts alike and does not inherit half a GB of an earlier one's).
 # Besides RSS and fds, each window reads gust's /metrics (a
 # --metrics-listen listener): the heap in use, the memory its bounded
-# holders retain (replay, logs, sse, dedupe) and the embedded data files.
+# holders retain (replay, logs, sse, dedupe, the embedded files' page
+# caches) and the embedded data files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-600}

@@ -75,6 +75,12 @@ print("RSS MiB first/after 1 window/last/max: %.1f / %.1f / %.1f / %.1f" % (rows
 if any(r[7] for r in rows):
     print("heap in use MiB at 0/25/50/75/100%%: %s" % " / ".join("%.1f" % at(f)[7] for f in (0, .25, .5, .75, 1)))
     print("retained by bounded holders MiB at 0/25/50/75/100%%: %s" % " / ".join("%.1f" % at(f)[8] for f in (0, .25, .5, .75, 1)))
+    print("heap in use outside the holders MiB at 0/25/50/75/100%%: %s" % " / ".join("%.1f" % (at(f)[7] - at(f)[8]) for f in (0, .25, .5, .75, 1)))
+    half, end = at(.5), rows[-1]
+    if end[0] > half[0]:
+        per_min = lambda col: (end[col] - half[col]) / ((end[0] - half[0]) / 60)
+        print("second half, MiB per minute: heap in use %+.2f, retained %+.2f, outside the holders %+.2f"
+              % (per_min(7), per_min(8), per_min(7) - per_min(8)))
     print("embedded data files MiB first/last: %.1f / %.1f" % (rows[0][9], rows[-1][9]))
 print("RSS MiB at 0/25/50/75/100%%: %s" % " / ".join("%.1f" % at(f)[1] for f in (0, .25, .5, .75, 1)))
 print("fds first/after 1 window/last/max: %d / %d / %d / %d" % (rows[0][2], loaded[0][2], rows[-1][2], max(r[2] for r in rows)))
