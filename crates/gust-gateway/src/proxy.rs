@@ -30,6 +30,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// connections with an upstream connection of their own ([`Affinity`]).
 const MAX_CONNECTIONS_KEPT: usize = 256;
 
+/// Whether requests to HTTP/1 upstreams go out with `writev()` (head and
+/// body chunks as separate buffers) or copied into one buffer and sent
+/// with one `send()`. Off: on Linux the vectored path costs more kernel
+/// time (`vfs_writev`, the file position lock) than copying a head saves,
+/// about 2 % of the gateway's throughput (`bench/BENCHMARKS.md`, "A core
+/// of its own"). The buffer keeps its size for the connection's
+/// life, so this is for upstream connections only: they are bounded in
+/// number, and a request body arrives in pieces no larger than the client
+/// connection's read buffer. Responses to clients, whose connections are
+/// many and whose bodies come in pieces as large as the upstream sends,
+/// keep hyper's vectored writes, which hold no copy.
+pub(crate) const WRITEV: bool = false;
+
 /// The pooled upstream client (`http://` and `https://`).
 pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -49,7 +62,8 @@ pub(crate) fn client(http2: bool, tls: &rustls::ClientConfig) -> HttpClient {
         https.enable_http1().wrap_connector(connector)
     };
     let mut b = Client::builder(TokioExecutor::new());
-    b.pool_idle_timeout(Duration::from_secs(60))
+    b.http1_writev(WRITEV)
+        .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(MAX_CONNECTIONS_KEPT);
     if http2 {
         b.http2_only(true);
@@ -342,7 +356,9 @@ async fn open(affinity: Weak<Affinity>, upstream: Arc<Upstream>) {
         let port = upstream.authority.port_u16().unwrap_or(80);
         let stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
         let _ = stream.set_nodelay(true);
-        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        hyper::client::conn::http1::Builder::new()
+            .writev(WRITEV)
+            .handshake(TokioIo::new(stream))
             .await
             .ok()
     };
