@@ -99,7 +99,7 @@ for _ in range(int(sys.argv[2])):
   exit 0
 fi
 
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk is needed: scripts/setup.sh --bench (or apt-get install wrk)" >&2; exit 1; }
 
 OUT=$(mktemp)
 UP_OUT=$(mktemp)

@@ -5,7 +5,8 @@
 # in a headless browser) and prometheus (promtool and a server for the
 # metrics test), and starts the local services the engine-backed
 # tests talk to if they are down (installing the S3 test server, moto, with
-# pip if it is missing).
+# pip if it is missing). With --bench, instead, what the benchmarks in
+# bench/ need beyond that (wrk).
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -37,9 +38,24 @@ install_prometheus() {
     echo "setup: promtool is missing and apt-get is not available; the metrics test will fail" >&2
   fi
 }
+# wrk drives bench/gateway.sh (benchmarks only: `scripts/setup.sh --bench`).
+install_wrk() {
+  if command -v wrk >/dev/null; then return 0; fi
+  if command -v apt-get >/dev/null; then
+    echo "setup: apt-get install wrk (HTTP load for bench/gateway.sh)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "setup: wrk is missing and apt-get is not available; bench/gateway.sh will not run" >&2
+  fi
+}
 if [[ "${1:-}" == "--services" ]]; then
   install_browser
   install_prometheus
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  install_wrk
+  exit 0
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
