@@ -44,15 +44,16 @@ pub(crate) fn open_database(path: &Path) -> Result<Arc<redb::Database>, redb::Da
             .set_cache_size(CACHE_BYTES)
             .create(path)?,
     );
+    let listed = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     open.retain(|(_, db)| db.strong_count() > 0);
-    open.push((path.to_path_buf(), Arc::downgrade(&db)));
+    open.push((listed, Arc::downgrade(&db)));
     Ok(db)
 }
 
 /// Bytes each open embedded database file holds in its page cache (read
-/// cache and write buffer), by path: memory that grows with the file up
-/// to [`CACHE_BYTES`].
+/// cache and write buffer), by canonical path: memory that grows with the
+/// file up to [`CACHE_BYTES`].
 pub fn page_caches() -> Vec<(PathBuf, usize)> {
     use redb::ReadableDatabase;
     let open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
@@ -86,6 +87,7 @@ mod tests {
                 .find(|(p, _)| p == path)
                 .map(|(_, bytes)| bytes)
         };
+        let path = path.canonicalize().unwrap();
         let bytes = cached(&path).expect("an open file is listed");
         assert!(bytes > 0, "16 MB written leave pages cached");
         assert!(bytes <= CACHE_BYTES, "{bytes} over the bound");
